@@ -1,0 +1,15 @@
+"""ddpmseg: label-efficient semantic segmentation with DDPM pixel features.
+
+The package holds all logic of the pipeline; the Snakemake scripts only call it.
+Main entry points:
+
+- :func:`ddpmseg.ddpm.load_ddpm` loads a guided-diffusion checkpoint with its model flags.
+- :func:`ddpmseg.features.extract_activations` runs the DDPM on a batch of images.
+- :func:`ddpmseg.store.write_store` / :class:`ddpmseg.store.FeatureStore` keep native-resolution
+  activations in zarr and read the exact (upsampled) features of any pixel back.
+- :func:`ddpmseg.classifier.train_member` trains one pixel classifier of the ensemble.
+- :func:`ddpmseg.predict.predict_image` labels an image with an ensemble.
+- :func:`ddpmseg.metrics.score` computes mIoU as the paper does.
+"""
+
+__version__ = "0.1.0"

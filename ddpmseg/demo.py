@@ -1,0 +1,122 @@
+"""The embedded demo dataset: textured scenes of overlapping shapes, in the paper's archive layout.
+
+Every image is drawn from its own generator seeded by (seed, split, index), so the dataset is the same
+for a given seed whatever the counts. Pixels on object outlines carry the ignore label, like the
+"void" borders of hand-made annotations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .files import atomic_directory
+
+CLASS_NAMES = ["background", "disc", "square", "triangle", "ring"]
+IGNORE_LABEL = 255
+# Centre hue of each object class (fraction of the colour wheel); colours vary around it.
+_CLASS_HUES = {1: 0.0, 2: 0.33, 3: 0.6, 4: 0.12}
+_SPLIT_IDS = {"train": 0, "test": 1, "unlabelled": 2}
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    i = int(h * 6.0) % 6
+    f = h * 6.0 - int(h * 6.0)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth two-colour gradient with stripes and grain."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    angle = rng.uniform(0, np.pi)
+    ramp = np.cos(angle) * xx + np.sin(angle) * yy
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    base = rng.uniform(0.2, 0.9, size=3).astype(np.float32) * rng.uniform(0.4, 1.0)
+    other = rng.uniform(0.2, 0.9, size=3).astype(np.float32) * rng.uniform(0.4, 1.0)
+    rgb = base[None, None] * (1 - ramp[..., None]) + other[None, None] * ramp[..., None]
+    period = rng.uniform(4, 12)
+    stripe_angle = rng.uniform(0, np.pi)
+    stripes = np.sin(2 * np.pi * (np.cos(stripe_angle) * xx + np.sin(stripe_angle) * yy) * size / period)
+    rgb = rgb + rng.uniform(0.02, 0.08) * stripes[..., None]
+    rgb = rgb + rng.normal(0, 0.03, size=rgb.shape).astype(np.float32)
+    return rgb
+
+
+def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+    """Boolean mask of one object of class ``label`` at a random position, size and rotation."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    radius = rng.uniform(0.12, 0.26) * size
+    cy, cx = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
+    dy, dx = yy - cy, xx - cx
+    theta = rng.uniform(0, 2 * np.pi)
+    u = np.cos(theta) * dx + np.sin(theta) * dy
+    v = -np.sin(theta) * dx + np.cos(theta) * dy
+    if label == 1:  # disc
+        return dx**2 + dy**2 <= radius**2
+    if label == 2:  # square
+        half = radius * 0.8
+        return (np.abs(u) <= half) & (np.abs(v) <= half)
+    if label == 3:  # triangle: three half-planes
+        inside = np.ones_like(u, dtype=bool)
+        for k in range(3):
+            phi = theta + k * 2 * np.pi / 3
+            inside &= np.cos(phi) * dx + np.sin(phi) * dy <= radius * 0.5
+        return inside
+    if label == 4:  # ring
+        distance = np.sqrt(dx**2 + dy**2)
+        return (distance <= radius) & (distance >= radius * 0.55)
+    raise ValueError(f"unknown demo class {label}")
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose 4-neighbourhood holds another label."""
+    edge = np.zeros(mask.shape, dtype=bool)
+    edge[1:, :] |= mask[1:, :] != mask[:-1, :]
+    edge[:-1, :] |= mask[:-1, :] != mask[1:, :]
+    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+    edge[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+    return edge
+
+
+def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One demo image (size, size, 3) uint8 and its mask (size, size) uint8 with outlines ignored."""
+    rgb = _background(rng, size)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    for _ in range(rng.integers(2, 5)):
+        label = int(rng.integers(1, len(CLASS_NAMES)))
+        shape = _shape_mask(rng, label, size)
+        hue = (_CLASS_HUES[label] + rng.normal(0, 0.04)) % 1.0
+        colour = _hsv_to_rgb(hue, rng.uniform(0.5, 1.0), rng.uniform(0.55, 1.0))
+        shading = 1.0 + 0.15 * rng.normal(0, 1, size=(size, size, 1)).astype(np.float32) * 0.3
+        rgb = np.where(shape[..., None], colour[None, None] * shading, rgb)
+        mask[shape] = label
+    labelled = mask.copy()
+    labelled[_outline(mask)] = IGNORE_LABEL
+    image = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return image, labelled
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, _SPLIT_IDS[split], index])
+
+
+def write_demo_dataset(
+    root: str | Path, seed: int, image_size: int, train: int, test: int, unlabelled: int
+) -> None:
+    """Write ``root/real/{train,test}/NNNN.png`` + ``.npy`` and ``root/unlabelled/NNNNN.png`` atomically."""
+    with atomic_directory(root) as tmp:
+        for split, count in (("train", train), ("test", test)):
+            folder = tmp / "real" / split
+            folder.mkdir(parents=True)
+            for index in range(count):
+                image, mask = render_scene(scene_rng(seed, split, index), image_size)
+                Image.fromarray(image).save(folder / f"{index:04d}.png")
+                np.save(folder / f"{index:04d}.npy", mask)
+        folder = tmp / "unlabelled"
+        folder.mkdir()
+        for index in range(unlabelled):
+            image, _ = render_scene(scene_rng(seed, "unlabelled", index), image_size)
+            Image.fromarray(image).save(folder / f"{index:05d}.png")
