@@ -1,0 +1,120 @@
+"""The pixel MLP, the stopping rule and member training (method.md §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ddpmseg.classifier import StoppingRule, TrainSettings, build_classifier, load_member, save_member, train_member
+from ddpmseg.errors import DdpmsegError
+
+
+def test_architecture_by_number_of_classes() -> None:
+    small = build_classifier(100, 21)
+    kinds = [type(m) for m in small]
+    assert kinds == [nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Linear]
+    assert [m.out_features for m in small if isinstance(m, nn.Linear)] == [128, 32, 21]
+    large = build_classifier(100, 34)
+    assert [m.out_features for m in large if isinstance(m, nn.Linear)] == [256, 128, 34]
+
+
+def test_dropout_follows_each_relu() -> None:
+    model = build_classifier(10, 5, dropout=0.4)
+    kinds = [type(m) for m in model]
+    assert kinds == [nn.Linear, nn.ReLU, nn.Dropout, nn.BatchNorm1d, nn.Linear, nn.ReLU, nn.Dropout, nn.BatchNorm1d, nn.Linear]
+    assert all(m.p == 0.4 for m in model if isinstance(m, nn.Dropout))
+
+
+def test_init_normal_002_and_zero_bias() -> None:
+    torch.manual_seed(0)
+    model = build_classifier(2000, 21)
+    first = model[0]
+    assert abs(first.weight.std().item() - 0.02) < 0.001
+    assert abs(first.weight.mean().item()) < 0.001
+    assert torch.all(first.bias == 0)
+
+
+def scripted_stop(losses: list[tuple[int, float]], rule: StoppingRule) -> int | None:
+    for position, (epoch, loss) in enumerate(losses):
+        if rule.update(epoch, loss):
+            return position
+    return None
+
+
+def test_stopping_rule_on_scripted_losses() -> None:
+    # Epochs 0..3 never stop, whatever the losses (the rule applies from epoch index 4).
+    early = [(epoch, 1.0) for epoch in range(4) for _ in range(100)]
+    # Epoch 4: first step sets the best (0.5); 50 worse steps leave the counter at 50 (no stop);
+    # one step beating it (0.4) resets; then 51 steps that do not beat it (equal counts as not beating).
+    epoch4 = [(4, 0.5)] + [(4, 0.6)] * 50 + [(4, 0.4)] + [(4, 0.4)] * 50 + [(4, 0.45)]
+    losses = early + epoch4 + [(4, 0.1)] * 5
+    stop = scripted_stop(losses, StoppingRule(4, 50))
+    assert stop == len(early) + 1 + 50 + 1 + 50  # the 51st non-improving step after the reset
+
+
+def test_stopping_rule_ignores_losses_before_it_applies() -> None:
+    # A very low loss in epoch 3 is not the best: the rule's best starts inside epoch 4.
+    losses = [(3, 0.01)] + [(4, 0.5)] + [(4, 0.49 - 0.001 * k) for k in range(60)]
+    assert scripted_stop(losses, StoppingRule(4, 50)) is None
+    rule = StoppingRule(11, 50)
+    assert scripted_stop([(10, 5.0)] * 500, rule) is None
+    assert scripted_stop([(11, 5.0)] * 52, StoppingRule(11, 50)) == 51
+
+
+class ToySampler:
+    """Two linearly separable classes of 2-D points, as a sampler."""
+
+    def __init__(self, count: int = 640):
+        rng = np.random.default_rng(0)
+        self.points = torch.from_numpy(rng.normal(size=(count, 2)).astype(np.float32))
+        self.targets = (self.points[:, 0] > 0).long()
+        self.feature_dim = 2
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def epoch(self, generator, batch_size, steps=None):
+        order = torch.randperm(len(self), generator=generator)
+        count = len(self) // batch_size if steps is None else min(steps, len(self) // batch_size)
+        for k in range(count):
+            pixels = order[k * batch_size : (k + 1) * batch_size]
+            yield self.points[pixels], self.targets[pixels]
+
+
+def test_train_member_learns_and_is_deterministic(tmp_path) -> None:
+    settings = TrainSettings(max_epochs=6, epochs_before_stopping=4, patience=3)
+    model_a, log_a = train_member(ToySampler(), 2, settings, seed=3, member=1, progress=False)
+    model_b, log_b = train_member(ToySampler(), 2, settings, seed=3, member=1, progress=False)
+    model_c, _ = train_member(ToySampler(), 2, settings, seed=3, member=2, progress=False)
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(model_a[0].weight, model_c[0].weight)
+    assert log_a["epoch_losses"][-1] < log_a["epoch_losses"][0]
+    assert log_a["epochs"] == 6 and log_a["steps"] <= 6 * 10
+    points = ToySampler().points
+    with torch.no_grad():
+        accuracy = (model_a(points).argmax(1) == (points[:, 0] > 0)).float().mean()
+    assert accuracy > 0.95
+    save_member(tmp_path / "m.pt", model_a, 2, 2, 0.0)
+    loaded = load_member(tmp_path / "m.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(points), model_a(points))
+
+
+def test_training_stops_where_the_rule_says() -> None:
+    # lr 0 and identical points: every step has exactly the same loss. 10 steps per epoch; epochs 0-3
+    # (40 steps) never stop; step 41 sets the best; steps 42..92 do not beat it; the 51st of them stops.
+    sampler = ToySampler()
+    sampler.points = torch.ones_like(sampler.points)
+    settings = TrainSettings(lr=0.0, max_epochs=100, epochs_before_stopping=4, patience=50)
+    _, log = train_member(sampler, 2, settings, seed=0, member=0, progress=False)
+    assert log["stopped_early"]
+    assert log["steps"] == 40 + 1 + 51
+    assert log["epochs"] == 10
+
+
+def test_unknown_optimizer_is_refused() -> None:
+    with pytest.raises(DdpmsegError, match="optimizer 'sgd'"):
+        TrainSettings(optimizer="sgd")

@@ -1,0 +1,124 @@
+"""Dataset layout, preprocessing and every bad-input case (one line naming the file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import make_dataset, write_sample
+from ddpmseg.data import (
+    list_samples,
+    load_sample,
+    remove_small_annotations,
+    resize_mask,
+    split_dir,
+    summarize_split,
+    to_model_input,
+)
+from ddpmseg.errors import DdpmsegError
+
+
+def summarize(root, split="train", count=3, number_class=3, ignore_label=255):
+    return summarize_split(split_dir(root, split), count, 32, number_class, ignore_label)
+
+
+def test_samples_sorted_and_first_count_taken(tmp_path) -> None:
+    folder = tmp_path / "real" / "train"
+    for stem in ["b", "a", "c"]:
+        write_sample(folder, stem, np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.int64))
+    samples = list_samples(folder, 2)
+    assert [s.name for s in samples] == ["a", "b"]
+    assert samples[0].mask_path.name == "a.npy"
+
+
+def test_summary_counts_classes(tmp_path) -> None:
+    root = make_dataset(tmp_path / "d")
+    summary = summarize(root)
+    assert summary["images"] == 3
+    assert summary["class_pixels"] == [3 * 11 * 32, 3 * 11 * 32, 3 * 10 * 32]
+    assert summary["original_sizes"] == {"32x32": 3}
+
+
+def test_preprocessing_scales_and_resizes(tmp_path) -> None:
+    folder = tmp_path / "real" / "train"
+    image = np.full((10, 20, 3), 255, np.uint8)
+    mask = np.zeros((10, 20), np.int64)
+    mask[:, 10:] = 1
+    write_sample(folder, "x", image, mask)
+    rgb, resized = load_sample(list_samples(folder)[0], 8, 2, 255)
+    assert rgb.shape == (8, 8, 3) and resized.shape == (8, 8)
+    assert resized[:, :4].max() == 0 and resized[:, 4:].min() == 1
+    x = to_model_input(rgb)
+    assert x.shape == (3, 8, 8) and np.allclose(x, 1.0)
+    assert np.allclose(to_model_input(np.zeros((2, 2, 3), np.uint8)), -1.0)
+
+
+def test_resize_mask_is_nearest_with_pixel_centres() -> None:
+    mask = np.arange(16).reshape(4, 4)
+    assert resize_mask(mask, 2).tolist() == [[5, 7], [13, 15]]
+    assert resize_mask(mask, 8)[::2, ::2].tolist() == mask.tolist()
+
+
+def test_small_annotations_become_ignore() -> None:
+    mask = np.zeros((10, 10), np.int64)
+    mask[0, :19] = 1  # 19 pixels: removed
+    mask[1, :] = 2
+    mask[2, :] = 2  # 20 pixels: kept
+    mask[9, 9] = 255
+    cleaned = remove_small_annotations(mask, 255)
+    assert (cleaned[0, :19] == 255).all() and (cleaned[1:3] == 2).all() and cleaned[5, 5] == 0
+    assert (mask[0, :19] == 1).all()  # input untouched
+
+
+@pytest.mark.parametrize(
+    "damage,pattern",
+    [
+        ("missing_mask", r"001\.png: missing mask 001\.npy"),
+        ("mask_size", r"001\.npy: mask size 16x32 differs from its image's 32x32"),
+        ("bad_label", r"001\.npy: label\(s\) 7 outside \[0, 3\) and not the ignore_label 255"),
+        ("unreadable", r"001\.png: unreadable image"),
+        ("duplicate_stem", r"two images with the same stem '001' \(001\.jpg, 001\.png\)"),
+        ("empty", r"train: empty split"),
+        ("too_few", r"train: split has 3 images, the config asks for 5"),
+        ("float_mask", r"001\.npy: mask must hold integer class ids"),
+        ("mask_3d", r"001\.npy: mask must be a 2-D array"),
+    ],
+)
+def test_bad_input_names_file_and_problem(tmp_path, damage: str, pattern: str) -> None:
+    root = make_dataset(tmp_path / "d")
+    folder = root / "real" / "train"
+    count = 3
+    if damage == "missing_mask":
+        (folder / "001.npy").unlink()
+    elif damage == "mask_size":
+        np.save(folder / "001.npy", np.zeros((32, 16), np.int64))
+    elif damage == "bad_label":
+        mask = np.load(folder / "001.npy")
+        mask[0, 0] = 7
+        np.save(folder / "001.npy", mask)
+    elif damage == "unreadable":
+        (folder / "001.png").write_bytes(b"not a png")
+    elif damage == "duplicate_stem":
+        (folder / "001.jpg").write_bytes((folder / "001.png").read_bytes())
+    elif damage == "empty":
+        for path in folder.iterdir():
+            path.unlink()
+    elif damage == "too_few":
+        count = 5
+    elif damage == "float_mask":
+        np.save(folder / "001.npy", np.full((32, 32), 0.5))
+    elif damage == "mask_3d":
+        np.save(folder / "001.npy", np.zeros((32, 32, 3), np.int64))
+    with pytest.raises(DdpmsegError, match=pattern) as info:
+        summarize(root, count=count)
+    assert "\n" not in str(info.value)
+
+
+def test_ignore_label_and_integral_float_masks_are_accepted(tmp_path) -> None:
+    folder = tmp_path / "real" / "train"
+    mask = np.full((8, 8), 255.0)
+    mask[:4] = 1.0
+    write_sample(folder, "x", np.zeros((8, 8, 3), np.uint8), mask.astype(np.float32))
+    write_sample(folder, "y", np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint16))
+    summary = summarize_split(folder, 2, 8, 3, 255)
+    assert summary["class_pixels"] == [0, 32 + 64, 0] and summary["ignored_pixels"] == 32

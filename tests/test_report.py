@@ -1,0 +1,51 @@
+"""Tables over seeds, checked against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddpmseg.report import collect_tables, score_run, write_csv
+
+
+def write_run(folder, miou: float, image_names=("0001", "0002")) -> None:
+    write_csv(folder / "summary.csv", pd.DataFrame([{"miou": miou, "images": 2}]))
+    write_csv(folder / "per_class.csv", pd.DataFrame({"class_id": [0, 1], "class_name": ["a", "b"], "iou": [miou, miou]}))
+    write_csv(folder / "per_image.csv", pd.DataFrame({"image": list(image_names), "miou": [1.0, 2.0], "uncertainty": [0.1, 0.2]}))
+
+
+def test_tables_mean_std_over_seeds(tmp_path) -> None:
+    runs = []
+    values = {("d1", "baseline"): [50.0, 52.0, 57.0], ("d1", "other"): [60.0, 61.0, 62.0], ("d2", "baseline"): [10.0, 20.0, 30.0]}
+    for (dataset, variant), mious in values.items():
+        for seed, miou in enumerate(mious):
+            folder = tmp_path / "scores" / dataset / variant / f"seed{seed}"
+            folder.mkdir(parents=True)
+            write_run(folder, miou)
+            runs.append({"dataset": dataset, "variant": variant, "seed": seed, "scores": folder})
+    out = tmp_path / "tables"
+    collect_tables(runs, out, ["baseline", "other"], ["d1", "d2"])
+    summary = pd.read_csv(out / "miou.csv")
+    row = summary[(summary.dataset == "d1") & (summary.variant == "baseline")].iloc[0]
+    assert row["mean"] == pytest.approx(53.0)
+    assert row["std"] == pytest.approx(np.std([50, 52, 57], ddof=1), rel=1e-5)
+    assert row["seeds"] == 3
+    text = (out / "miou.md").read_text()
+    assert "| baseline | 53.00 ± 3.61 | 20.00 ± 10.00 |" in text
+    assert "| other | 61.00 ± 1.00 | – |" in text
+    per_image = pd.read_csv(out / "per_image.csv", dtype={"image": str})
+    assert list(per_image.columns[:3]) == ["dataset", "variant", "seed"]
+    assert per_image["image"].iloc[0] == "0001"  # names stay strings
+    assert len(pd.read_csv(out / "per_seed.csv")) == 9
+    assert len(pd.read_csv(out / "per_class.csv")) == 18
+
+
+def test_score_run_percent_and_tables() -> None:
+    gt = [np.array([[0, 1], [1, 1]])]
+    pred = [np.array([[0, 1], [0, 1]])]
+    miou, per_class, per_image = score_run(pred, gt, ["x"], [0.3], 2, 255, ["bg", "fg"])
+    # class 0: I 1, U 2; class 1: I 2, U 3
+    assert miou == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)
+    assert per_class["class_name"].tolist() == ["bg", "fg"]
+    assert per_image["miou"].iloc[0] == pytest.approx(miou)
