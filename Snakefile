@@ -1,0 +1,30 @@
+# ddpmseg: label-efficient semantic segmentation with DDPM pixel features.
+# Run: snakemake --cores all   (see README.md)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# config.yaml is the default; a --configfile on the command line replaces it (not merged into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/tables/miou.md",
+        "results/tables/miou.csv",
+        "results/tables/per_seed.csv",
+        "results/tables/per_class.csv",
+        "results/tables/per_image.csv",

@@ -1,0 +1,31 @@
+rule extract_features:
+    input:
+        dataset=dataset_root,
+        summary="results/datasets/{dataset}/summary.json",
+        checkpoint=lambda wc: checkpoint_path(ddpm_name(wc)),
+        check=lambda wc: f"results/ddpm/{ddpm_name(wc)}/check.json",
+    output:
+        store=directory("results/features/{dataset}/{split}/shard{shard}.zarr"),
+    log:
+        "logs/extract_features/{dataset}/{split}/shard{shard}.log",
+    benchmark:
+        "results/benchmarks/extract_features/{dataset}/{split}/shard{shard}.tsv"
+    conda:
+        "../../envs/ddpmseg.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=config["gpu_per_job"],
+    params:
+        split_size=lambda wc: split_count(wc.dataset, wc.split),
+        shard=shard_range,
+        flags=lambda wc: ddpm_flags(ddpm_name(wc)),
+        steps=config["features"]["steps"],
+        blocks=config["features"]["blocks"],
+        noise_seed=config["features"]["noise_seed"],
+        batch_size=config["features"]["batch_size"],
+        number_class=lambda wc: dataset_config(wc)["number_class"],
+        ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+    script:
+        "../scripts/extract_features.py"

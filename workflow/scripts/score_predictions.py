@@ -1,0 +1,20 @@
+import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
+from pathlib import Path
+
+from ddpmseg.cli import run_script
+from ddpmseg.steps import score_predictions
+
+
+def main(smk):
+    p = smk.params
+    score_predictions(
+        smk.input.predictions,
+        list(smk.input.stores),
+        Path(smk.output.summary).parent,
+        p.number_class,
+        p.ignore_label,
+        p.class_names,
+    )
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake

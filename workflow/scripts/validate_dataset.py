@@ -1,0 +1,19 @@
+import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
+from ddpmseg.cli import run_script
+from ddpmseg.steps import validate_dataset
+
+
+def main(smk):
+    p = smk.params
+    validate_dataset(
+        smk.input.dataset,
+        smk.output.summary,
+        p.image_size,
+        p.number_class,
+        p.ignore_label,
+        p.training_number,
+        p.testing_number,
+    )
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake

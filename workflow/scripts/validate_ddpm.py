@@ -1,0 +1,11 @@
+import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
+from ddpmseg.cli import run_script
+from ddpmseg.steps import validate_ddpm
+
+
+def main(smk):
+    p = smk.params
+    validate_ddpm(smk.input.checkpoint, smk.output.check, p.flags, p.steps, p.blocks)
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
