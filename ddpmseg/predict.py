@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .store import gather_features
+from .store import LayerGroups
 
 
 def mode_vote(labels: torch.Tensor, number_class: int) -> torch.Tensor:
@@ -48,12 +48,12 @@ def predict_image(
     :meth:`ddpmseg.store.FeatureStore.activations` returns them). Features are computed exactly for
     ``chunk`` pixels at a time. Returns (labels (S, S) int64, JS uncertainty (S, S) float32).
     """
-    batched = [layer[None] for layer in layers]
+    grouped = LayerGroups.from_layers([layer[None] for layer in layers], image_size)
     pixels = torch.arange(image_size * image_size)
     labels, js = [], []
     for start in range(0, len(pixels), chunk):
         index = pixels[start : start + chunk]
-        features = gather_features(batched, torch.zeros_like(index), index // image_size, index % image_size, image_size)
+        features = grouped.features(torch.zeros_like(index), index // image_size, index % image_size)
         logits = torch.stack([member(features) for member in members])  # (M, P, K)
         labels.append(mode_vote(logits.argmax(dim=2), number_class))
         js.append(js_uncertainty(logits.softmax(dim=2)))

@@ -149,6 +149,71 @@ def gather_features(
     return torch.cat(parts, dim=1)
 
 
+class LayerGroups:
+    """Activations of several images with layers of equal resolution concatenated along channels.
+
+    Gathering a pixel's features then costs 4 row gathers per resolution instead of 4 per layer (one
+    per resolution equal to the image size, where bilinear upsampling is the identity). The result is
+    bit-identical to :func:`gather_features` and in the same feature order.
+    """
+
+    def __init__(self, groups: Sequence[torch.Tensor], order: Sequence[int], image_size: int):
+        self.groups = list(groups)  # (n, h, w, C_group) each
+        self.image_size = image_size
+        order_t = torch.as_tensor(list(order), dtype=torch.long)
+        identity = torch.equal(order_t, torch.arange(len(order_t)))
+        self.inverse = None if identity else torch.argsort(order_t)
+
+    @classmethod
+    def plan(cls, layers: Sequence[Layer]) -> tuple[list[tuple[int, int]], list[list[int]]]:
+        """Resolutions in order of first appearance and, per resolution, the indices of its layers."""
+        resolutions: list[tuple[int, int]] = []
+        members: list[list[int]] = []
+        for index, layer in enumerate(layers):
+            key = (layer.height, layer.width)
+            if key not in resolutions:
+                resolutions.append(key)
+                members.append([])
+            members[resolutions.index(key)].append(index)
+        return resolutions, members
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[torch.Tensor], image_size: int) -> "LayerGroups":
+        """Group channel-last (n, h, w, C) layer tensors given in feature order."""
+        specs = [Layer(0, 0, t.shape[3], t.shape[1], t.shape[2]) for t in layers]
+        _, members = cls.plan(specs)
+        groups = [torch.cat([layers[k] for k in group], dim=3) for group in members]
+        return cls(groups, feature_order(specs, members), image_size)
+
+    def __len__(self) -> int:
+        return self.groups[0].shape[0]
+
+    def features(self, image_index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Exact upsampled features (P, D) float32, as :func:`gather_features`."""
+        parts = []
+        for act in self.groups:
+            height, width = act.shape[1], act.shape[2]
+            if height == width == self.image_size:
+                parts.append(act[image_index, ys, xs].float())
+                continue
+            y0, y1, fy = bilinear_taps(ys, height, self.image_size)
+            x0, x1, fx = bilinear_taps(xs, width, self.image_size)
+            fy, fx = fy[:, None], fx[:, None]
+            top = (1 - fx) * act[image_index, y0, x0].float() + fx * act[image_index, y0, x1].float()
+            bottom = (1 - fx) * act[image_index, y1, x0].float() + fx * act[image_index, y1, x1].float()
+            parts.append((1 - fy) * top + fy * bottom)
+        features = torch.cat(parts, dim=1)
+        return features if self.inverse is None else features.index_select(1, self.inverse)
+
+
+def feature_order(layers: Sequence[Layer], members: Sequence[Sequence[int]]) -> list[int]:
+    """Feature-order column index of every column of the grouped layout."""
+    starts = [0]
+    for layer in layers:
+        starts.append(starts[-1] + layer.channels)
+    return [column for group in members for k in group for column in range(starts[k], starts[k + 1])]
+
+
 class FeatureStore:
     """Read access to one or more shard stores of the same image set, as one sequence of images."""
 
@@ -211,6 +276,32 @@ class FeatureStore:
         indices = range(len(self)) if indices is None else indices
         per_image = [self.activations(i) for i in indices]
         return [torch.stack([image[k] for image in per_image]) for k in range(len(self.layers))]
+
+    def group_buffers(self, views: int) -> list[torch.Tensor]:
+        """Empty float16 tensors that :meth:`load_groups` can fill with up to ``views`` views."""
+        resolutions, members = LayerGroups.plan(self.layers)
+        return [
+            torch.empty((views, h, w, sum(self.layers[k].channels for k in group)), dtype=torch.float16)
+            for (h, w), group in zip(resolutions, members)
+        ]
+
+    def load_groups(self, indices: Sequence[int] | None = None, out: list[torch.Tensor] | None = None) -> LayerGroups:
+        """Activations of the given images (default all) as :class:`LayerGroups`, filled in place
+        (into the first rows of ``out``, from :meth:`group_buffers`, when given)."""
+        indices = list(range(len(self))) if indices is None else list(indices)
+        _, members = LayerGroups.plan(self.layers)
+        buffers = out if out is not None else self.group_buffers(len(indices))
+        groups = [buffer[: len(indices)] for buffer in buffers]
+        for row, index in enumerate(indices):
+            storage, local = self._locations[index]
+            for target, group in zip(groups, members):
+                offset = 0
+                for k in group:
+                    layer = self.layers[k]
+                    values = torch.from_numpy(np.asarray(storage[layer.name][local]))
+                    target[row, :, :, offset : offset + layer.channels].copy_(values.permute(1, 2, 0))
+                    offset += layer.channels
+        return LayerGroups(groups, feature_order(self.layers, members), self.image_size)
 
     def pixel_features(self, index: int, ys: np.ndarray | torch.Tensor, xs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Exact upsampled features (P, D) float32 of pixels (ys, xs) of image ``index``."""

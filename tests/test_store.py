@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY_FLAGS
+
 from ddpmseg.ddpm import load_ddpm
-from ddpmseg.features import extract_activations, extract_to_store, shared_noise
+from ddpmseg.features import extract_to_store, shared_noise
 from ddpmseg.sampler import PixelSampler
-from ddpmseg.store import FeatureStore, bilinear_taps, gather_features
+from ddpmseg.store import FeatureStore, LayerGroups, bilinear_taps, gather_features
 
 STEPS = [10, 400]
 BLOCKS = [0, 2, 3]
@@ -139,3 +139,27 @@ def test_incomplete_store_is_refused(tmp_path) -> None:
     zarr.open_group(str(tmp_path / "half.zarr"), mode="w", zarr_format=3)
     with pytest.raises(DdpmsegError, match="half.zarr"):
         FeatureStore(tmp_path / "half.zarr")
+
+
+def test_grouped_layers_equal_per_layer_gather_bitwise() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # feature order mixes resolutions: 8, 16 (= image size), 8, 4, 16
+    layers = [torch.randn(3, s, s, c, generator=generator).half() for s, c in [(8, 5), (16, 3), (8, 2), (4, 7), (16, 4)]]
+    grouped = LayerGroups.from_layers(layers, 16)
+    assert len(grouped.groups) == 3
+    image = torch.randint(0, 3, (300,), generator=generator)
+    ys = torch.randint(0, 16, (300,), generator=generator)
+    xs = torch.randint(0, 16, (300,), generator=generator)
+    assert torch.equal(grouped.features(image, ys, xs), gather_features(layers, image, ys, xs, 16))
+
+
+def test_store_load_groups_equals_load_all(tmp_path, tiny_checkpoint) -> None:
+    model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
+    images = np.random.default_rng(3).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    extract_to_store(model, diffusion, images, np.zeros((3, 32, 32)), ["a", "b", "c"], STEPS, BLOCKS, 0, 2,
+                     tmp_path / "s.zarr", {"checkpoint_sha256": "x"}, progress=False)
+    store = FeatureStore(tmp_path / "s.zarr")
+    grouped = store.load_groups([2, 0])
+    image = torch.tensor([0, 1, 1, 0])
+    ys, xs = torch.tensor([0, 5, 31, 17]), torch.tensor([3, 31, 0, 17])
+    assert torch.equal(grouped.features(image, ys, xs), gather_features(store.load_all([2, 0]), image, ys, xs, 32))
