@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from .progress import progress_bar
 
 from .errors import DdpmsegError
 from .files import save_torch
-from .sampler import PixelSampler, member_seed
+from .progress import progress_bar
+from .sampler import PixelSampler, member_seed, view_order_seed
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,19 @@ def hidden_sizes(number_class: int) -> tuple[int, int]:
 
 
 def build_classifier(in_features: int, number_class: int, dropout: float = 0.0) -> nn.Sequential:
-    """Linear, ReLU, [Dropout], BatchNorm1d, Linear, ReLU, [Dropout], BatchNorm1d, Linear."""
+    """Linear, ReLU, BatchNorm1d, [Dropout], Linear, ReLU, BatchNorm1d, [Dropout], Linear.
+
+    Dropout follows each ReLU after its BatchNorm, not between the two: there, BatchNorm's running
+    statistics are gathered on dropout-scaled activations and no longer fit at eval time (the
+    "variance shift"); on the demo, p = 0.4 between them gave 25.8 % mIoU, after BatchNorm 62.3 %.
+    """
     first, second = hidden_sizes(number_class)
     layers: list[nn.Module] = []
     width = in_features
     for hidden in (first, second):
-        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.BatchNorm1d(hidden)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.BatchNorm1d(hidden))
         width = hidden
     layers.append(nn.Linear(width, number_class))
     model = nn.Sequential(*layers)
@@ -98,6 +102,54 @@ def make_optimizer(parameters, settings: TrainSettings) -> torch.optim.Optimizer
     return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
+class _Recorder:
+    """Per-member bookkeeping shared by separate and fused training: stopping rule, losses, log."""
+
+    def __init__(self, seed: int, member: int, settings: TrainSettings, pixels: int, started: float):
+        self.seed, self.member, self.settings, self.pixels, self.started = seed, member, settings, pixels, started
+        self.rule = StoppingRule(settings.epochs_before_stopping, settings.patience)
+        self.steps, self.epoch_losses, self.stopped = 0, [], False
+        self.loss, self.first_step_s = math.nan, None
+        self._total, self._count = 0.0, 0
+
+    def step(self, epoch: int, loss: float) -> bool:
+        """Record a step's loss; True when the stopping rule fires."""
+        if self.first_step_s is None:
+            self.first_step_s = time.perf_counter() - self.started
+        self.loss = loss
+        self.steps += 1
+        self._total, self._count = self._total + loss, self._count + 1
+        self.stopped = self.rule.update(epoch, loss)
+        return self.stopped
+
+    def end_epoch(self) -> None:
+        self.epoch_losses.append(self._total / max(self._count, 1))
+        self._total, self._count = 0.0, 0
+
+    def log(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "member": self.member,
+            "member_seed": member_seed(self.seed, self.member),
+            "settings": asdict(self.settings),
+            "training_pixels": self.pixels,
+            "steps": self.steps,
+            "epochs": len(self.epoch_losses),
+            "stopped_early": self.stopped,
+            "final_loss": self.loss,
+            "epoch_losses": self.epoch_losses,
+            "time_to_first_step_s": self.first_step_s,
+            "wall_time_s": time.perf_counter() - self.started,
+        }
+
+
+def _init_member(feature_dim: int, number_class: int, settings: TrainSettings, seed: int, member: int) -> nn.Sequential:
+    """A member's initial model: torch's global RNG seeded with the member's seed, which then draws
+    its dropout masks too."""
+    torch.manual_seed(member_seed(seed, member))
+    return build_classifier(feature_dim, number_class, settings.dropout)
+
+
 def train_member(
     sampler: PixelSampler,
     number_class: int,
@@ -109,54 +161,192 @@ def train_member(
 ) -> tuple[nn.Sequential, dict[str, Any]]:
     """Train ensemble member ``member`` of run ``seed``; return the model (eval mode) and its training log."""
     started = time.perf_counter()
-    own_seed = member_seed(seed, member)
-    torch.manual_seed(own_seed)  # initialisation and dropout
-    order = torch.Generator().manual_seed(own_seed)  # minibatch order
-    model = build_classifier(sampler.feature_dim, number_class, settings.dropout)
+    model = _init_member(sampler.feature_dim, number_class, settings, seed, member)
+    views = torch.Generator().manual_seed(view_order_seed(seed))
+    pixels = torch.Generator().manual_seed(member_seed(seed, member))
     optimizer = make_optimizer(model.parameters(), settings)
     criterion = nn.CrossEntropyLoss()
-    rule = StoppingRule(settings.epochs_before_stopping, settings.patience)
+    record = _Recorder(seed, member, settings, len(sampler), started)
     model.train()
-    steps, epoch_losses, stopped, first_step_s = 0, [], False, None
-    loss_value = math.nan
     bar = progress_bar(total=settings.max_epochs, desc=f"member {member}", unit="epoch", disable=not progress)
     for epoch in range(settings.max_epochs):
-        total, count = 0.0, 0
-        for features, labels in sampler.epoch(order, settings.batch_size, steps_per_epoch):
+        for features, labels in sampler.epoch(views, pixels, settings.batch_size, steps_per_epoch):
             loss = criterion(model(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_value = loss.item()
-            if first_step_s is None:
-                first_step_s = time.perf_counter() - started
-            steps += 1
-            total, count = total + loss_value, count + 1
-            if rule.update(epoch, loss_value):
-                stopped = True
+            if record.step(epoch, loss.item()):
                 break
-        epoch_losses.append(total / max(count, 1))
+        record.end_epoch()
         bar.update(1)
-        bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
-        if stopped:
+        bar.set_postfix(loss=f"{record.epoch_losses[-1]:.4f}", refresh=False)
+        if record.stopped:
             break
     bar.close()
-    model.eval()
-    log = {
-        "seed": seed,
-        "member": member,
-        "member_seed": own_seed,
-        "settings": asdict(settings),
-        "training_pixels": len(sampler),
-        "steps": steps,
-        "epochs": len(epoch_losses),
-        "stopped_early": stopped,
-        "final_loss": loss_value,
-        "epoch_losses": epoch_losses,
-        "time_to_first_step_s": first_step_s,
-        "wall_time_s": time.perf_counter() - started,
-    }
-    return model, log
+    return model.eval(), record.log()
+
+
+class StackedClassifiers(nn.Module):
+    """M pixel classifiers as one batched computation: stacked weights, batched matrix products.
+
+    Every parameter and buffer has the members on its first axis, so members can be dropped (when their
+    stopping rule fires) by indexing. Dropout masks of member m are drawn from its own saved copy of
+    torch's global RNG state, in the order a separately trained member draws them.
+    """
+
+    def __init__(self, members: Sequence[nn.Sequential], dropout: float):
+        super().__init__()
+        linears = [[m for m in member if isinstance(m, nn.Linear)] for member in members]
+        norms = [[m for m in member if isinstance(m, nn.BatchNorm1d)] for member in members]
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.stack([ls[k].weight.detach().T for ls in linears]).contiguous()) for k in range(3)]
+        )
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.stack([ls[k].bias.detach()[None] for ls in linears])) for k in range(3)]
+        )
+        self.norm_weights = nn.ParameterList([nn.Parameter(torch.stack([ns[k].weight.detach() for ns in norms])) for k in range(2)])
+        self.norm_biases = nn.ParameterList([nn.Parameter(torch.stack([ns[k].bias.detach() for ns in norms])) for k in range(2)])
+        for k in range(2):
+            self.register_buffer(f"running_mean{k}", torch.stack([ns[k].running_mean for ns in norms]).clone())
+            self.register_buffer(f"running_var{k}", torch.stack([ns[k].running_var for ns in norms]).clone())
+        self.dropout = dropout
+        self.rng_states: list[torch.Tensor] = []
+
+    def _dropout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Member-wise dropout of (M, B, H), each member from its own RNG state."""
+        if self.dropout == 0 or not self.training:
+            return hidden
+        outputs = []
+        for m in range(hidden.shape[0]):
+            torch.set_rng_state(self.rng_states[m])
+            outputs.append(nn.functional.dropout(hidden[m].contiguous(), self.dropout, training=True))
+            self.rng_states[m] = torch.get_rng_state()
+        return torch.stack(outputs)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(M, B, D) features to (M, B, K) logits."""
+        hidden = features
+        for k in range(2):
+            hidden = torch.relu(torch.baddbmm(self.biases[k], hidden, self.weights[k]))
+            members, batch, width = hidden.shape
+            flat = hidden.transpose(0, 1).reshape(batch, members * width)
+            flat = nn.functional.batch_norm(
+                flat,
+                getattr(self, f"running_mean{k}").view(-1),
+                getattr(self, f"running_var{k}").view(-1),
+                self.norm_weights[k].reshape(-1),
+                self.norm_biases[k].reshape(-1),
+                training=self.training,
+            )
+            hidden = self._dropout(flat.reshape(batch, members, width).transpose(0, 1))
+        return torch.baddbmm(self.biases[2], hidden, self.weights[2])
+
+    def keep(self, members: Sequence[int], optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Keep only ``members`` (indices along the member axis); returns an optimizer with their state."""
+        index = torch.as_tensor(list(members), dtype=torch.long)
+        old_state = {id(p): optimizer.state.get(p, {}) for p in self.parameters()}
+        replacements = []
+        for plist in (self.weights, self.biases, self.norm_weights, self.norm_biases):
+            for k, param in enumerate(plist):
+                new = nn.Parameter(param.detach()[index].clone())
+                replacements.append((id(param), new))
+                plist[k] = new
+        for name, buffer in list(self.named_buffers()):
+            setattr(self, name, buffer[index].clone())
+        self.rng_states = [self.rng_states[m] for m in members]
+        new_optimizer = type(optimizer)(self.parameters(), **optimizer.defaults)
+        for old_id, new in replacements:
+            state = old_state[old_id]
+            new_optimizer.state[new] = {
+                key: value if key == "step" else value[index].clone() for key, value in state.items()
+            }
+        return new_optimizer
+
+    def member(self, m: int, number_class: int, steps: int) -> nn.Sequential:
+        """Member ``m`` as a plain classifier (eval mode)."""
+        feature_dim = self.weights[0].shape[1]
+        model = build_classifier(feature_dim, number_class, self.dropout)
+        linears = [layer for layer in model if isinstance(layer, nn.Linear)]
+        norms = [layer for layer in model if isinstance(layer, nn.BatchNorm1d)]
+        with torch.no_grad():
+            for k, linear in enumerate(linears):
+                linear.weight.copy_(self.weights[k][m].T)
+                linear.bias.copy_(self.biases[k][m, 0])
+            for k, norm in enumerate(norms):
+                norm.weight.copy_(self.norm_weights[k][m])
+                norm.bias.copy_(self.norm_biases[k][m])
+                norm.running_mean.copy_(getattr(self, f"running_mean{k}")[m])
+                norm.running_var.copy_(getattr(self, f"running_var{k}")[m])
+                norm.num_batches_tracked.fill_(steps)
+        return model.eval()
+
+
+def train_ensemble(
+    sampler: PixelSampler,
+    number_class: int,
+    settings: TrainSettings,
+    seed: int,
+    members: Sequence[int],
+    steps_per_epoch: int | None = None,
+    progress: bool = True,
+) -> list[tuple[nn.Sequential, dict[str, Any]]]:
+    """Train several members of run ``seed`` together in one batched computation.
+
+    Each member keeps its own initialisation, minibatch order, dropout masks and stopping rule, so it
+    ends where :func:`train_member` would (up to float rounding of the batched products). A member whose
+    rule fires leaves the batch. Returns (model, log) per member, in the order of ``members``.
+    """
+    started = time.perf_counter()
+    members = list(members)
+    models, rng_states = [], []
+    for member in members:
+        models.append(_init_member(sampler.feature_dim, number_class, settings, seed, member))
+        rng_states.append(torch.get_rng_state())
+    stacked = StackedClassifiers(models, settings.dropout)
+    stacked.rng_states = rng_states
+    optimizer = make_optimizer(stacked.parameters(), settings)
+    views = torch.Generator().manual_seed(view_order_seed(seed))
+    generators = [torch.Generator().manual_seed(member_seed(seed, m)) for m in members]
+    records = [_Recorder(seed, m, settings, len(sampler), started) for m in members]
+    live = list(range(len(members)))  # positions (in ``members``) of the members still training
+    finished: dict[int, nn.Sequential] = {}
+    stacked.train()
+    bar = progress_bar(total=settings.max_epochs, desc=f"{len(members)} members", unit="epoch", disable=not progress)
+    for epoch in range(settings.max_epochs):
+        at_start = list(live)  # the sampler draws for these until the epoch ends
+        stream = sampler.ensemble_epoch(views, [generators[i] for i in at_start], settings.batch_size, steps_per_epoch)
+        for features, labels in stream:
+            if len(live) < len(at_start):  # members that stopped this epoch: their batches go unused
+                rows = torch.as_tensor([at_start.index(i) for i in live])
+                features, labels = features[rows], labels[rows]
+            logits = stacked(features)
+            losses = nn.functional.cross_entropy(
+                logits.reshape(-1, number_class), labels.reshape(-1), reduction="none"
+            ).view(len(live), -1).mean(dim=1)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            stopping = [slot for slot, loss in enumerate(losses.tolist()) if records[live[slot]].step(epoch, loss)]
+            if stopping:
+                for slot in stopping:
+                    finished[live[slot]] = stacked.member(slot, number_class, records[live[slot]].steps)
+                    records[live[slot]].end_epoch()
+                remaining = [slot for slot in range(len(live)) if slot not in stopping]
+                live = [live[slot] for slot in remaining]
+                if not live:
+                    stream.close()
+                    break
+                optimizer = stacked.keep(remaining, optimizer)
+        for i in live:
+            records[i].end_epoch()
+        bar.update(1)
+        bar.set_postfix(training=len(live), refresh=False)
+        if not live:
+            break
+    bar.close()
+    for slot, i in enumerate(live):
+        finished[i] = stacked.member(slot, number_class, records[i].steps)
+    return [(finished[i], records[i].log()) for i in range(len(members))]
 
 
 def save_member(path: str | Path, model: nn.Sequential, in_features: int, number_class: int, dropout: float) -> None:

@@ -10,6 +10,10 @@ import torch
 from PIL import Image
 
 from ddpmseg.ddpm import build_model_and_diffusion
+from ddpmseg.files import atomic_directory
+from ddpmseg.store import StoreWriter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A small UNet built with the same guided-diffusion functions as the paper's models.
 TINY_FLAGS = {
@@ -52,3 +56,32 @@ def make_dataset(root: Path, train: int = 3, test: int = 2, size: int = 32, numb
             mask = (np.arange(size)[:, None] * number_class // size).repeat(size, axis=1).astype(np.uint8)
             write_sample(root / "real" / split, f"{index:03d}", image, mask)
     return root
+
+
+IGNORE = 255
+
+
+def write_identity_store(path, views: int, size: int = 12, seed: int = 0, extra_channels: int = 6, identity: bool = True):
+    """A store whose full-resolution layer holds (view, y, x) of each pixel in its first 3 channels
+    (random values instead when ``identity`` is False: a channel constant within a view is a second
+    bias to a classifier, whose vanishing gradients Adam turns into rounding noise)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=(views, size, size))
+    labels[rng.random(labels.shape) < 0.2] = IGNORE
+    labels[:, 0, :3] = 3  # a class of 3 pixels in every view: a small annotation, never trained on
+    yy, xx = np.mgrid[0:size, 0:size]
+    ids = np.stack([np.stack([np.full((size, size), v), yy, xx]) for v in range(views)]).astype(np.float32)
+    if not identity:
+        ids = rng.normal(size=ids.shape)
+    full = np.concatenate([ids, rng.normal(size=(views, extra_channels, size, size))], axis=1)
+    coarse = rng.normal(size=(views, 5, size // 2, size // 2))
+    with atomic_directory(path) as tmp:
+        writer = StoreWriter(tmp, [f"v{v}" for v in range(views)], size, {"checkpoint_sha256": "x"})
+        writer.write(
+            0,
+            {(10, 0): torch.from_numpy(coarse).float(), (10, 1): torch.from_numpy(full).float()},
+            np.zeros((views, size, size, 3), np.uint8),
+            labels,
+        )
+        writer.close()
+    return labels

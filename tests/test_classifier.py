@@ -5,10 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import IGNORE, write_identity_store
 from torch import nn
 
-from ddpmseg.classifier import StoppingRule, TrainSettings, build_classifier, load_member, save_member, train_member
+from ddpmseg.classifier import (
+    StoppingRule,
+    TrainSettings,
+    build_classifier,
+    load_member,
+    save_member,
+    train_ensemble,
+    train_member,
+)
 from ddpmseg.errors import DdpmsegError
+from ddpmseg.sampler import PixelSampler
+from ddpmseg.store import FeatureStore
 
 
 def test_architecture_by_number_of_classes() -> None:
@@ -20,10 +31,10 @@ def test_architecture_by_number_of_classes() -> None:
     assert [m.out_features for m in large if isinstance(m, nn.Linear)] == [256, 128, 34]
 
 
-def test_dropout_follows_each_relu() -> None:
+def test_dropout_follows_each_relu_after_its_batchnorm() -> None:
     model = build_classifier(10, 5, dropout=0.4)
     kinds = [type(m) for m in model]
-    assert kinds == [nn.Linear, nn.ReLU, nn.Dropout, nn.BatchNorm1d, nn.Linear, nn.ReLU, nn.Dropout, nn.BatchNorm1d, nn.Linear]
+    assert kinds == [nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout, nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout, nn.Linear]
     assert all(m.p == 0.4 for m in model if isinstance(m, nn.Dropout))
 
 
@@ -75,7 +86,7 @@ class ToySampler:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def epoch(self, generator, batch_size, steps=None):
+    def epoch(self, view_generator, generator, batch_size, steps=None):
         order = torch.randperm(len(self), generator=generator)
         count = len(self) // batch_size if steps is None else min(steps, len(self) // batch_size)
         for k in range(count):
@@ -118,3 +129,68 @@ def test_training_stops_where_the_rule_says() -> None:
 def test_unknown_optimizer_is_refused() -> None:
     with pytest.raises(DdpmsegError, match="optimizer 'sgd'"):
         TrainSettings(optimizer="sgd")
+
+
+def assert_same_member(fused: nn.Sequential, alone: nn.Sequential, steps: int, lr: float = 1e-3) -> None:
+    """The same member up to float rounding.
+
+    The bias of a Linear followed by BatchNorm gets a gradient that vanishes in exact arithmetic
+    (BatchNorm removes constant shifts), i.e. pure rounding noise, which Adam normalises into updates of
+    up to lr; the shifted pre-activations then move a few ReLUs. So a few entries may differ by up to
+    ``steps * lr``, while on average the weights agree to ~1e-6. A different initialisation, data order
+    or dropout mask gives mean differences of 1e-3 or more (checked when writing this test).
+    """
+    loose = set()
+    for index, module in enumerate(fused):
+        if isinstance(module, nn.BatchNorm1d):
+            linear = max(i for i in range(index) if isinstance(fused[i], nn.Linear))
+            loose |= {f"{linear}.bias", f"{index}.running_mean"}
+    for (name, a), b in zip(fused.state_dict().items(), alone.state_dict().values()):
+        if not a.dtype.is_floating_point:
+            assert torch.equal(a, b), name
+            continue
+        difference = (a - b).abs()
+        assert difference.max() <= steps * lr, name
+        if name not in loose:
+            assert difference.mean() <= 1e-5, f"{name}: mean difference {difference.mean():.2e}"
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_ensemble_gives_each_member_its_separate_weights(tmp_path, dropout) -> None:
+    write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
+    sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
+    settings = TrainSettings(batch_size=16, max_epochs=2, epochs_before_stopping=5, dropout=dropout)
+    fused = train_ensemble(sampler, 3, settings, seed=7, members=[0, 1, 2], steps_per_epoch=2, progress=False)
+    for member, (model, log) in enumerate(fused):
+        alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, steps_per_epoch=2, progress=False)
+        assert log["steps"] == alone_log["steps"] == 4
+        assert_same_member(model, alone, steps=4)
+    assert not torch.equal(fused[0][0][0].weight, fused[1][0][0].weight)
+
+
+def test_fused_members_stop_on_their_own(tmp_path) -> None:
+    write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
+    sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
+    settings = TrainSettings(batch_size=16, max_epochs=4, epochs_before_stopping=1, patience=3, dropout=0.3)
+    fused = train_ensemble(sampler, 3, settings, seed=7, members=[0, 1, 2], progress=False)
+    steps = []
+    for member, (model, log) in enumerate(fused):
+        alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, progress=False)
+        assert log["stopped_early"] and alone_log["stopped_early"]
+        assert log["steps"] == alone_log["steps"] and log["epochs"] == alone_log["epochs"]
+        np.testing.assert_allclose(log["epoch_losses"], alone_log["epoch_losses"], rtol=1e-3)
+        steps.append(log["steps"])
+    assert len(set(steps)) > 1  # members stopped at different steps: the batch shrank mid-training
+
+
+def test_fused_ensemble_with_streamed_sampler_gives_each_member_its_separate_weights(tmp_path) -> None:
+    write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
+    store = FeatureStore(tmp_path / "s.zarr")
+    sampler = PixelSampler(store, IGNORE, memory_budget_mb=0.002)
+    assert sampler.streaming and sampler.buffer_views == 1  # one view per group: 4 steps of 32 cross groups
+    settings = TrainSettings(batch_size=32, max_epochs=1, epochs_before_stopping=5)
+    streamed = train_ensemble(sampler, 3, settings, seed=1, members=[0, 1], steps_per_epoch=4, progress=False)
+    resident = train_ensemble(PixelSampler(store, IGNORE), 3, settings, seed=1, members=[0, 1], steps_per_epoch=4, progress=False)
+    assert (streamed[1][0][0].weight - resident[1][0][0].weight).abs().mean() > 1e-4  # buffered order differs
+    alone, _ = train_member(sampler, 3, settings, seed=1, member=1, steps_per_epoch=4, progress=False)
+    assert_same_member(streamed[1][0], alone, steps=4)
