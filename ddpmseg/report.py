@@ -10,6 +10,7 @@ import pandas as pd
 
 from .files import atomic_path, save_text
 from .metrics import dataset_miou, image_miou, scored_classes
+from .published import PAPER, STUDY
 
 
 def score_run(
@@ -49,19 +50,53 @@ def format_cell(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def summarize_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """mean, std (sample, ddof=1) and number of seeds of mIoU per (dataset, variant)."""
-    grouped = per_seed.groupby(["dataset", "variant"], sort=False)["miou"]
-    return grouped.agg(mean="mean", std="std", seeds="count").reset_index()
+def summarize_seeds(per_seed: pd.DataFrame, baseline: str | None = "baseline") -> pd.DataFrame:
+    """Per (dataset, variant): mean, std (sample, ddof=1) and number of seeds of mIoU, the same for the
+    plain ensemble (without TTA), and the difference of the mean to the ``baseline`` variant's."""
+    grouped = per_seed.groupby(["dataset", "variant"], sort=False)
+    summary = grouped["miou"].agg(mean="mean", std="std", seeds="count").reset_index()
+    plain = grouped["miou_plain"].agg(mean_plain="mean", std_plain="std").reset_index(drop=True)
+    summary = pd.concat([summary, plain], axis=1)
+    reference = summary[summary["variant"] == baseline].set_index("dataset")["mean"]
+    summary["delta_vs_baseline"] = summary["mean"] - summary["dataset"].map(reference)
+    return summary
 
 
 def markdown_table(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> str:
-    """Rows: variants; columns: datasets; cells: mIoU % as mean ± std over seeds."""
+    """Rows: variants; columns: datasets; cells: mIoU % as mean ± std over seeds, with Δ to baseline."""
     lines = ["| variant | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
-    cells = {(r.dataset, r.variant): format_cell(r.mean, r.std, r.seeds) for r in summary.itertuples()}
+    cells = {}
+    for r in summary.itertuples():
+        cell = format_cell(r.mean, r.std, r.seeds)
+        if r.variant != "baseline" and not np.isnan(r.delta_vs_baseline):
+            cell += f" (Δ {r.delta_vs_baseline:+.2f})"
+        cells[(r.dataset, r.variant)] = cell
     for variant in variants:
         row = [cells.get((dataset, variant), "–") for dataset in datasets]
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def published_table(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> str:
+    """Measured mean mIoU beside the study's published numbers, for the datasets and variants it covers."""
+    covered = [d for d in datasets if any(d in STUDY.get(v, {}) for v in variants)]
+    if not covered:
+        return "No dataset of this run is covered by the published numbers (method.md §6).\n"
+    means = {(r.dataset, r.variant): r.mean for r in summary.itertuples()}
+    lines = ["| variant | " + " | ".join(f"{d} measured | {d} published" for d in covered) + " |"]
+    lines.append("|---|" + "---|---|" * len(covered))
+    for variant in variants:
+        cells = []
+        for dataset in covered:
+            measured = means.get((dataset, variant))
+            published = STUDY.get(variant, {}).get(dataset)
+            cells.append("–" if measured is None else f"{measured:.2f}")
+            cells.append("–" if published is None else f"{published:.2f}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    paper = [f"{d} {PAPER[d][0]} ± {PAPER[d][1]}" for d in datasets if d in PAPER]
+    if paper:
+        lines.append("")
+        lines.append("The paper's DDPM results (baseline protocol, mean ± std over runs): " + ", ".join(paper) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -78,8 +113,8 @@ def collect_tables(
     for run in runs:
         key = {"dataset": run["dataset"], "variant": run["variant"], "seed": run["seed"]}
         folder = Path(run["scores"])
-        summary = pd.read_csv(folder / "summary.csv")
-        per_seed.append({**key, "miou": float(summary["miou"].iloc[0])})
+        summary = pd.read_csv(folder / "summary.csv").iloc[0]
+        per_seed.append({**key, "miou": float(summary["miou"]), "miou_plain": float(summary["miou_plain"])})
         per_class.append(pd.read_csv(folder / "per_class.csv").assign(**key))
         per_image.append(pd.read_csv(folder / "per_image.csv", dtype={"image": str}).assign(**key))
     per_seed_table = pd.DataFrame(per_seed)
@@ -91,6 +126,12 @@ def collect_tables(
     write_csv(out_dir / "miou.csv", summary)
     write_csv(out_dir / "per_class.csv", per_class_table[key_columns + [c for c in per_class_table if c not in key_columns]])
     write_csv(out_dir / "per_image.csv", per_image_table[key_columns + [c for c in per_image_table if c not in key_columns]])
-    text = "# mIoU (%), mean ± std over seeds\n\n" + markdown_table(summary, variants, datasets)
+    text = (
+        "# mIoU (%), mean ± std over seeds\n\n"
+        + markdown_table(summary, variants, datasets)
+        + "\nΔ: difference of the mean to the baseline variant's.\n"
+        + "\n## Measured beside published (method.md §6, one run each)\n\n"
+        + published_table(summary, variants, datasets)
+    )
     save_text(out_dir / "miou.md", text)
     return summary

@@ -10,9 +10,9 @@ from ddpmseg.report import collect_tables, score_run, write_csv
 
 
 def write_run(folder, miou: float, image_names=("0001", "0002")) -> None:
-    write_csv(folder / "summary.csv", pd.DataFrame([{"miou": miou, "images": 2}]))
-    write_csv(folder / "per_class.csv", pd.DataFrame({"class_id": [0, 1], "class_name": ["a", "b"], "iou": [miou, miou]}))
-    write_csv(folder / "per_image.csv", pd.DataFrame({"image": list(image_names), "miou": [1.0, 2.0], "uncertainty": [0.1, 0.2]}))
+    write_csv(folder / "summary.csv", pd.DataFrame([{"miou": miou, "miou_plain": miou - 1, "images": 2}]))
+    write_csv(folder / "per_class.csv", pd.DataFrame({"class_id": [0, 1], "class_name": ["a", "b"], "iou": [miou, miou], "iou_plain": [miou, miou]}))
+    write_csv(folder / "per_image.csv", pd.DataFrame({"image": list(image_names), "miou": [1.0, 2.0], "miou_plain": [1.0, 1.5], "uncertainty": [0.1, 0.2]}))
 
 
 def test_tables_mean_std_over_seeds(tmp_path) -> None:
@@ -31,9 +31,14 @@ def test_tables_mean_std_over_seeds(tmp_path) -> None:
     assert row["mean"] == pytest.approx(53.0)
     assert row["std"] == pytest.approx(np.std([50, 52, 57], ddof=1), rel=1e-5)
     assert row["seeds"] == 3
+    assert row["mean_plain"] == pytest.approx(52.0)
+    assert row["delta_vs_baseline"] == pytest.approx(0.0)
+    other = summary[(summary.dataset == "d1") & (summary.variant == "other")].iloc[0]
+    assert other["delta_vs_baseline"] == pytest.approx(61.0 - 53.0)
     text = (out / "miou.md").read_text()
     assert "| baseline | 53.00 ± 3.61 | 20.00 ± 10.00 |" in text
-    assert "| other | 61.00 ± 1.00 | – |" in text
+    assert "| other | 61.00 ± 1.00 (Δ +8.00) | – |" in text
+    assert "No dataset of this run is covered by the published numbers" in text
     per_image = pd.read_csv(out / "per_image.csv", dtype={"image": str})
     assert list(per_image.columns[:3]) == ["dataset", "variant", "seed"]
     assert per_image["image"].iloc[0] == "0001"  # names stay strings
@@ -49,3 +54,20 @@ def test_score_run_percent_and_tables() -> None:
     assert miou == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)
     assert per_class["class_name"].tolist() == ["bg", "fg"]
     assert per_image["miou"].iloc[0] == pytest.approx(miou)
+
+
+def test_published_table_beside_measured(tmp_path) -> None:
+    runs = []
+    for variant, mious in {"baseline": [60.0, 62.0], "final": [66.0, 64.0], "mine": [1.0, 3.0]}.items():
+        for seed, miou in enumerate(mious):
+            folder = tmp_path / variant / str(seed)
+            folder.mkdir(parents=True)
+            write_run(folder, miou)
+            runs.append({"dataset": "horse_21", "variant": variant, "seed": seed, "scores": folder})
+    collect_tables(runs, tmp_path / "t", ["baseline", "final", "mine"], ["horse_21"])
+    text = (tmp_path / "t" / "miou.md").read_text()
+    assert "| variant | horse_21 measured | horse_21 published |" in text
+    assert "| baseline | 61.00 | 63.74 |" in text  # method.md §6
+    assert "| final | 65.00 | 65.33 |" in text
+    assert "| mine | 2.00 | – |" in text
+    assert "horse_21 65.0 ± 0.8" in text  # the paper's number (method.md §5)

@@ -1,0 +1,94 @@
+"""Variant settings: each variant differs from the baseline only where it says."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import yaml
+from conftest import REPO_ROOT
+
+from ddpmseg.classifier import TrainSettings, build_classifier, make_optimizer
+from ddpmseg.config import (
+    augmentation_set,
+    check_config,
+    classifier_settings,
+    imageset_count,
+    parse_augmentation_set,
+    shard_ranges,
+    tta_views,
+    variant_settings,
+    variant_tta_sets,
+)
+from ddpmseg.errors import DdpmsegError
+
+
+@pytest.fixture()
+def config() -> dict:
+    raw = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    raw["variants"].update(
+        {
+            "baseline_11ep": {"epochs_before_stopping": 11},
+            "augment": {"epochs_before_stopping": 11, "augmentation_scale": 5},
+        }
+    )
+    return raw
+
+
+def test_regularised_variant_has_dropout_and_adamw_baseline_neither(config) -> None:
+    final = TrainSettings(**classifier_settings(variant_settings(config, "final")))
+    baseline = TrainSettings(**classifier_settings(variant_settings(config, "baseline")))
+    final_model = build_classifier(16, 5, final.dropout)
+    baseline_model = build_classifier(16, 5, baseline.dropout)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in final_model) == 2
+    assert not any(isinstance(m, torch.nn.Dropout) for m in baseline_model)
+    final_opt = make_optimizer(final_model.parameters(), final)
+    baseline_opt = make_optimizer(baseline_model.parameters(), baseline)
+    assert type(final_opt) is torch.optim.AdamW and final_opt.defaults["weight_decay"] == 0.0001
+    assert type(baseline_opt) is torch.optim.Adam and baseline_opt.defaults["weight_decay"] == 0.0
+    assert baseline.epochs_before_stopping == 4 and final.epochs_before_stopping == 11
+
+
+def test_variants_differ_only_where_they_say(config) -> None:
+    baseline = variant_settings(config, "baseline")
+    longer = variant_settings(config, "baseline_11ep")
+    assert {k for k in baseline if baseline[k] != longer[k]} == {"epochs_before_stopping"}
+    augment = variant_settings(config, "augment")
+    assert {k for k in baseline if baseline[k] != augment[k]} == {"epochs_before_stopping", "augmentation_scale"}
+
+
+def test_augmentation_sets_are_shared_and_dataset_scale_wins(config) -> None:
+    dataset = next(iter(config["datasets"]))
+    assert augmentation_set(config, dataset, "baseline") is None
+    assert augmentation_set(config, dataset, "augment") == augmentation_set(config, dataset, "final") == "aug-x5-p0.4-s0"
+    config["datasets"][dataset]["augmentation_scale"] = 4  # bedroom_28 in the study
+    name = augmentation_set(config, dataset, "final")
+    assert name == "aug-x4-p0.4-s0" and parse_augmentation_set(name) == {"scale": 4, "p": 0.4, "seed": 0}
+    assert imageset_count(config, dataset, name) == config["datasets"][dataset]["training_number"] * 3
+
+
+def test_tta_views_named_and_explicit(config) -> None:
+    assert len(tta_views(config, "final")) == 4 and tta_views(config, "baseline") == []
+    assert variant_tta_sets(config, "final")[0] == "tta-s0-togray+coarsedropout"
+    config["variants"]["final"]["tta_views"] = "nonsense"
+    with pytest.raises(DdpmsegError, match="variants.final.tta_views: 'nonsense' is not one of study, study_code"):
+        check_config(config)
+
+
+def test_config_cross_checks(config) -> None:
+    check_config(config)
+    broken = copy.deepcopy(config)
+    dataset = next(iter(broken["datasets"]))
+    broken["datasets"][dataset]["class_names"] = ["a"]
+    with pytest.raises(DdpmsegError, match=rf"datasets.{dataset}.class_names: 1 names for number_class 5"):
+        check_config(broken)
+    broken = copy.deepcopy(config)
+    broken["seeds"] = [0, 0]
+    with pytest.raises(DdpmsegError, match="seeds: a seed is listed twice"):
+        check_config(broken)
+
+
+def test_shard_ranges_cover_every_image_once() -> None:
+    assert shard_ranges(7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert shard_ranges(6, 3) == [(0, 3), (3, 6)]
