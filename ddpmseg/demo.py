@@ -1,5 +1,8 @@
 """The embedded demo dataset: textured scenes of overlapping shapes, in the paper's archive layout.
 
+Four object classes on textured backgrounds: plain discs, striped squares, checkered triangles and
+dotted rings, each object in a random colour, size, position and rotation; objects overlap.
+
 Every image is drawn from its own generator seeded by (seed, split, index), so the dataset is the same
 for a given seed whatever the counts. Pixels on object outlines carry the ignore label, like the
 "void" borders of hand-made annotations.
@@ -16,8 +19,6 @@ from .files import atomic_directory
 
 CLASS_NAMES = ["background", "disc", "square", "triangle", "ring"]
 IGNORE_LABEL = 255
-# Centre hue of each object class (fraction of the colour wheel); colours vary around it.
-_CLASS_HUES = {1: 0.0, 2: 0.33, 3: 0.6, 4: 0.12}
 _SPLIT_IDS = {"train": 0, "test": 1, "unlabelled": 2}
 
 
@@ -81,6 +82,25 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return edge
 
 
+def _texture(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+    """Brightness pattern (size, size, 1) of an object class: what identifies it besides its shape.
+
+    Colours are random, so a class is told by its shape and texture only, which greyscale, colour
+    jitter and flips (the study's augmentations) keep.
+    """
+    yy, xx = np.mgrid[0:size, 0:size]
+    phase_y, phase_x = rng.integers(0, 8, size=2)
+    if label == 2:  # square: fine stripes
+        pattern = ((xx + yy + phase_x) // 2) % 2
+    elif label == 3:  # triangle: checkerboard
+        pattern = (((yy + phase_y) // 3) + ((xx + phase_x) // 3)) % 2
+    elif label == 4:  # ring: dots
+        pattern = (((yy + phase_y) % 4) < 2) & (((xx + phase_x) % 4) < 2)
+    else:  # disc: plain
+        pattern = np.zeros((size, size))
+    return (1.0 - 0.45 * pattern.astype(np.float32))[..., None]
+
+
 def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One demo image (size, size, 3) uint8 and its mask (size, size) uint8 with outlines ignored."""
     rgb = _background(rng, size)
@@ -88,9 +108,8 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     for _ in range(rng.integers(2, 5)):
         label = int(rng.integers(1, len(CLASS_NAMES)))
         shape = _shape_mask(rng, label, size)
-        hue = (_CLASS_HUES[label] + rng.normal(0, 0.04)) % 1.0
-        colour = _hsv_to_rgb(hue, rng.uniform(0.5, 1.0), rng.uniform(0.55, 1.0))
-        shading = 1.0 + 0.15 * rng.normal(0, 1, size=(size, size, 1)).astype(np.float32) * 0.3
+        colour = _hsv_to_rgb(rng.uniform(0.0, 1.0), rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))
+        shading = _texture(rng, label, size) + rng.normal(0, 0.03, size=(size, size, 1)).astype(np.float32)
         rgb = np.where(shape[..., None], colour[None, None] * shading, rgb)
         mask[shape] = label
     labelled = mask.copy()

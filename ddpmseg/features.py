@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from .progress import progress_bar
 
 from .data import to_model_input
 from .files import atomic_directory
+from .progress import progress_bar
 from .store import StoreWriter
 
 

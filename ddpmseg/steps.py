@@ -10,10 +10,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from .progress import progress_bar
+from PIL import Image
 
-from .classifier import TrainSettings, load_ensemble, save_member, train_member
-from .data import list_samples, load_sample, read_image, resize_image, split_dir, summarize_split, to_model_input
+from .augment import apply_view, augment_copies, tta_vote, undo_view, view_is_flipped
+from .classifier import (
+    TrainSettings,
+    load_ensemble,
+    save_member,
+    train_ensemble,
+    train_member,
+)
+from .data import (
+    list_samples,
+    load_sample,
+    read_image,
+    resize_image,
+    split_dir,
+    summarize_split,
+    to_model_input,
+)
 from .ddpm import (
     build_model_and_diffusion,
     check_feature_settings,
@@ -26,8 +41,17 @@ from .ddpm import (
 )
 from .errors import DdpmsegError
 from .features import extract_to_store
-from .files import load_json, save_json, save_npy, save_png, save_torch, sha256_file
+from .files import (
+    atomic_directory,
+    load_json,
+    save_json,
+    save_npy,
+    save_png,
+    save_torch,
+    sha256_file,
+)
 from .predict import predict_image, uncertainty_score
+from .progress import progress_bar
 from .report import collect_tables, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
@@ -60,7 +84,7 @@ def train_demo_ddpm(
 
     def progress(_iteration: int, loss: float) -> None:
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     losses = train_ddpm(model, diffusion, images, iterations, batch_size, lr, seed, progress)
     bar.close()
@@ -158,24 +182,44 @@ def extract_features(
 
 def train_classifier(
     stores: Sequence[str | Path],
-    model_path: str | Path,
-    log_json: str | Path,
+    model_paths: Sequence[str | Path],
+    log_paths: Sequence[str | Path],
     number_class: int,
     ignore_label: int,
     settings: dict[str, Any],
     seed: int,
-    member: int,
+    members: Sequence[int],
+    original_images: int | None = None,
+    memory_budget_mb: float | None = None,
 ) -> None:
-    """Train one ensemble member on the training stores; save its weights and JSON log."""
+    """Train ensemble members of run ``seed`` on the training stores; save each one's weights and JSON log.
+
+    One member is trained alone; several are trained together in one batched computation
+    (:func:`ddpmseg.classifier.train_ensemble`). With augmented copies after the first
+    ``original_images`` views, an epoch keeps the number of steps of the un-augmented set (the study's
+    protocol) while drawing from all views. Activations beyond ``memory_budget_mb`` are streamed.
+    """
     train_settings = TrainSettings(**settings)
     store = FeatureStore(stores)
-    sampler = PixelSampler(store, ignore_label)
+    sampler = PixelSampler(store, ignore_label, memory_budget_mb=memory_budget_mb)
+    mode = f"streamed in groups of {sampler.buffer_views} views" if sampler.streaming else "held in memory"
+    print(f"{sampler.views} training views, {len(sampler)} labelled pixels; activations {mode}")
     if len(sampler) < train_settings.batch_size:
         raise DdpmsegError(f"{store.paths[0]}: only {len(sampler)} labelled training pixels, fewer than one batch")
-    model, log = train_member(sampler, number_class, train_settings, seed, member)
-    print(f"steps {log['steps']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
-    save_member(model_path, model, store.feature_dim, number_class, train_settings.dropout)
-    save_json(log_json, log)
+    steps_per_epoch = None
+    if original_images is not None and original_images < len(store):
+        steps_per_epoch = sampler.pixels_of_first(original_images) // train_settings.batch_size
+        print(f"{original_images} original views: {steps_per_epoch} steps per epoch")
+    if len(members) == 1:
+        results = [train_member(sampler, number_class, train_settings, seed, members[0], steps_per_epoch)]
+    else:
+        results = train_ensemble(sampler, number_class, train_settings, seed, members, steps_per_epoch)
+    for (model, log), model_path, log_path in zip(results, model_paths, log_paths, strict=True):
+        log["training_views"] = sampler.views
+        log["streamed"] = sampler.streaming
+        print(f"member {log['member']}: steps {log['steps']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
+        save_member(model_path, model, store.feature_dim, number_class, train_settings.dropout)
+        save_json(log_path, log)
 
 
 def predict_split(
@@ -185,22 +229,49 @@ def predict_split(
     number_class: int,
     ignore_label: int,
     palette: Sequence[Sequence[int]] | None = None,
+    tta_views: Sequence[Sequence[str]] = (),
+    tta_stores: Sequence[str | Path] = (),
+    tta_folders: Sequence[str | Path] = (),
 ) -> None:
-    """Label every image of the test stores with the ensemble; write label maps, masks, panels, uncertainty."""
+    """Label every test image with the ensemble, with test-time augmentation when views are given.
+
+    Writes ``labels/`` (the final label maps), ``labels_plain/`` (the ensemble on the image alone, when
+    TTA is on), colourised ``masks/``, ``panels/`` (image | ground truth | [plain |] final) and
+    ``uncertainty.csv`` (JS score of the un-augmented image).
+    """
     out_dir = Path(out_dir)
     store = FeatureStore(stores)
     ensemble = load_ensemble(members)
     palette = palette or default_palette(number_class)
+    shards = len(stores)
+    views = [
+        (list(view), FeatureStore(tta_stores[k * shards : (k + 1) * shards]), Path(folder))
+        for k, (view, folder) in enumerate(zip(tta_views, tta_folders, strict=True))
+    ]
+    for view, view_store, _ in views:
+        if view_store.names != store.names:
+            raise DdpmsegError(f"{view_store.paths[0]}: images differ from the test split's ({'+'.join(view)})")
     rows = []
     for index in progress_bar(range(len(store)), desc="predict", unit="image"):
         name = store.names[index]
-        labels, js = predict_image(ensemble, store.activations(index), store.image_size, number_class)
-        labels = labels.numpy().astype(np.int32)
-        save_npy(out_dir / "labels" / f"{name}.npy", labels)
-        prediction_rgb = colourise(labels, palette, ignore_label)
-        save_png(out_dir / "masks" / f"{name}.png", prediction_rgb)
+        plain, js = predict_image(ensemble, store.activations(index), store.image_size, number_class)
+        plain = plain.numpy().astype(np.int32)
+        final = plain
         truth_rgb = colourise(store.labels(index), palette, ignore_label)
-        save_png(out_dir / "panels" / f"{name}.png", panel(store.image(index), truth_rgb, prediction_rgb))
+        shown = [truth_rgb]
+        if views:
+            votes = [plain]
+            for view, view_store, folder in views:
+                labels, _ = predict_image(ensemble, view_store.activations(index), store.image_size, number_class)
+                valid = np.load(folder / "valid" / f"{name}.npy")
+                votes.append(undo_view(labels.numpy().astype(np.int32), valid, view, ignore_label))
+            final = tta_vote(np.stack(votes), ignore_label, 0, number_class).astype(np.int32)
+            save_npy(out_dir / "labels_plain" / f"{name}.npy", plain)
+            shown.append(colourise(plain, palette, ignore_label))
+        save_npy(out_dir / "labels" / f"{name}.npy", final)
+        final_rgb = colourise(final, palette, ignore_label)
+        save_png(out_dir / "masks" / f"{name}.png", final_rgb)
+        save_png(out_dir / "panels" / f"{name}.png", panel(store.image(index), *shown, final_rgb))
         rows.append({"image": name, "uncertainty": uncertainty_score(js)})
     write_csv(out_dir / "uncertainty.csv", pd.DataFrame(rows))
 
@@ -213,18 +284,77 @@ def score_predictions(
     ignore_label: int,
     class_names: Sequence[str] | None = None,
 ) -> None:
-    """Score one run's predictions against the test labels: summary, per-class and per-image tables."""
+    """Score one run's final predictions, and the plain ensemble's when TTA was on, against the test labels.
+
+    Columns ending in ``_plain`` hold the ensemble without TTA (equal to the final ones without TTA).
+    """
     predictions, out_dir = Path(predictions), Path(out_dir)
     store = FeatureStore(stores)
     uncertainty = pd.read_csv(predictions / "uncertainty.csv", dtype={"image": str}).set_index("image")["uncertainty"]
-    preds = [np.load(predictions / "labels" / f"{name}.npy") for name in store.names]
     gts = [store.labels(i) for i in range(len(store))]
-    miou, per_class, per_image = score_run(
-        preds, gts, store.names, [uncertainty[n] for n in store.names], number_class, ignore_label, class_names
-    )
+    scores = {}
+    for kind, folder in (("", "labels"), ("_plain", "labels_plain")):
+        if not (predictions / folder).is_dir():
+            folder = "labels"
+        preds = [np.load(predictions / folder / f"{name}.npy") for name in store.names]
+        scores[kind] = score_run(
+            preds, gts, store.names, [uncertainty[n] for n in store.names], number_class, ignore_label, class_names
+        )
+    (miou, per_class, per_image), (miou_plain, per_class_plain, per_image_plain) = scores[""], scores["_plain"]
+    per_class["iou_plain"] = per_class_plain["iou"]
+    per_image.insert(2, "miou_plain", per_image_plain["miou"])
     write_csv(out_dir / "per_class.csv", per_class)
     write_csv(out_dir / "per_image.csv", per_image)
-    write_csv(out_dir / "summary.csv", pd.DataFrame([{"miou": miou, "images": len(preds)}]))
+    write_csv(out_dir / "summary.csv", pd.DataFrame([{"miou": miou, "miou_plain": miou_plain, "images": len(gts)}]))
+
+
+def augment_training_set(
+    dataset_root: str | Path,
+    out: str | Path,
+    training_number: int,
+    image_size: int,
+    number_class: int,
+    ignore_label: int,
+    scale: int,
+    p: float,
+    seed: int,
+) -> None:
+    """Write ``scale - 1`` augmented copies of every training image and mask (archive layout, ``real/train``)."""
+    names, images, masks = load_split(dataset_root, "train", training_number, 0, training_number, image_size, number_class, ignore_label)
+    copies_images, copies_masks = augment_copies(images, masks, scale - 1, seed, ignore_label, p)
+    copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(scale - 1)]  # image-major
+    with atomic_directory(out) as tmp:
+        folder = tmp / "real" / "train"
+        folder.mkdir(parents=True)
+        for name, image, mask in zip(copy_names, copies_images, copies_masks, strict=True):
+            Image.fromarray(image).save(folder / f"{name}.png")
+            np.save(folder / f"{name}.npy", mask)
+
+
+def make_tta_view(
+    dataset_root: str | Path,
+    out: str | Path,
+    testing_number: int,
+    image_size: int,
+    number_class: int,
+    ignore_label: int,
+    view: Sequence[str],
+    seed: int,
+) -> None:
+    """Write one test-time augmentation view of the test split: view images, masks in the view's frame
+    (ignore_label where the view removed content) and ``valid/<name>.npy`` (False where it did)."""
+    names, images, masks = load_split(dataset_root, "test", testing_number, 0, testing_number, image_size, number_class, ignore_label)
+    with atomic_directory(out) as tmp:
+        folder = tmp / "real" / "test"
+        folder.mkdir(parents=True)
+        (tmp / "valid").mkdir()
+        for index, (name, image, mask) in enumerate(zip(names, images, masks, strict=True)):
+            view_image, valid = apply_view(image, list(view), seed, index, ignore_label)
+            view_mask = mask[:, ::-1] if view_is_flipped(list(view)) else mask
+            view_mask = np.where(valid, view_mask, ignore_label)
+            Image.fromarray(view_image).save(folder / f"{name}.png")
+            np.save(folder / f"{name}.npy", view_mask.astype(np.int32))
+            np.save(tmp / "valid" / f"{name}.npy", valid)
 
 
 def make_tables(runs: Sequence[dict], out_dir: str | Path, variants: Sequence[str], datasets: Sequence[str]) -> None:

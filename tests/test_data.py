@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_dataset, write_sample
+
 from ddpmseg.data import (
     list_samples,
     load_sample,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import TINY_FLAGS
+
 from ddpmseg.ddpm import (
     PAPER_MODEL_FLAGS,
     build_model_and_diffusion,

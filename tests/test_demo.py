@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ddpmseg.data import list_samples, split_dir, summarize_split
-from ddpmseg.demo import CLASS_NAMES, IGNORE_LABEL, render_scene, scene_rng, write_demo_dataset
+from ddpmseg.demo import (
+    CLASS_NAMES,
+    IGNORE_LABEL,
+    render_scene,
+    scene_rng,
+    write_demo_dataset,
+)
 
 
 def test_layout_is_the_archive_layout(tmp_path) -> None:

@@ -1,15 +1,15 @@
 rule extract_features:
     input:
-        dataset=dataset_root,
+        images=imageset_root,
         summary="results/datasets/{dataset}/summary.json",
         checkpoint=lambda wc: checkpoint_path(ddpm_name(wc)),
         check=lambda wc: f"results/ddpm/{ddpm_name(wc)}/check.json",
     output:
-        store=directory("results/features/{dataset}/{split}/shard{shard}.zarr"),
+        store=directory("results/features/{dataset}/{imageset}/shard{shard}.zarr"),
     log:
-        "logs/extract_features/{dataset}/{split}/shard{shard}.log",
+        "logs/extract_features/{dataset}/{imageset}/shard{shard}.log",
     benchmark:
-        "results/benchmarks/extract_features/{dataset}/{split}/shard{shard}.tsv"
+        "results/benchmarks/extract_features/{dataset}/{imageset}/shard{shard}.tsv"
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 2
@@ -18,7 +18,8 @@ rule extract_features:
         runtime=120,
         gpu=config["gpu_per_job"],
     params:
-        split_size=lambda wc: split_count(wc.dataset, wc.split),
+        split=lambda wc: imageset_split(wc.imageset),
+        split_size=lambda wc: imageset_count(config, wc.dataset, wc.imageset),
         shard=shard_range,
         flags=lambda wc: ddpm_flags(ddpm_name(wc)),
         steps=config["features"]["steps"],

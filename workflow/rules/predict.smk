@@ -1,6 +1,8 @@
 rule predict_ensemble:
     input:
         stores=test_stores,
+        tta_stores=tta_stores,
+        tta_folders=tta_folders,
         members=ensemble_members,
     output:
         predictions=directory("results/predictions/{dataset}/{variant}/seed{seed}"),
@@ -15,9 +17,10 @@ rule predict_ensemble:
         mem_mb=8000,
         runtime=60,
     params:
+        tta_views=lambda wc: tta_views(config, wc.variant),
         number_class=lambda wc: dataset_config(wc)["number_class"],
         ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
-        palette=palette,
+        palette=lambda wc: dataset_config(wc).get("palette"),
     script:
         "../scripts/predict_ensemble.py"
 
@@ -41,6 +44,6 @@ rule score_predictions:
     params:
         number_class=lambda wc: dataset_config(wc)["number_class"],
         ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
-        class_names=class_names,
+        class_names=lambda wc: dataset_config(wc).get("class_names"),
     script:
         "../scripts/score_predictions.py"

@@ -1,25 +1,69 @@
-rule train_member:
-    input:
-        stores=train_stores,
-    output:
-        model="results/models/{dataset}/{variant}/seed{seed}/member{member}.pt",
-        log_json="results/models/{dataset}/{variant}/seed{seed}/member{member}.json",
-    log:
-        "logs/train_member/{dataset}/{variant}/seed{seed}/member{member}.log",
-    benchmark:
-        "results/benchmarks/train_member/{dataset}/{variant}/seed{seed}/member{member}.tsv"
-    conda:
-        "../../envs/ddpmseg.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=config["gpu_per_job"],
-    params:
-        settings=lambda wc: variant_settings(config, wc.variant),
-        number_class=lambda wc: dataset_config(wc)["number_class"],
-        ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
-        seed=lambda wc: int(wc.seed),
-        member=lambda wc: int(wc.member),
-    script:
-        "../scripts/train_member.py"
+if config["training"]["fused_ensemble"]:
+
+    rule train_ensemble:
+        input:
+            stores=train_stores,
+        output:
+            models=expand(
+                "results/models/{{dataset}}/{{variant}}/seed{{seed}}/member{member}.pt",
+                member=MEMBERS,
+            ),
+            logs=expand(
+                "results/models/{{dataset}}/{{variant}}/seed{{seed}}/member{member}.json",
+                member=MEMBERS,
+            ),
+        log:
+            "logs/train_ensemble/{dataset}/{variant}/seed{seed}.log",
+        benchmark:
+            "results/benchmarks/train_ensemble/{dataset}/{variant}/seed{seed}.tsv"
+        conda:
+            "../../envs/ddpmseg.yaml"
+        threads: 2
+        resources:
+            mem_mb=config["training"]["memory_budget_mb"] + 2048,
+            runtime=600,
+            gpu=config["gpu_per_job"],
+        params:
+            settings=lambda wc: classifier_settings(
+                variant_settings(config, wc.variant)
+            ),
+            original_images=lambda wc: dataset_config(wc)["training_number"],
+            number_class=lambda wc: dataset_config(wc)["number_class"],
+            ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+            seed=lambda wc: int(wc.seed),
+            members=MEMBERS,
+            memory_budget_mb=config["training"]["memory_budget_mb"],
+        script:
+            "../scripts/train_classifier.py"
+
+else:
+
+    rule train_member:
+        input:
+            stores=train_stores,
+        output:
+            models=["results/models/{dataset}/{variant}/seed{seed}/member{member}.pt"],
+            logs=["results/models/{dataset}/{variant}/seed{seed}/member{member}.json"],
+        log:
+            "logs/train_member/{dataset}/{variant}/seed{seed}/member{member}.log",
+        benchmark:
+            "results/benchmarks/train_member/{dataset}/{variant}/seed{seed}/member{member}.tsv"
+        conda:
+            "../../envs/ddpmseg.yaml"
+        threads: 1
+        resources:
+            mem_mb=config["training"]["memory_budget_mb"] + 2048,
+            runtime=240,
+            gpu=config["gpu_per_job"],
+        params:
+            settings=lambda wc: classifier_settings(
+                variant_settings(config, wc.variant)
+            ),
+            original_images=lambda wc: dataset_config(wc)["training_number"],
+            number_class=lambda wc: dataset_config(wc)["number_class"],
+            ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+            seed=lambda wc: int(wc.seed),
+            members=lambda wc: [int(wc.member)],
+            memory_budget_mb=config["training"]["memory_budget_mb"],
+        script:
+            "../scripts/train_classifier.py"

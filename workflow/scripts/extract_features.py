@@ -1,4 +1,5 @@
 import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
+
 from ddpmseg.cli import run_script
 from ddpmseg.steps import extract_features
 
@@ -7,8 +8,8 @@ def main(smk):
     p = smk.params
     start, stop = p.shard
     extract_features(
-        smk.input.dataset,
-        smk.wildcards.split,
+        smk.input.images,
+        p.split,
         p.split_size,
         start,
         stop,

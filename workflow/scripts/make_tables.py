@@ -1,5 +1,6 @@
-import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
 from pathlib import Path
+
+import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
 
 from ddpmseg.cli import run_script
 from ddpmseg.steps import make_tables

@@ -1,4 +1,5 @@
 import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
+
 from ddpmseg.cli import run_script
 from ddpmseg.steps import predict_split
 
@@ -12,6 +13,9 @@ def main(smk):
         p.number_class,
         p.ignore_label,
         p.palette,
+        p.tta_views,
+        list(smk.input.tta_stores),
+        list(smk.input.tta_folders),
     )
 
 

@@ -1,4 +1,5 @@
 import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
+
 from ddpmseg.cli import run_script
 from ddpmseg.steps import validate_dataset
 
