@@ -13,6 +13,7 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/augment.smk"
 include: "workflow/rules/features.smk"

@@ -9,6 +9,7 @@ variant overrides some of them.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from .classifier import TrainSettings
@@ -132,3 +133,86 @@ def imageset_count(config: dict[str, Any], dataset: str, imageset: str) -> int:
     if imageset.startswith("aug-"):
         return entry["training_number"] * (parse_augmentation_set(imageset)["scale"] - 1)
     return entry[SPLIT_COUNTS[imageset_split(imageset)]]
+
+
+REGISTRY_DATASET_FIELDS = (
+    "ddpm", "number_class", "ignore_label", "training_number", "testing_number", "class_names", "palette",
+)
+
+
+def resolve_registry(config: dict[str, Any], registry: dict[str, Any]) -> dict[str, Any]:
+    """The config with registry entries filled in (a new dict; ``config`` is left as it is).
+
+    A dataset or DDPM with ``source: registry`` takes every field of its registry entry (named by
+    ``registry_name``, default its own key) that it does not set itself; its ``url`` overrides the
+    registry's (a mirror, a cache, a ``file://`` path) and the registry's sha256 still applies. A DDPM
+    that a registry dataset names but the config lacks is added from the registry.
+    """
+    import copy
+
+    resolved = copy.deepcopy(config)
+    resolved.setdefault("ddpms", {})
+    for name, dataset in resolved["datasets"].items():
+        if dataset["source"] != "registry":
+            continue
+        key = dataset.get("registry_name", name)
+        if key not in registry["datasets"]:
+            raise DdpmsegError(f"datasets.{name}: '{key}' is not a dataset of the registry ({', '.join(registry['datasets'])})")
+        entry = registry["datasets"][key]
+        for field in REGISTRY_DATASET_FIELDS:
+            dataset.setdefault(field, copy.deepcopy(entry[field]))
+        dataset.setdefault("url", entry["archive"]["url"])
+        dataset.setdefault("sha256", entry["archive"]["sha256"])
+        dataset.setdefault("archive_prefix", entry["archive"]["prefix"])
+        if dataset["ddpm"] not in resolved["ddpms"] and dataset["ddpm"] in registry["checkpoints"]:
+            resolved["ddpms"][dataset["ddpm"]] = {"source": "registry"}
+    for name, ddpm in resolved["ddpms"].items():
+        if ddpm["source"] != "registry":
+            continue
+        key = ddpm.get("registry_name", name)
+        if key not in registry["checkpoints"]:
+            raise DdpmsegError(f"ddpms.{name}: '{key}' is not a checkpoint of the registry ({', '.join(registry['checkpoints'])})")
+        entry = registry["checkpoints"][key]
+        ddpm["flags"] = {**entry["flags"], **ddpm.get("flags", {})}
+        ddpm.setdefault("url", entry["url"])
+        ddpm.setdefault("sha256", entry["sha256"])
+    return resolved
+
+
+def archive_name(url: str) -> str:
+    """File name an archive is stored under in ``resources/archives/``: the last part of its URL."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise DdpmsegError(f"{url}: cannot name the archive after this URL")
+    return name
+
+
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict[str, Any]:
+    """A config file validated against the workflow's schema with its defaults filled in, registry
+    entries resolved and cross-checked: what the Snakefile works with, for use outside Snakemake."""
+    import jsonschema
+    import yaml
+
+    config = yaml.safe_load(Path(path).read_text())
+    schema_doc = yaml.safe_load(Path(schema).read_text())
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, subschema):
+        for name, prop in properties.items():
+            if isinstance(instance, dict) and "default" in prop:
+                instance.setdefault(name, prop["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, subschema)
+
+    validator = jsonschema.validators.extend(base, {"properties": set_defaults})(schema_doc)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "config"
+        raise DdpmsegError(f"{path}: {where}: {error.message}")
+    from .registry import load_registry
+
+    config = resolve_registry(config, load_registry())
+    check_config(config)
+    return config

@@ -1,4 +1,5 @@
-"""Datasets in the paper's archive layout: ``<root>/real/{train,test}/`` with images and same-stem ``.npy`` masks.
+"""Datasets: the paper's archive layout (``<root>/real/{train,test}/`` with images and same-stem ``.npy``
+masks) or separate image and mask folders (masks ``.npy`` or single-channel ``.png``).
 
 Images are taken in sorted file-name order and the first ``count`` of a split are used. Preprocessing
 follows method.md §1: RGB, bilinear resize to the model's ``image_size``, scaled to [-1, 1]; masks
@@ -29,20 +30,49 @@ class Sample:
     mask_path: Path
 
 
+@dataclass(frozen=True)
+class Split:
+    """Where a split's images and masks are and how non-square images are treated."""
+
+    images: Path
+    masks: Path | None = None  # None: .npy masks beside the images (the archive layout)
+    non_square: str | None = None
+
+    @classmethod
+    def of(cls, value: "Split | dict") -> "Split":
+        """From a plain dict (as Snakemake params carry it) or a Split."""
+        if isinstance(value, Split):
+            return value
+        masks = value.get("masks")
+        return cls(Path(value["images"]), Path(masks) if masks else None, value.get("non_square"))
+
+    def as_dict(self) -> dict:
+        return {"images": str(self.images), "masks": str(self.masks) if self.masks else None, "non_square": self.non_square}
+
+
 def split_dir(root: str | Path, split: str) -> Path:
     """Folder of a split in the archive layout."""
     return Path(root) / "real" / split
 
 
-def list_samples(folder: str | Path, count: int | None = None) -> list[Sample]:
-    """The first ``count`` images of ``folder`` in sorted name order, each with its same-stem ``.npy`` mask.
+MASK_SUFFIXES = (".npy", ".png")
+NON_SQUARE_POLICIES = ("resize", "center_crop")
 
-    Raises :class:`DdpmsegError` for a missing folder, an empty split, two images with the same stem,
-    fewer images than ``count`` or a missing mask.
+
+def list_samples(folder: str | Path, count: int | None = None, masks: str | Path | None = None) -> list[Sample]:
+    """The first ``count`` images of ``folder`` in sorted name order, each with its same-stem mask.
+
+    Masks are ``.npy`` files beside the images (the archive layout) or, when ``masks`` names a separate
+    folder, ``.npy`` or single-channel ``.png`` files there. Raises :class:`DdpmsegError` for a missing
+    folder, an empty split, two images with the same stem, fewer images than ``count``, a missing mask
+    or two masks for one image.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DdpmsegError(f"{folder}: dataset folder does not exist")
+    mask_folder = folder if masks is None else Path(masks)
+    if not mask_folder.is_dir():
+        raise DdpmsegError(f"{mask_folder}: mask folder does not exist")
     images = sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
@@ -57,12 +87,16 @@ def list_samples(folder: str | Path, count: int | None = None) -> list[Sample]:
         if len(images) < count:
             raise DdpmsegError(f"{folder}: split has {len(images)} images, the config asks for {count}")
         images = images[:count]
+    suffixes = (".npy",) if masks is None else MASK_SUFFIXES
     samples = []
     for image_path in images:
-        mask_path = image_path.with_suffix(".npy")
-        if not mask_path.is_file():
-            raise DdpmsegError(f"{image_path}: missing mask {mask_path.name}")
-        samples.append(Sample(image_path.stem, image_path, mask_path))
+        candidates = [mask_folder / f"{image_path.stem}{suffix}" for suffix in suffixes]
+        found = [path for path in candidates if path.is_file()]
+        if not found:
+            raise DdpmsegError(f"{image_path}: missing mask {' or '.join(str(c.name) for c in candidates)}")
+        if len(found) > 1:
+            raise DdpmsegError(f"{image_path}: two masks ({', '.join(p.name for p in found)}); keep one")
+        samples.append(Sample(image_path.stem, image_path, found[0]))
     return samples
 
 
@@ -76,7 +110,16 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a ``.npy`` mask as a 2-D int64 array of class ids."""
+    """Read a mask (``.npy`` array or single-channel ``.png``) as a 2-D int64 array of class ids."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        try:
+            with Image.open(path) as image:
+                if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+                    raise DdpmsegError(f"{path}: mask PNG must be single-channel (mode {image.mode})")
+                return np.asarray(image).astype(np.int64)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise DdpmsegError(f"{path}: unreadable mask ({error})") from None
     try:
         mask = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -88,6 +131,24 @@ def read_mask(path: str | Path) -> np.ndarray:
     if np.issubdtype(mask.dtype, np.floating) and np.all(np.isfinite(mask)) and np.all(mask == np.round(mask)):
         return mask.astype(np.int64)
     raise DdpmsegError(f"{path}: mask must hold integer class ids, got dtype {mask.dtype}")
+
+
+def make_square(
+    rgb: np.ndarray, mask: np.ndarray, policy: str | None, path: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the non-square policy: ``resize`` keeps everything (stretched later), ``center_crop`` keeps
+    the central square; without a policy a non-square image is an error rather than silently stretched."""
+    height, width = mask.shape
+    if height == width or policy == "resize":
+        return rgb, mask
+    if policy == "center_crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return rgb[top : top + side, left : left + side], mask[top : top + side, left : left + side]
+    raise DdpmsegError(
+        f"{path}: image is {width}x{height}, not square; choose the dataset's non_square policy "
+        f"({' or '.join(NON_SQUARE_POLICIES)})"
+    )
 
 
 def resize_image(rgb: np.ndarray, image_size: int) -> np.ndarray:
@@ -135,11 +196,22 @@ def read_sample(sample: Sample, number_class: int, ignore_label: int) -> tuple[n
     return rgb, mask
 
 
+def load_split(
+    split: Split | dict, count: int, start: int, stop: int, image_size: int, number_class: int, ignore_label: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Names, images (n, S, S, 3) uint8 and masks (n, S, S) of images ``start:stop`` of a split's first ``count``."""
+    split = Split.of(split)
+    samples = list_samples(split.images, count, split.masks)[start:stop]
+    loaded = [load_sample(s, image_size, number_class, ignore_label, split.non_square) for s in samples]
+    return [s.name for s in samples], np.stack([im for im, _ in loaded]), np.stack([m for _, m in loaded])
+
+
 def load_sample(
-    sample: Sample, image_size: int, number_class: int, ignore_label: int
+    sample: Sample, image_size: int, number_class: int, ignore_label: int, non_square: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checked and preprocessed (image uint8 (S, S, 3), mask int64 (S, S)) of one sample."""
     rgb, mask = read_sample(sample, number_class, ignore_label)
+    rgb, mask = make_square(rgb, mask, non_square, sample.image_path)
     return resize_image(rgb, image_size), resize_mask(mask, image_size)
 
 
@@ -157,22 +229,30 @@ def remove_small_annotations(
 
 
 def summarize_split(
-    folder: str | Path, count: int, image_size: int, number_class: int, ignore_label: int
+    folder: str | Path,
+    count: int,
+    image_size: int,
+    number_class: int,
+    ignore_label: int,
+    masks: str | Path | None = None,
+    non_square: str | None = None,
 ) -> dict:
     """Check every sample of a split (see :func:`list_samples`, :func:`load_sample`) and summarise it."""
-    samples = list_samples(folder, count)
+    samples = list_samples(folder, count, masks)
     histogram = np.zeros(number_class, dtype=np.int64)
     ignored = 0
     sizes: Counter[str] = Counter()
     for sample in samples:
         rgb, mask = read_sample(sample, number_class, ignore_label)
         sizes[f"{rgb.shape[1]}x{rgb.shape[0]}"] += 1
+        _, mask = make_square(rgb, mask, non_square, sample.image_path)
         mask = resize_mask(mask, image_size)
         valid = mask != ignore_label
         histogram += np.bincount(mask[valid], minlength=number_class)[:number_class]
         ignored += int((~valid).sum())
     return {
         "folder": str(folder),
+        "masks": str(masks or folder),
         "images": len(samples),
         "names": [s.name for s in samples],
         "original_sizes": dict(sizes),

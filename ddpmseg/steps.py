@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from .archive import extract_archive
 from .augment import apply_view, augment_copies, tta_vote, undo_view, view_is_flipped
 from .classifier import (
     TrainSettings,
@@ -21,17 +22,15 @@ from .classifier import (
     train_member,
 )
 from .data import (
-    list_samples,
-    load_sample,
+    Split,
+    load_split,
     read_image,
     resize_image,
-    split_dir,
     summarize_split,
     to_model_input,
 )
 from .ddpm import (
     build_model_and_diffusion,
-    check_feature_settings,
     check_state_dict,
     load_ddpm,
     model_flags,
@@ -39,6 +38,7 @@ from .ddpm import (
     select_device,
     train_ddpm,
 )
+from .download import download
 from .errors import DdpmsegError
 from .features import extract_to_store
 from .files import (
@@ -107,48 +107,74 @@ def train_demo_ddpm(
 
 
 def validate_dataset(
-    dataset_root: str | Path,
+    splits: dict[str, Split | dict],
+    counts: dict[str, int],
     summary_json: str | Path,
     image_size: int,
     number_class: int,
     ignore_label: int,
-    training_number: int,
-    testing_number: int,
 ) -> None:
-    """Check both splits (masks, sizes, labels, readability, stems) and write a summary."""
-    summary = {
-        split: summarize_split(split_dir(dataset_root, split), count, image_size, number_class, ignore_label)
-        for split, count in (("train", training_number), ("test", testing_number))
-    }
+    """Check every split (masks, sizes, labels, readability, stems, squareness) and write a summary."""
+    summary = {}
+    for name, split in splits.items():
+        split = Split.of(split)
+        summary[name] = summarize_split(
+            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square
+        )
     save_json(summary_json, {"number_class": number_class, "ignore_label": ignore_label, **summary})
 
 
 def validate_ddpm(
-    checkpoint: str | Path, check_json: str | Path, flags: dict[str, Any], steps: Sequence[int], blocks: Sequence[int]
+    checkpoint: str | Path,
+    check_json: str | Path,
+    flags: dict[str, Any],
+    verify: dict[str, Any] | None = None,
 ) -> None:
-    """Check that the checkpoint fits the flags and the feature settings fit the model; record its sha256."""
+    """Check that the checkpoint fits the flags; record its sha256. (Steps and blocks are checked
+    against the flags when the config is read, so that changing them does not rerun this.)
+
+    ``verify`` (url, sha256, lock_file, lock_key) first checks a downloaded or hand-placed checkpoint
+    against the registry's digest or the lock file.
+    """
     flags = model_flags(flags)
-    check_feature_settings(flags, steps, blocks)
+    digest = download(dest=checkpoint, progress=False, **verify) if verify else sha256_file(checkpoint)
     model, _ = build_model_and_diffusion(flags)
     check_state_dict(model, read_checkpoint(checkpoint), checkpoint, flags)
     save_json(
         check_json,
-        {"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint), "flags": flags, "decoder_blocks": len(model.output_blocks)},
+        {"checkpoint": str(checkpoint), "sha256": digest, "flags": flags, "decoder_blocks": len(model.output_blocks)},
     )
 
 
-def load_split(
-    dataset_root: str | Path, split: str, count: int, start: int, stop: int, image_size: int, number_class: int, ignore_label: int
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Names, images (n, S, S, 3) uint8 and masks (n, S, S) of images ``start:stop`` of a split."""
-    samples = list_samples(split_dir(dataset_root, split), count)[start:stop]
-    loaded = [load_sample(s, image_size, number_class, ignore_label) for s in samples]
-    return [s.name for s in samples], np.stack([im for im, _ in loaded]), np.stack([m for _, m in loaded])
+def fetch(
+    url: str,
+    dest: str | Path,
+    sha256: str | None,
+    lock_file: str | Path | None,
+    lock_key: str,
+    retries: int,
+    backoff_s: float,
+    timeout_s: float,
+) -> None:
+    """Download one file (resuming, verified, atomic; see :func:`ddpmseg.download.download`)."""
+    digest = download(url, dest, sha256, lock_file, retries, backoff_s, timeout_s, lock_key=lock_key)
+    print(f"{dest}: sha256 {digest}")
+
+
+def extract_dataset(
+    archive: str | Path,
+    out: str | Path,
+    prefix: str,
+    verify: dict[str, Any],
+) -> None:
+    """Verify the archive (registry digest or lock file), then extract one dataset's folder from it."""
+    download(dest=archive, progress=False, **verify)
+    files = extract_archive(archive, out, members_prefix=prefix)
+    print(f"{archive}: {len(files)} files of {prefix} extracted to {out}")
 
 
 def extract_features(
-    dataset_root: str | Path,
-    split: str,
+    split: Split | dict,
     count: int,
     start: int,
     stop: int,
@@ -163,17 +189,15 @@ def extract_features(
     ignore_label: int,
     out: str | Path,
 ) -> None:
-    """Extract one shard (images ``start:stop`` of a split) into a zarr store."""
+    """Extract one shard (images ``start:stop`` of a split's first ``count``) into a zarr store."""
     flags = model_flags(flags)
-    names, images, masks = load_split(
-        dataset_root, split, count, start, stop, flags["image_size"], number_class, ignore_label
-    )
+    names, images, masks = load_split(split, count, start, stop, flags["image_size"], number_class, ignore_label)
     model, diffusion = load_ddpm(checkpoint, flags)
     print(f"device: {next(model.parameters()).device}, model dtype: {model.dtype}")
     attrs = {
         "model_flags": flags,
         "checkpoint_sha256": load_json(check_json)["sha256"],
-        "split": split,
+        "source": Split.of(split).as_dict(),
         "number_class": number_class,
         "ignore_label": ignore_label,
     }
@@ -309,7 +333,7 @@ def score_predictions(
 
 
 def augment_training_set(
-    dataset_root: str | Path,
+    split: Split | dict,
     out: str | Path,
     training_number: int,
     image_size: int,
@@ -320,7 +344,7 @@ def augment_training_set(
     seed: int,
 ) -> None:
     """Write ``scale - 1`` augmented copies of every training image and mask (archive layout, ``real/train``)."""
-    names, images, masks = load_split(dataset_root, "train", training_number, 0, training_number, image_size, number_class, ignore_label)
+    names, images, masks = load_split(split, training_number, 0, training_number, image_size, number_class, ignore_label)
     copies_images, copies_masks = augment_copies(images, masks, scale - 1, seed, ignore_label, p)
     copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(scale - 1)]  # image-major
     with atomic_directory(out) as tmp:
@@ -332,7 +356,7 @@ def augment_training_set(
 
 
 def make_tta_view(
-    dataset_root: str | Path,
+    split: Split | dict,
     out: str | Path,
     testing_number: int,
     image_size: int,
@@ -343,7 +367,7 @@ def make_tta_view(
 ) -> None:
     """Write one test-time augmentation view of the test split: view images, masks in the view's frame
     (ignore_label where the view removed content) and ``valid/<name>.npy`` (False where it did)."""
-    names, images, masks = load_split(dataset_root, "test", testing_number, 0, testing_number, image_size, number_class, ignore_label)
+    names, images, masks = load_split(split, testing_number, 0, testing_number, image_size, number_class, ignore_label)
     with atomic_directory(out) as tmp:
         folder = tmp / "real" / "test"
         folder.mkdir(parents=True)

@@ -85,3 +85,34 @@ def write_identity_store(path, views: int, size: int = 12, seed: int = 0, extra_
         )
         writer.close()
     return labels
+
+
+def make_custom_dataset(root: Path, seed: int = 0) -> dict:
+    """A user's dataset in separate image and mask folders: non-square images of mixed sizes, 8-bit
+    and 16-bit PNG masks and a uint16 .npy mask. Returns its config entry (source: folders)."""
+    rng = np.random.default_rng(seed)
+    sizes = [(40, 32), (48, 36), (36, 36), (50, 40), (44, 30), (38, 46)]
+    entry = {"source": "folders", "number_class": 3, "ignore_label": 255, "non_square": "center_crop",
+             "training_number": 3, "testing_number": 3}
+    for split, indices in (("train", range(0, 3)), ("test", range(3, 6))):
+        images, masks = root / split / "images", root / split / "masks"
+        images.mkdir(parents=True)
+        masks.mkdir(parents=True)
+        for k in indices:
+            width, height = sizes[k]
+            image = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+            mask = np.zeros((height, width), dtype=np.uint16)
+            mask[height // 4 : 3 * height // 4, : width // 2] = 1
+            mask[height // 4 : 3 * height // 4, width // 2 :] = 2
+            mask[0, :] = 255
+            image[mask == 1] = (200, 40, 40)
+            image[mask == 2] = (40, 200, 40)
+            Image.fromarray(image).save(images / f"img{k}.jpg" if k % 2 else images / f"img{k}.png")
+            if k % 3 == 0:
+                np.save(masks / f"img{k}.npy", mask)  # uint16 array
+            elif k % 3 == 1:
+                Image.fromarray(mask.astype(np.uint8)).save(masks / f"img{k}.png")  # 8-bit PNG
+            else:
+                Image.fromarray(mask).save(masks / f"img{k}.png")  # 16-bit PNG
+        entry[f"{split}_images"], entry[f"{split}_masks"] = str(images), str(masks)
+    return entry

@@ -92,3 +92,52 @@ def test_config_cross_checks(config) -> None:
 def test_shard_ranges_cover_every_image_once() -> None:
     assert shard_ranges(7, 3) == [(0, 3), (3, 6), (6, 7)]
     assert shard_ranges(6, 3) == [(0, 3), (3, 6)]
+
+
+def test_registry_entries_fill_the_config_and_urls_can_be_overridden() -> None:
+    from ddpmseg.config import resolve_registry
+    from ddpmseg.registry import load_registry
+
+    registry = load_registry()
+    config = {
+        "datasets": {
+            "horse_21": {"source": "registry", "training_number": 5},
+            "mirror": {"source": "registry", "registry_name": "cat_15", "url": "file:///cache/datasets.tar.gz"},
+        },
+        "ddpms": {"lsun_horse": {"source": "registry", "url": "http://127.0.0.1:1/h.pt", "flags": {"use_fp16": False}}},
+    }
+    resolved = resolve_registry(config, registry)
+    horse = resolved["datasets"]["horse_21"]
+    assert horse["number_class"] == 21 and horse["ignore_label"] == 255 and horse["testing_number"] == 30
+    assert horse["training_number"] == 5  # the config's own value wins
+    assert horse["url"].endswith("/datasets.tar.gz") and horse["archive_prefix"] == "horse_21/"
+    mirror = resolved["datasets"]["mirror"]
+    assert mirror["url"] == "file:///cache/datasets.tar.gz" and mirror["number_class"] == 15
+    assert mirror["archive_prefix"] == "cat_15/"
+    assert set(resolved["ddpms"]) == {"lsun_horse", "lsun_cat"}  # lsun_cat added for the cat dataset
+    horse_ddpm = resolved["ddpms"]["lsun_horse"]
+    assert horse_ddpm["url"] == "http://127.0.0.1:1/h.pt"
+    assert horse_ddpm["flags"]["num_channels"] == 256 and horse_ddpm["flags"]["use_fp16"] is False
+    assert "url" not in config["datasets"]["horse_21"]  # the input is left as it was
+
+
+def test_unknown_registry_names_are_refused() -> None:
+    from ddpmseg.config import resolve_registry
+    from ddpmseg.registry import load_registry
+
+    with pytest.raises(DdpmsegError, match=r"datasets.zebra: 'zebra' is not a dataset of the registry"):
+        resolve_registry({"datasets": {"zebra": {"source": "registry"}}, "ddpms": {}}, load_registry())
+
+
+def test_paper_config_resolves_to_the_six_datasets_and_five_variants() -> None:
+    from ddpmseg.config import resolve_registry
+    from ddpmseg.registry import load_registry
+
+    raw = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
+    resolved = resolve_registry(raw, load_registry())
+    check_config(resolved)
+    assert list(resolved["variants"]) == ["baseline", "baseline_11ep", "augment", "augment_regularize", "final"]
+    assert set(resolved["ddpms"]) == {"lsun_bedroom", "ffhq", "lsun_cat", "lsun_horse"}
+    assert augmentation_set(resolved, "bedroom_28", "final") == "aug-x4-p0.4-s0"
+    assert augmentation_set(resolved, "horse_21", "augment") == "aug-x5-p0.4-s0"
+    assert imageset_count(resolved, "ade_bedroom_30", "test") == 650

@@ -45,7 +45,7 @@ def test_preprocessing_scales_and_resizes(tmp_path) -> None:
     mask = np.zeros((10, 20), np.int64)
     mask[:, 10:] = 1
     write_sample(folder, "x", image, mask)
-    rgb, resized = load_sample(list_samples(folder)[0], 8, 2, 255)
+    rgb, resized = load_sample(list_samples(folder)[0], 8, 2, 255, non_square="resize")
     assert rgb.shape == (8, 8, 3) and resized.shape == (8, 8)
     assert resized[:, :4].max() == 0 and resized[:, 4:].min() == 1
     x = to_model_input(rgb)
@@ -122,3 +122,52 @@ def test_ignore_label_and_integral_float_masks_are_accepted(tmp_path) -> None:
     write_sample(folder, "y", np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint16))
     summary = summarize_split(folder, 2, 8, 3, 255)
     assert summary["class_pixels"] == [0, 32 + 64, 0] and summary["ignored_pixels"] == 32
+
+
+def test_non_square_needs_a_policy_and_center_crop_keeps_the_middle(tmp_path) -> None:
+    folder = tmp_path / "real" / "train"
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[:, 5:15] = 255  # the central 10 x 10 square is white
+    mask = np.zeros((10, 20), np.int64)
+    mask[:, 5:15] = 1
+    write_sample(folder, "x", image, mask)
+    sample = list_samples(folder)[0]
+    with pytest.raises(DdpmsegError, match=r"x\.png: image is 20x10, not square; choose the dataset's non_square policy"):
+        load_sample(sample, 8, 2, 255)
+    rgb, cropped = load_sample(sample, 8, 2, 255, non_square="center_crop")
+    assert (rgb == 255).all() and (cropped == 1).all()
+    rgb, stretched = load_sample(sample, 8, 2, 255, non_square="resize")
+    assert (stretched == 0).any() and (stretched == 1).any()
+
+
+def test_separate_folders_with_png_and_uint16_masks(tmp_path) -> None:
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for stem, size in (("a", (12, 16)), ("b", (20, 20)), ("c", (30, 18))):
+        Image.fromarray(np.zeros(size + (3,), np.uint8)).save(images / f"{stem}.jpg")
+    Image.fromarray(np.full((12, 16), 2, np.uint8)).save(masks / "a.png")  # 8-bit PNG
+    Image.fromarray(np.full((20, 20), 255, np.uint16)).save(masks / "b.png")  # 16-bit PNG, all ignored
+    np.save(masks / "c.npy", np.ones((30, 18), np.uint16))
+    samples = list_samples(images, masks=masks)
+    assert [s.mask_path.name for s in samples] == ["a.png", "b.png", "c.npy"]
+    summary = summarize_split(images, 3, 8, 3, 255, masks=masks, non_square="center_crop")
+    assert summary["original_sizes"] == {"16x12": 1, "20x20": 1, "18x30": 1}
+    assert summary["class_pixels"] == [0, 64, 64] and summary["ignored_pixels"] == 64
+
+
+def test_rgb_png_mask_and_two_masks_are_refused(tmp_path) -> None:
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images / "a.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(masks / "a.png")
+    with pytest.raises(DdpmsegError, match=r"a\.png: mask PNG must be single-channel \(mode RGB\)"):
+        summarize_split(images, 1, 4, 3, 255, masks=masks)
+    np.save(masks / "a.npy", np.zeros((4, 4), np.int64))
+    with pytest.raises(DdpmsegError, match=r"a\.png: two masks \(a\.npy, a\.png\); keep one"):
+        list_samples(images, masks=masks)

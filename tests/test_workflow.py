@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_FLAGS, make_dataset
+from conftest import TINY_FLAGS, make_custom_dataset, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -23,7 +27,7 @@ TINY_CONFIG = {
             "ddpm": "tiny_ddpm",
             "number_class": 5,
             "ignore_label": 255,
-            "training_number": 4,
+            "training_number": 5,
             "testing_number": 3,
             "class_names": ["background", "disc", "square", "triangle", "ring"],
         }
@@ -32,12 +36,12 @@ TINY_CONFIG = {
     "demo": {
         "seed": 0,
         "image_size": 32,
-        "train_images": 4,
+        "train_images": 5,
         "test_images": 3,
         "unlabelled_images": 6,
         "ddpm_training": {"iterations": 2, "batch_size": 2, "lr": 0.0001, "seed": 0},
     },
-    "features": {"steps": [50, 300], "blocks": [1, 2], "noise_seed": 0, "batch_size": 2, "shard_size": 2},
+    "features": {"steps": [50, 300], "blocks": [1, 2], "noise_seed": 0, "batch_size": 2, "shard_size": 4},
     "variant_defaults": {"max_epochs": 2, "epochs_before_stopping": 1, "patience": 5},
     "variants": {
         "baseline": {},
@@ -56,37 +60,45 @@ TINY_CONFIG = {
 
 def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     config_path = workdir / "test-config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # config order = table order
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path), "--cores", "2", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """The tiny demo plus a user's dataset (separate folders, non-square mixed sizes, PNG and uint16
+    masks) through the whole pipeline; returns (workdir, config)."""
     workdir = tmp_path_factory.mktemp("demo_run")
-    result = snakemake(workdir, TINY_CONFIG)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["datasets"]["custom"] = {**make_custom_dataset(workdir / "custom"), "ddpm": "tiny_ddpm"}
+    result = snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, result
+    return workdir, config
 
 
 def test_pipeline_produces_tables(demo_run) -> None:
     workdir, _ = demo_run
     tables = workdir / "results" / "tables"
     summary = pd.read_csv(tables / "miou.csv")
-    assert sorted(summary["variant"]) == ["baseline", "final"]
+    assert sorted(zip(summary["dataset"], summary["variant"])) == [
+        ("custom", "baseline"), ("custom", "final"), ("tiny", "baseline"), ("tiny", "final")
+    ]
     assert (summary["seeds"] == 2).all()
     assert summary["mean"].between(0, 100).all()
     per_seed = pd.read_csv(tables / "per_seed.csv")
-    assert len(per_seed) == 4 and per_seed["miou"].between(0, 100).all()
+    assert len(per_seed) == 8 and per_seed["miou"].between(0, 100).all()
     markdown = (tables / "miou.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
-    assert [row.split("|")[1].strip() for row in rows] == ["baseline", "final"]
+    assert [row.split("|")[1].strip() for row in rows[:2]] == ["baseline", "final"]
+    assert "| variant | tiny | custom |" in markdown
     assert all("±" in row for row in rows)
     assert "(Δ " in rows[1]
     per_class = pd.read_csv(tables / "per_class.csv")
-    assert len(per_class) == 2 * 2 * 5
+    assert len(per_class) == 2 * 2 * 5 + 2 * 2 * 3
     per_image = pd.read_csv(tables / "per_image.csv", dtype={"image": str})
-    assert set(per_image["image"]) == {"0000", "0001", "0002"}
+    assert set(per_image[per_image.dataset == "tiny"]["image"]) == {"0000", "0001", "0002"}
+    assert set(per_image[per_image.dataset == "custom"]["image"]) == {"img3", "img4", "img5"}
     assert per_image["uncertainty"].ge(0).all()
     assert {"miou", "miou_plain"} <= set(per_image.columns)
     baseline = per_image[per_image.variant == "baseline"]
@@ -99,12 +111,13 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
 
     state = torch.load(workdir / "resources/checkpoints/tiny_ddpm.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    stores = sorted((workdir / "results/features/tiny/train").glob("shard*.zarr"))
-    assert [s.name for s in stores] == ["shard0.zarr", "shard1.zarr"]
+    stores = sorted((workdir / "results/features/tiny/test").glob("shard*.zarr"))
+    assert [s.name for s in stores] == ["shard0.zarr"]
     log = yaml.safe_load((workdir / "results/models/tiny/final/seed1/member1.json").read_text())
     assert {"steps", "epochs", "final_loss", "wall_time_s"} <= set(log)
     assert log["settings"]["optimizer"] == "adamw" and log["settings"]["dropout"] == 0.2
-    assert log["training_views"] == 8  # 4 originals + 4 augmented copies
+    assert log["training_views"] == 10  # 5 originals + 5 augmented copies
+    assert len(list((workdir / "results/features/tiny/train").glob("shard*.zarr"))) == 2  # 4 + 1 images
     augmented = sorted((workdir / "results/augmented/tiny").iterdir())
     assert [p.name for p in augmented] == ["aug-x2-p0.4-s0"]
     tta = sorted(p.name for p in (workdir / "results/features/tiny").iterdir() if p.name.startswith("tta-"))
@@ -115,12 +128,21 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
     labels = np.load(predictions / "labels/0001.npy")
     assert labels.shape == (32, 32) and labels.min() >= 0 and labels.max() < 5
     assert (predictions / "masks/0001.png").is_file() and (predictions / "panels/0001.png").is_file()
-    assert (workdir / "logs/extract_features/tiny/test/shard1.log").is_file()
+    assert (workdir / "logs/extract_features/tiny/test/shard0.log").is_file()
+
+
+def test_custom_dataset_was_cropped_and_resized(demo_run) -> None:
+    workdir, _ = demo_run
+    summary = json.loads((workdir / "results/datasets/custom/summary.json").read_text())
+    assert summary["train"]["original_sizes"] == {"40x32": 1, "48x36": 1, "36x36": 1}
+    assert summary["test"]["class_pixels"][1] > 0 and summary["test"]["class_pixels"][2] > 0
+    labels = np.load(workdir / "results/predictions/custom/baseline/seed0/labels/img4.npy")
+    assert labels.shape == (32, 32)
 
 
 def test_second_run_does_nothing(demo_run) -> None:
-    workdir, _ = demo_run
-    again = snakemake(workdir, TINY_CONFIG)
+    workdir, config = demo_run
+    again = snakemake(workdir, config)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing to be done" in again.stderr + again.stdout
 
@@ -202,34 +224,34 @@ def dry_run(workdir: Path, config: dict) -> dict[str, int]:
 
 
 def test_changing_a_tta_setting_plans_no_training(demo_run) -> None:
-    workdir, _ = demo_run
-    config = copy.deepcopy(TINY_CONFIG)
+    workdir, config = demo_run
+    config = copy.deepcopy(config)
     config["variants"]["final"]["tta_views"] = [["HorizontalFlip"], ["ColorJitter"]]
     jobs = dry_run(workdir, config)
     assert "train_member" not in jobs and "augment_training_set" not in jobs
-    assert jobs["make_tta_view"] == 1  # only the new view
-    assert jobs["extract_features"] == 2  # its 2 shards (3 test images, shard size 2)
-    assert jobs["predict_ensemble"] == 2 and jobs["score_predictions"] == 2  # final, two seeds
+    assert jobs["make_tta_view"] == 2  # only the new view, of each dataset
+    assert jobs["extract_features"] == 2  # its 1 shard (3 test images, shard size 4), per dataset
+    assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4  # final: 2 datasets x 2 seeds
     assert jobs["make_tables"] == 1
 
 
 def test_changing_a_regularisation_setting_plans_no_extraction(demo_run) -> None:
-    workdir, _ = demo_run
-    config = copy.deepcopy(TINY_CONFIG)
+    workdir, config = demo_run
+    config = copy.deepcopy(config)
     config["variants"]["final"]["dropout"] = 0.3
     jobs = dry_run(workdir, config)
     assert "extract_features" not in jobs and "augment_training_set" not in jobs and "make_tta_view" not in jobs
-    assert jobs["train_member"] == 2 * 2  # final only: 2 seeds x 2 members
-    assert jobs["predict_ensemble"] == 2
+    assert jobs["train_member"] == 2 * 2 * 2  # final only: 2 datasets x 2 seeds x 2 members
+    assert jobs["predict_ensemble"] == 4
 
 
 def test_variants_sharing_augmentation_settings_share_copies(demo_run) -> None:
-    workdir, _ = demo_run
-    config = copy.deepcopy(TINY_CONFIG)
+    workdir, config = demo_run
+    config = copy.deepcopy(config)
     config["variants"]["augment_only"] = {"augmentation_scale": 2}
     jobs = dry_run(workdir, config)
     assert "augment_training_set" not in jobs and "extract_features" not in jobs  # the copies are cached
-    assert jobs["train_member"] == 2 * 2
+    assert jobs["train_member"] == 2 * 2 * 2
 
 
 def test_fused_ensemble_plans_one_training_job_per_run(tmp_path) -> None:
@@ -238,3 +260,87 @@ def test_fused_ensemble_plans_one_training_job_per_run(tmp_path) -> None:
     jobs = dry_run(tmp_path, config)
     assert jobs["train_ensemble"] == 2 * 2  # variants x seeds
     assert "train_member" not in jobs
+
+
+def paper_jobs(output: str) -> dict[tuple[str, str], int]:
+    """(rule, dataset) -> number of jobs, from the job listing of a dry run."""
+    counts: dict[tuple[str, str], int] = {}
+    for block in re.split(r"\n(?=\[\w{3} \w{3} )", output):  # a job's lines follow its timestamp
+        rule = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M)
+        dataset = re.search(r"wildcards: .*?dataset=([\w-]+)", block)
+        if rule and dataset:
+            key = (rule.group(1), dataset.group(1))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_paper_config_dry_run_plans_the_published_protocol(tmp_path) -> None:
+    result = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(REPO / "config" / "paper.yaml"), "--cores", "2", "-n"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    jobs = planned_jobs(output)
+    assert jobs["download_archive"] == 1 and jobs["download_checkpoint"] == 4
+    per_dataset = paper_jobs(output)
+    # method.md §1 (train, test) and the study's enlargement (x5, x4 for bedroom_28); shards of 10 images
+    protocol = {"bedroom_28": (40, 20, 4), "ffhq_34": (20, 20, 5), "cat_15": (30, 20, 5),
+                "horse_21": (30, 30, 5), "celeba_19": (20, 500, 5), "ade_bedroom_30": (50, 650, 5)}
+    for dataset, (train, test, scale) in protocol.items():
+        shards = -(-train // 10) + -(-train * (scale - 1) // 10) + 5 * -(-test // 10)  # + 4 TTA views
+        assert per_dataset[("extract_dataset", dataset)] == 1
+        assert per_dataset[("validate_dataset", dataset)] == 1
+        assert per_dataset[("extract_features", dataset)] == shards, dataset
+        assert per_dataset[("train_member", dataset)] == 5 * 3 * 10  # variants x seeds x members
+        assert per_dataset[("predict_ensemble", dataset)] == 5 * 3
+
+
+def make_archive(path: Path, name: str) -> None:
+    """A datasets.tar.gz in the paper's layout holding one small dataset ``name``."""
+    source = path.parent / "archive-source"
+    make_dataset(source / name, train=2, test=2, number_class=3)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(source / name, arcname=name)
+
+
+def registry_config(archive_url: str, checkpoint_url: str) -> dict:
+    config = copy.deepcopy(TINY_CONFIG)
+    config["datasets"] = {"horse_21": {"source": "registry", "url": archive_url, "training_number": 2, "testing_number": 2}}
+    config["ddpms"] = {"lsun_horse": {"source": "registry", "url": checkpoint_url, "flags": TINY_FLAGS}}
+    config["download"] = {"lock_file": "downloads.lock.yaml", "retries": 1, "backoff_s": 0.1, "timeout_s": 10}
+    return config
+
+
+def test_registry_dataset_and_checkpoint_are_downloaded_verified_and_locked(tmp_path, tiny_checkpoint) -> None:
+    from test_download import LoopbackServer
+
+    make_archive(tmp_path / "datasets.tar.gz", "horse_21")
+    server = LoopbackServer()
+    try:
+        server.files["/datasets.tar.gz"] = (tmp_path / "datasets.tar.gz").read_bytes()
+        server.files["/lsun_horse.pt"] = tiny_checkpoint.read_bytes()
+        config = registry_config(server.url("/datasets.tar.gz"), server.url("/lsun_horse.pt"))
+        work = tmp_path / "work"
+        work.mkdir()
+        targets = ["results/datasets/horse_21/summary.json", "results/ddpm/lsun_horse/check.json"]
+        result = snakemake(work, config, *targets, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert sorted(r["path"] for r in server.requests) == ["/datasets.tar.gz", "/lsun_horse.pt"]
+        lock = yaml.safe_load((work / "downloads.lock.yaml").read_text())
+        assert lock["archives/datasets.tar.gz"]["sha256"] == hashlib.sha256(server.files["/datasets.tar.gz"]).hexdigest()
+        assert lock["checkpoints/lsun_horse.pt"]["size"] == len(server.files["/lsun_horse.pt"])
+        summary = json.loads((work / targets[0]).read_text())
+        assert summary["train"]["images"] == 2 and summary["test"]["images"] == 2
+
+        # Offline use: a checkpoint placed by hand is verified against the lock file, never downloaded.
+        requests = len(server.requests)
+        (work / "resources/checkpoints/lsun_horse.pt").write_bytes(b"not the locked checkpoint")
+        result = snakemake(work, config, "--forcerun", "validate_ddpm", targets[1], timeout=300)
+        assert result.returncode != 0
+        assert re.search(r"lsun_horse\.pt: sha256 mismatch: expected [0-9a-f]{64} \(lock file .*\), got [0-9a-f]{64}",
+                         result.stderr)
+        assert len(server.requests) == requests
+    finally:
+        server.close()

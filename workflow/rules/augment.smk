@@ -1,6 +1,6 @@
 rule augment_training_set:
     input:
-        dataset=dataset_root,
+        dataset=dataset_inputs,
         summary="results/datasets/{dataset}/summary.json",
     output:
         images=directory("results/augmented/{dataset}/{augset}"),
@@ -13,6 +13,7 @@ rule augment_training_set:
         mem_mb=4000,
         runtime=30,
     params:
+        split=lambda wc: split_source(wc.dataset, "train"),
         settings=lambda wc: parse_augmentation_set(wc.augset),
         training_number=lambda wc: dataset_config(wc)["training_number"],
         image_size=image_size,
@@ -24,7 +25,7 @@ rule augment_training_set:
 
 rule make_tta_view:
     input:
-        dataset=dataset_root,
+        dataset=dataset_inputs,
         summary="results/datasets/{dataset}/summary.json",
     output:
         images=directory("results/tta/{dataset}/{ttaset}"),
@@ -37,6 +38,7 @@ rule make_tta_view:
         mem_mb=4000,
         runtime=30,
     params:
+        split=lambda wc: split_source(wc.dataset, "test"),
         view=lambda wc: tta_view_of(wc.ttaset),
         seed=lambda wc: int(wc.ttaset.split("-")[1][1:]),
         testing_number=lambda wc: dataset_config(wc)["testing_number"],

@@ -2,12 +2,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ddpmseg.config import (
+    archive_name,
     augmentation_set,
     check_config,
     classifier_settings,
     imageset_count,
     imageset_split,
     parse_augmentation_set,
+    resolve_registry,
     shard_ranges,
     tta_views,
     variant_settings,
@@ -15,9 +17,11 @@ from ddpmseg.config import (
 )
 from ddpmseg.ddpm import model_flags
 from ddpmseg.errors import DdpmsegError
+from ddpmseg.registry import load_registry
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
+    config.update(resolve_registry(config, load_registry()))
     check_config(config)
 except DdpmsegError as error:
     raise WorkflowError(f"config: {error}") from None
@@ -57,27 +61,95 @@ def image_size(wildcards):
     return ddpm_flags(ddpm_name(wildcards))["image_size"]
 
 
-def dataset_root(wildcards):
+def names_with_source(section, source):
+    """A wildcard regex of the entries of a config section with the given source (never empty)."""
+    names = [n for n, entry in config[section].items() if entry["source"] == source]
+    return "|".join(names) if names else "(?!)"
+
+
+def dataset_inputs(wildcards):
+    """The folders a dataset's splits are read from (made by a rule for demo and registry datasets)."""
     dataset = dataset_config(wildcards)
-    if dataset["source"] == "demo":
-        return f"resources/datasets/{wildcards.dataset}"
-    return dataset["path"]
+    if dataset["source"] in ("demo", "registry"):
+        return [f"resources/datasets/{wildcards.dataset}"]
+    if dataset["source"] == "folder":
+        return [dataset["path"]]
+    return [
+        dataset[k] for k in ("train_images", "train_masks", "test_images", "test_masks")
+    ]
 
 
-def imageset_root(wildcards):
-    """Folder (archive layout) holding the images of an image set."""
+def split_source(dataset, split):
+    """Where a split's images and masks are, as plain values: {images, masks, non_square}."""
+    entry = config["datasets"][dataset]
+    if entry["source"] == "folders":
+        images, masks = entry[f"{split}_images"], entry[f"{split}_masks"]
+    else:
+        root = (
+            entry["path"]
+            if entry["source"] == "folder"
+            else f"resources/datasets/{dataset}"
+        )
+        images, masks = f"{root}/real/{split}", None
+    return {"images": images, "masks": masks, "non_square": entry.get("non_square")}
+
+
+def imageset_source(wildcards):
+    """Where the images of an image set are: a split, augmented copies or a TTA view."""
+    imageset = wildcards.imageset
+    if imageset.startswith("aug-"):
+        folder = f"results/augmented/{wildcards.dataset}/{imageset}/real/train"
+    elif imageset.startswith("tta-"):
+        folder = f"results/tta/{wildcards.dataset}/{imageset}/real/test"
+    else:
+        return split_source(wildcards.dataset, imageset)
+    return {"images": folder, "masks": None, "non_square": None}
+
+
+def imageset_inputs(wildcards):
     if wildcards.imageset.startswith("aug-"):
-        return f"results/augmented/{wildcards.dataset}/{wildcards.imageset}"
+        return [f"results/augmented/{wildcards.dataset}/{wildcards.imageset}"]
     if wildcards.imageset.startswith("tta-"):
-        return f"results/tta/{wildcards.dataset}/{wildcards.imageset}"
-    return dataset_root(wildcards)
+        return [f"results/tta/{wildcards.dataset}/{wildcards.imageset}"]
+    return dataset_inputs(wildcards)
 
 
 def checkpoint_path(name):
     ddpm = config["ddpms"][name]
-    if ddpm["source"] == "demo":
-        return f"resources/checkpoints/{name}.pt"
-    return ddpm["checkpoint"]
+    if ddpm["source"] == "file":
+        return ddpm["checkpoint"]
+    return f"resources/checkpoints/{name}.pt"
+
+
+def archive_path(dataset):
+    return f"resources/archives/{archive_name(config['datasets'][dataset]['url'])}"
+
+
+def download_verification(url, sha256, lock_key):
+    """What a downloaded (or hand-placed) file is checked against."""
+    return {
+        "url": url,
+        "sha256": sha256,
+        "lock_file": config["download"]["lock_file"],
+        "lock_key": lock_key,
+    }
+
+
+def archive_download(archive):
+    """URL and digest of an archive, by its file name (one archive may hold several datasets)."""
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] == "registry" and archive_name(dataset["url"]) == archive:
+            return download_verification(
+                dataset["url"], dataset["sha256"], f"archives/{archive}"
+            )
+    raise WorkflowError(f"no registry dataset is downloaded as {archive}")
+
+
+def checkpoint_download(name):
+    ddpm = config["ddpms"][name]
+    if ddpm["source"] != "registry":
+        return None
+    return download_verification(ddpm["url"], ddpm["sha256"], f"checkpoints/{name}.pt")
 
 
 def shard_stores(dataset, imageset):

@@ -3,6 +3,8 @@ rule generate_demo_dataset:
         directory("resources/datasets/{dataset}"),
     log:
         "logs/generate_demo_dataset/{dataset}.log",
+    wildcard_constraints:
+        dataset=names_with_source("datasets", "demo"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -29,6 +31,8 @@ rule train_demo_ddpm:
         "logs/train_demo_ddpm/{ddpm}.log",
     benchmark:
         "results/benchmarks/train_demo_ddpm/{ddpm}.tsv"
+    wildcard_constraints:
+        ddpm=names_with_source("ddpms", "demo"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 2

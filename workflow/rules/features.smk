@@ -1,6 +1,6 @@
 rule extract_features:
     input:
-        images=imageset_root,
+        images=imageset_inputs,
         summary="results/datasets/{dataset}/summary.json",
         checkpoint=lambda wc: checkpoint_path(ddpm_name(wc)),
         check=lambda wc: f"results/ddpm/{ddpm_name(wc)}/check.json",
@@ -18,7 +18,7 @@ rule extract_features:
         runtime=120,
         gpu=config["gpu_per_job"],
     params:
-        split=lambda wc: imageset_split(wc.imageset),
+        split=imageset_source,
         split_size=lambda wc: imageset_count(config, wc.dataset, wc.imageset),
         shard=shard_range,
         flags=lambda wc: ddpm_flags(ddpm_name(wc)),

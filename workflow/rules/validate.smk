@@ -1,6 +1,6 @@
 rule validate_dataset:
     input:
-        dataset=dataset_root,
+        dataset=dataset_inputs,
     output:
         summary="results/datasets/{dataset}/summary.json",
     log:
@@ -12,11 +12,14 @@ rule validate_dataset:
         mem_mb=2000,
         runtime=30,
     params:
-        image_size=lambda wc: ddpm_flags(ddpm_name(wc))["image_size"],
+        splits=lambda wc: {s: split_source(wc.dataset, s) for s in ("train", "test")},
+        counts=lambda wc: {
+            "train": dataset_config(wc)["training_number"],
+            "test": dataset_config(wc)["testing_number"],
+        },
+        image_size=image_size,
         number_class=lambda wc: dataset_config(wc)["number_class"],
         ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
-        training_number=lambda wc: dataset_config(wc)["training_number"],
-        testing_number=lambda wc: dataset_config(wc)["testing_number"],
     script:
         "../scripts/validate_dataset.py"
 
@@ -36,7 +39,6 @@ rule validate_ddpm:
         runtime=30,
     params:
         flags=lambda wc: ddpm_flags(wc.ddpm),
-        steps=config["features"]["steps"],
-        blocks=config["features"]["blocks"],
+        verify=lambda wc: checkpoint_download(wc.ddpm),
     script:
         "../scripts/validate_ddpm.py"

@@ -7,7 +7,7 @@ from ddpmseg.steps import augment_training_set
 def main(smk):
     p = smk.params
     augment_training_set(
-        smk.input.dataset,
+        p.split,
         smk.output.images,
         p.training_number,
         p.image_size,

@@ -8,7 +8,6 @@ def main(smk):
     p = smk.params
     start, stop = p.shard
     extract_features(
-        smk.input.images,
         p.split,
         p.split_size,
         start,

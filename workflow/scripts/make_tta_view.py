@@ -7,7 +7,7 @@ from ddpmseg.steps import make_tta_view
 def main(smk):
     p = smk.params
     make_tta_view(
-        smk.input.dataset,
+        p.split,
         smk.output.images,
         p.testing_number,
         p.image_size,

@@ -6,15 +6,7 @@ from ddpmseg.steps import validate_dataset
 
 def main(smk):
     p = smk.params
-    validate_dataset(
-        smk.input.dataset,
-        smk.output.summary,
-        p.image_size,
-        p.number_class,
-        p.ignore_label,
-        p.training_number,
-        p.testing_number,
-    )
+    validate_dataset(p.splits, p.counts, smk.output.summary, p.image_size, p.number_class, p.ignore_label)
 
 
 run_script(snakemake, main)  # noqa: F821 - injected by Snakemake

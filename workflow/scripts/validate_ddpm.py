@@ -6,7 +6,7 @@ from ddpmseg.steps import validate_ddpm
 
 def main(smk):
     p = smk.params
-    validate_ddpm(smk.input.checkpoint, smk.output.check, p.flags, p.steps, p.blocks)
+    validate_ddpm(smk.input.checkpoint, smk.output.check, p.flags, p.verify)
 
 
 run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
