@@ -90,12 +90,12 @@ def _texture(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """
     yy, xx = np.mgrid[0:size, 0:size]
     phase_y, phase_x = rng.integers(0, 8, size=2)
-    if label == 2:  # square: fine stripes
-        pattern = ((xx + yy + phase_x) // 2) % 2
+    if label == 2:  # square: diagonal stripes
+        pattern = ((xx + yy + phase_x) // 4) % 2
     elif label == 3:  # triangle: checkerboard
-        pattern = (((yy + phase_y) // 3) + ((xx + phase_x) // 3)) % 2
+        pattern = (((yy + phase_y) // 4) + ((xx + phase_x) // 4)) % 2
     elif label == 4:  # ring: dots
-        pattern = (((yy + phase_y) % 4) < 2) & (((xx + phase_x) % 4) < 2)
+        pattern = (((yy + phase_y) % 6) < 3) & (((xx + phase_x) % 6) < 3)
     else:  # disc: plain
         pattern = np.zeros((size, size))
     return (1.0 - 0.45 * pattern.astype(np.float32))[..., None]

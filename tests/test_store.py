@@ -128,7 +128,7 @@ def test_sampler_features_equal_store_features(tmp_path, tiny_checkpoint) -> Non
     got = sampler.features(pixels)
     for row, p in enumerate(pixels.tolist()):
         image, y, x = int(sampler.image[p]), int(sampler.ys[p]), int(sampler.xs[p])
-        torch.testing.assert_close(got[row], store.pixel_features(image, [y], [x])[0])
+        torch.testing.assert_close(got[row], store.pixel_features(image, [y], [x])[0], rtol=1e-3, atol=1e-3)
 
 
 def test_incomplete_store_is_refused(tmp_path) -> None:
@@ -141,7 +141,7 @@ def test_incomplete_store_is_refused(tmp_path) -> None:
         FeatureStore(tmp_path / "half.zarr")
 
 
-def test_grouped_layers_equal_per_layer_gather_bitwise() -> None:
+def test_grouped_layers_equal_per_layer_gather_to_float16_rounding() -> None:
     generator = torch.Generator().manual_seed(0)
     # feature order mixes resolutions: 8, 16 (= image size), 8, 4, 16
     layers = [torch.randn(3, s, s, c, generator=generator).half() for s, c in [(8, 5), (16, 3), (8, 2), (4, 7), (16, 4)]]
@@ -150,7 +150,10 @@ def test_grouped_layers_equal_per_layer_gather_bitwise() -> None:
     image = torch.randint(0, 3, (300,), generator=generator)
     ys = torch.randint(0, 16, (300,), generator=generator)
     xs = torch.randint(0, 16, (300,), generator=generator)
-    assert torch.equal(grouped.features(image, ys, xs), gather_features(layers, image, ys, xs, 16))
+    got, expected = grouped.features(image, ys, xs), gather_features(layers, image, ys, xs, 16)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)  # one float16 rounding of the sum
+    full_resolution = slice(5, 8)  # layer 2 (16 px = the image size): rows copied, no rounding
+    assert torch.equal(got[:, full_resolution], expected[:, full_resolution])
 
 
 def test_store_load_groups_equals_load_all(tmp_path, tiny_checkpoint) -> None:
@@ -162,4 +165,5 @@ def test_store_load_groups_equals_load_all(tmp_path, tiny_checkpoint) -> None:
     grouped = store.load_groups([2, 0])
     image = torch.tensor([0, 1, 1, 0])
     ys, xs = torch.tensor([0, 5, 31, 17]), torch.tensor([3, 31, 0, 17])
-    assert torch.equal(grouped.features(image, ys, xs), gather_features(store.load_all([2, 0]), image, ys, xs, 32))
+    expected = gather_features(store.load_all([2, 0]), image, ys, xs, 32)
+    torch.testing.assert_close(grouped.features(image, ys, xs), expected, rtol=1e-3, atol=1e-3)
