@@ -15,66 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_FLAGS, make_custom_dataset, make_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-TINY_CONFIG = {
-    "datasets": {
-        "tiny": {
-            "source": "demo",
-            "ddpm": "tiny_ddpm",
-            "number_class": 5,
-            "ignore_label": 255,
-            "training_number": 5,
-            "testing_number": 3,
-            "class_names": ["background", "disc", "square", "triangle", "ring"],
-        }
-    },
-    "ddpms": {"tiny_ddpm": {"source": "demo", "flags": TINY_FLAGS}},
-    "demo": {
-        "seed": 0,
-        "image_size": 32,
-        "train_images": 5,
-        "test_images": 3,
-        "unlabelled_images": 6,
-        "ddpm_training": {"iterations": 2, "batch_size": 2, "lr": 0.0001, "seed": 0},
-    },
-    "features": {"steps": [50, 300], "blocks": [1, 2], "noise_seed": 0, "batch_size": 2, "shard_size": 4},
-    "variant_defaults": {"max_epochs": 2, "epochs_before_stopping": 1, "patience": 5},
-    "variants": {
-        "baseline": {},
-        "final": {
-            "dropout": 0.2,
-            "optimizer": "adamw",
-            "weight_decay": 0.0001,
-            "augmentation_scale": 2,
-            "tta_views": [["HorizontalFlip"], ["ToGray", "CoarseDropout"]],
-        },
-    },
-    "seeds": [0, 1],
-    "ensemble_size": 2,
-}
-
-
-def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    config_path = workdir / "test-config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # config order = table order
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The tiny demo plus a user's dataset (separate folders, non-square mixed sizes, PNG and uint16
-    masks) through the whole pipeline; returns (workdir, config)."""
-    workdir = tmp_path_factory.mktemp("demo_run")
-    config = copy.deepcopy(TINY_CONFIG)
-    config["datasets"]["custom"] = {**make_custom_dataset(workdir / "custom"), "ddpm": "tiny_ddpm"}
-    result = snakemake(workdir, config)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, config
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, TINY_FLAGS, make_dataset, snakemake
 
 
 def test_pipeline_produces_tables(demo_run) -> None:
