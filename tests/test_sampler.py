@@ -122,11 +122,9 @@ def peak_rss_mb(store, budget: str, action: str) -> int:
     return int(result.stdout.strip().splitlines()[-1])
 
 
-def test_training_stays_under_its_memory_budget(tmp_path) -> None:
-    # 48 views of 384 + 64 channels at 64 px and 32 px: 3.125 MiB per view in float16, 150 MiB in all
+def write_random_store(path, views: int, size: int = 64) -> None:
     rng = np.random.default_rng(0)
-    views, size = 48, 64
-    with atomic_directory(tmp_path / "big.zarr") as tmp:
+    with atomic_directory(path) as tmp:
         writer = StoreWriter(tmp, [f"v{v}" for v in range(views)], size, {"checkpoint_sha256": "x"})
         writer.write(
             0,
@@ -135,11 +133,19 @@ def test_training_stays_under_its_memory_budget(tmp_path) -> None:
             rng.integers(0, 3, size=(views, size, size)),
         )
         writer.close()
-    store = tmp_path / "big.zarr"
-    baseline = peak_rss_mb(store, "none", "open")
-    in_memory = peak_rss_mb(store, "none", "train")
-    streamed = peak_rss_mb(store, "16", "train")
+
+
+def test_training_stays_under_its_memory_budget(tmp_path) -> None:
+    # 48 views of 384 + 64 channels at 64 px and 32 px: 3.125 MiB per view in float16, 150 MiB in all
+    views, size = 48, 64
+    write_random_store(tmp_path / "big.zarr", views, size)
+    write_random_store(tmp_path / "one.zarr", 1, size)
+    # the reference point runs the same code on a one-view store, so that libraries, kernels and thread
+    # pools loaded by the first gather are not counted against the budget
+    warm = peak_rss_mb(tmp_path / "one.zarr", "none", "train")
+    in_memory = peak_rss_mb(tmp_path / "big.zarr", "none", "train")
+    streamed = peak_rss_mb(tmp_path / "big.zarr", "16", "train")
     total_mb = views * (384 * size * size + 64 * (size // 2) ** 2) * 2 / 2**20
-    assert in_memory - baseline > total_mb * 0.8  # the measurement sees the resident activations
+    assert in_memory - warm > total_mb * 0.8  # the measurement sees the resident activations
     # the budget, plus a margin for the pixel tables, decompression buffers and allocator arenas
-    assert streamed - baseline < 16 + 40
+    assert streamed - warm < 16 + 40, (warm, streamed, in_memory)
