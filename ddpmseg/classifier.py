@@ -134,6 +134,25 @@ class _Recorder:
         self.epoch_losses.append(self._total / max(self._count, 1))
         self._total, self._count = 0.0, 0
 
+    def state(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this record exactly (see :func:`train_member`)."""
+        return {
+            "steps": self.steps,
+            "epoch_losses": list(self.epoch_losses),
+            "stopped": self.stopped,
+            "loss": self.loss,
+            "first_step_s": self.first_step_s,
+            "best": self.rule.best,
+            "count": self.rule.count,
+            "elapsed_s": time.perf_counter() - self.started,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.steps, self.epoch_losses, self.stopped = state["steps"], list(state["epoch_losses"]), state["stopped"]
+        self.loss, self.first_step_s = state["loss"], state["first_step_s"]
+        self.rule.best, self.rule.count = state["best"], state["count"]
+        self.started = time.perf_counter() - state["elapsed_s"]
+
     def log(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
@@ -158,6 +177,33 @@ def _init_member(feature_dim: int, number_class: int, settings: TrainSettings, s
     return build_classifier(feature_dim, number_class, settings.dropout)
 
 
+def _load_progress(path: str | Path | None, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """Saved training state, if ``path`` holds one for exactly this training (else it is discarded)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a file from an older version, or damaged: start afresh
+        state = None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        Path(path).unlink()
+        return None
+    return state
+
+
+def _save_progress(path: str | Path, state: dict[str, Any]) -> None:
+    save_torch(path, state)
+
+
+def _fingerprint(kind: str, sampler: PixelSampler, number_class: int, settings: TrainSettings, seed: int,
+                 members: Sequence[int], steps_per_epoch: int | None) -> dict[str, Any]:
+    return {
+        "kind": kind, "settings": asdict(settings), "seed": seed, "members": list(members),
+        "number_class": number_class, "pixels": len(sampler), "views": sampler.views,
+        "feature_dim": sampler.feature_dim, "buffer_views": sampler.buffer_views, "steps_per_epoch": steps_per_epoch,
+    }
+
+
 def train_member(
     sampler: PixelSampler,
     number_class: int,
@@ -166,8 +212,14 @@ def train_member(
     member: int,
     steps_per_epoch: int | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train ensemble member ``member`` of run ``seed``; return the model (eval mode) and its training log."""
+    """Train ensemble member ``member`` of run ``seed``; return the model (eval mode) and its training log.
+
+    With ``checkpoint``, the whole training state (weights, optimizer, stopping rule, losses, random
+    generators) is saved there after every epoch, and a run that finds it continues from it: a killed
+    member loses at most one epoch and ends exactly where an uninterrupted run would.
+    """
     started = time.perf_counter()
     model = _init_member(sampler.feature_dim, number_class, settings, seed, member)
     views = torch.Generator().manual_seed(view_order_seed(seed))
@@ -175,9 +227,23 @@ def train_member(
     optimizer = make_optimizer(model.parameters(), settings)
     criterion = nn.CrossEntropyLoss()
     record = _Recorder(seed, member, settings, len(sampler), started)
+    fingerprint = None if checkpoint is None else _fingerprint(
+        "member", sampler, number_class, settings, seed, [member], steps_per_epoch
+    )
+    first_epoch = 0
+    state = _load_progress(checkpoint, fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        record.restore(state["record"])
+        torch.set_rng_state(state["rng"])
+        views.set_state(state["views"])
+        pixels.set_state(state["pixels"])
+        first_epoch = state["epoch"]
+        print(f"member {member}: resumed after epoch {first_epoch} (step {record.steps}) from {checkpoint}")
     model.train()
-    bar = progress_bar(total=settings.max_epochs, desc=f"member {member}", unit="epoch", disable=not progress)
-    for epoch in range(settings.max_epochs):
+    bar = progress_bar(total=settings.max_epochs, initial=first_epoch, desc=f"member {member}", unit="epoch", disable=not progress)
+    for epoch in range(first_epoch, settings.max_epochs):
         for features, labels in sampler.epoch(views, pixels, settings.batch_size, steps_per_epoch):
             loss = criterion(model(features), labels)
             optimizer.zero_grad(set_to_none=False)  # keep the gradient buffers: no reallocation per step
@@ -190,8 +256,16 @@ def train_member(
         bar.set_postfix(loss=f"{record.epoch_losses[-1]:.4f}", refresh=False)
         if record.stopped:
             break
+        if checkpoint is not None:
+            _save_progress(checkpoint, {
+            "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "record": record.state(), "rng": torch.get_rng_state(),
+            "views": views.get_state(), "pixels": pixels.get_state(),
+        })
     bar.close()
-    return model.eval(), record.log()
+    log = record.log()
+    log["resumed_after_epoch"] = first_epoch if state is not None else None
+    return model.eval(), log
 
 
 class StackedClassifiers(nn.Module):
@@ -297,12 +371,14 @@ def train_ensemble(
     members: Sequence[int],
     steps_per_epoch: int | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> list[tuple[nn.Sequential, dict[str, Any]]]:
     """Train several members of run ``seed`` together in one batched computation.
 
     Each member keeps its own initialisation, minibatch order, dropout masks and stopping rule, so it
     ends where :func:`train_member` would (up to float rounding of the batched products). A member whose
     rule fires leaves the batch. Returns (model, log) per member, in the order of ``members``.
+    ``checkpoint`` saves and resumes the whole state after every epoch, as in :func:`train_member`.
     """
     started = time.perf_counter()
     members = list(members)
@@ -310,17 +386,39 @@ def train_ensemble(
     for member in members:
         models.append(_init_member(sampler.feature_dim, number_class, settings, seed, member))
         rng_states.append(torch.get_rng_state())
-    stacked = StackedClassifiers(models, settings.dropout)
-    stacked.rng_states = rng_states
-    optimizer = make_optimizer(stacked.parameters(), settings)
     views = torch.Generator().manual_seed(view_order_seed(seed))
     generators = [torch.Generator().manual_seed(member_seed(seed, m)) for m in members]
     records = [_Recorder(seed, m, settings, len(sampler), started) for m in members]
     live = list(range(len(members)))  # positions (in ``members``) of the members still training
     finished: dict[int, nn.Sequential] = {}
+    fingerprint = None if checkpoint is None else _fingerprint(
+        "ensemble", sampler, number_class, settings, seed, members, steps_per_epoch
+    )
+    first_epoch = 0
+    state = _load_progress(checkpoint, fingerprint)
+    if state is not None:
+        live = list(state["live"])
+        for i, member_state in state["finished"].items():
+            finished[int(i)] = build_classifier(sampler.feature_dim, number_class, settings.dropout)
+            finished[int(i)].load_state_dict(member_state)
+            finished[int(i)].eval()
+    stacked = StackedClassifiers([models[i] for i in live], settings.dropout)
+    stacked.rng_states = [rng_states[i] for i in live]
+    optimizer = make_optimizer(stacked.parameters(), settings)
+    if state is not None:
+        stacked.load_state_dict(state["stacked"])
+        stacked.rng_states = list(state["rng_states"])
+        optimizer.load_state_dict(state["optimizer"])
+        for record, record_state in zip(records, state["records"]):
+            record.restore(record_state)
+        views.set_state(state["views"])
+        for generator, generator_state in zip(generators, state["generators"]):
+            generator.set_state(generator_state)
+        first_epoch = state["epoch"]
+        print(f"{len(members)} members: resumed after epoch {first_epoch} from {checkpoint}")
     stacked.train()
-    bar = progress_bar(total=settings.max_epochs, desc=f"{len(members)} members", unit="epoch", disable=not progress)
-    for epoch in range(settings.max_epochs):
+    bar = progress_bar(total=settings.max_epochs, initial=first_epoch, desc=f"{len(members)} members", unit="epoch", disable=not progress)
+    for epoch in range(first_epoch, settings.max_epochs):
         at_start = list(live)  # the sampler draws for these until the epoch ends
         stream = sampler.ensemble_epoch(views, [generators[i] for i in at_start], settings.batch_size, steps_per_epoch)
         for features, labels in stream:
@@ -351,10 +449,23 @@ def train_ensemble(
         bar.set_postfix(training=len(live), refresh=False)
         if not live:
             break
+        if checkpoint is not None:
+            _save_progress(checkpoint, {
+            "fingerprint": fingerprint, "epoch": epoch + 1, "live": live,
+            "finished": {str(i): model.state_dict() for i, model in finished.items()},
+            "stacked": stacked.state_dict(), "rng_states": stacked.rng_states, "optimizer": optimizer.state_dict(),
+            "records": [record.state() for record in records], "views": views.get_state(),
+            "generators": [generator.get_state() for generator in generators],
+        })
     bar.close()
     for slot, i in enumerate(live):
         finished[i] = stacked.member(slot, number_class, records[i].steps)
-    return [(finished[i], records[i].log()) for i in range(len(members))]
+    results = []
+    for i in range(len(members)):
+        log = records[i].log()
+        log["resumed_after_epoch"] = first_epoch if state is not None else None
+        results.append((finished[i], log))
+    return results
 
 
 def save_member(path: str | Path, model: nn.Sequential, in_features: int, number_class: int, dropout: float) -> None:

@@ -215,6 +215,7 @@ def train_classifier(
     members: Sequence[int],
     original_images: int | None = None,
     memory_budget_mb: float | None = None,
+    progress_file: str | Path | None = None,
 ) -> None:
     """Train ensemble members of run ``seed`` on the training stores; save each one's weights and JSON log.
 
@@ -222,6 +223,8 @@ def train_classifier(
     (:func:`ddpmseg.classifier.train_ensemble`). With augmented copies after the first
     ``original_images`` views, an epoch keeps the number of steps of the un-augmented set (the study's
     protocol) while drawing from all views. Activations beyond ``memory_budget_mb`` are streamed.
+    ``progress_file`` keeps the training state after every epoch (outside the job's declared outputs,
+    which Snakemake deletes when a job fails), so a killed job resumes; it is removed when done.
     """
     train_settings = TrainSettings(**settings)
     store = FeatureStore(stores)
@@ -235,15 +238,21 @@ def train_classifier(
         steps_per_epoch = sampler.pixels_of_first(original_images) // train_settings.batch_size
         print(f"{original_images} original views: {steps_per_epoch} steps per epoch")
     if len(members) == 1:
-        results = [train_member(sampler, number_class, train_settings, seed, members[0], steps_per_epoch)]
+        results = [
+            train_member(sampler, number_class, train_settings, seed, members[0], steps_per_epoch, checkpoint=progress_file)
+        ]
     else:
-        results = train_ensemble(sampler, number_class, train_settings, seed, members, steps_per_epoch)
+        results = train_ensemble(
+            sampler, number_class, train_settings, seed, members, steps_per_epoch, checkpoint=progress_file
+        )
     for (model, log), model_path, log_path in zip(results, model_paths, log_paths, strict=True):
         log["training_views"] = sampler.views
         log["streamed"] = sampler.streaming
         print(f"member {log['member']}: steps {log['steps']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
         save_member(model_path, model, store.feature_dim, number_class, train_settings.dropout)
         save_json(log_path, log)
+    if progress_file is not None:
+        Path(progress_file).unlink(missing_ok=True)
 
 
 def predict_split(

@@ -194,3 +194,61 @@ def test_fused_ensemble_with_streamed_sampler_gives_each_member_its_separate_wei
     assert (streamed[1][0][0].weight - resident[1][0][0].weight).abs().mean() > 1e-4  # buffered order differs
     alone, _ = train_member(sampler, 3, settings, seed=1, member=1, steps_per_epoch=4, progress=False)
     assert_same_member(streamed[1][0], alone, steps=4)
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def kill_after_epochs(monkeypatch, epochs: int) -> None:
+    """Make training die right after its ``epochs``-th completed epoch has been saved."""
+    import ddpmseg.classifier as classifier
+
+    saves = {"count": 0}
+    original = classifier._save_progress
+
+    def save_then_die(path, state):
+        original(path, state)
+        saves["count"] += 1
+        if saves["count"] == epochs:
+            raise Killed
+
+    monkeypatch.setattr(classifier, "_save_progress", save_then_die)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(tmp_path, monkeypatch, fused) -> None:
+    write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
+    sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
+    settings = TrainSettings(batch_size=32, max_epochs=5, epochs_before_stopping=2, patience=4, dropout=0.2)
+
+    def train(checkpoint=None):
+        if fused:
+            return train_ensemble(sampler, 3, settings, 3, [0, 1, 2], progress=False, checkpoint=checkpoint)
+        return [train_member(sampler, 3, settings, 3, 1, progress=False, checkpoint=checkpoint)]
+
+    uninterrupted = train()
+    checkpoint = tmp_path / "progress" / "state.pt"
+    with monkeypatch.context() as patch:
+        kill_after_epochs(patch, 2)
+        with pytest.raises(Killed):
+            train(checkpoint)
+    assert checkpoint.is_file()
+    resumed = train(checkpoint)
+    for (model, log), (expected, expected_log) in zip(resumed, uninterrupted):
+        assert log["resumed_after_epoch"] == 2
+        assert log["steps"] == expected_log["steps"] and log["epoch_losses"] == expected_log["epoch_losses"]
+        for a, b in zip(model.state_dict().values(), expected.state_dict().values()):
+            assert torch.equal(a, b)  # bit for bit: the resumed run is the uninterrupted one
+
+
+def test_progress_of_another_training_is_discarded(tmp_path) -> None:
+    write_identity_store(tmp_path / "s.zarr", views=4, extra_channels=10, identity=False)
+    sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
+    checkpoint = tmp_path / "state.pt"
+    short = TrainSettings(batch_size=32, max_epochs=2, epochs_before_stopping=5)
+    train_member(sampler, 3, short, 0, 0, progress=False, checkpoint=checkpoint)
+    assert checkpoint.is_file()
+    other = TrainSettings(batch_size=32, max_epochs=2, epochs_before_stopping=5, lr=0.01)
+    _, log = train_member(sampler, 3, other, 0, 0, progress=False, checkpoint=checkpoint)
+    assert log["resumed_after_epoch"] is None and log["epochs"] == 2

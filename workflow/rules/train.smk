@@ -33,6 +33,7 @@ if config["training"]["fused_ensemble"]:
             seed=lambda wc: int(wc.seed),
             members=MEMBERS,
             memory_budget_mb=config["training"]["memory_budget_mb"],
+            progress_file=lambda wc: f"results/progress/{wc.dataset}/{wc.variant}/seed{wc.seed}/ensemble.pt",
         script:
             "../scripts/train_classifier.py"
 
@@ -65,5 +66,6 @@ else:
             seed=lambda wc: int(wc.seed),
             members=lambda wc: [int(wc.member)],
             memory_budget_mb=config["training"]["memory_budget_mb"],
+            progress_file=lambda wc: f"results/progress/{wc.dataset}/{wc.variant}/seed{wc.seed}/member{wc.member}.pt",
         script:
             "../scripts/train_classifier.py"

@@ -17,6 +17,7 @@ def main(smk):
         p.members,
         p.original_images,
         p.memory_budget_mb,
+        p.progress_file,
     )
 
 
