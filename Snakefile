@@ -20,6 +20,10 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -30,3 +34,4 @@ rule all:
         "results/tables/per_seed.csv",
         "results/tables/per_class.csv",
         "results/tables/per_image.csv",
+        rules.make_report_figures.output,

@@ -231,3 +231,75 @@ def tta_view_of(ttaset):
             if name == ttaset:
                 return view
     raise WorkflowError(f"no variant uses the TTA view {ttaset}")
+
+
+def demo_ddpms():
+    """The demo DDPMs (trained by train_demo_ddpm) that some dataset uses, in config order."""
+    used = dict.fromkeys(config["datasets"][d]["ddpm"] for d in DATASETS)
+    return [name for name in used if config["ddpms"][name]["source"] == "demo"]
+
+
+def dataset_imagesets(dataset):
+    """Every image set whose features a variant of a dataset uses: the splits, augmented copies, TTA views."""
+    imagesets = ["train", "test"]
+    for variant in VARIANTS:
+        augmented = augmentation_set(config, dataset, variant)
+        imagesets += [augmented] if augmented else []
+        imagesets += variant_tta_sets(config, variant)
+    return list(dict.fromkeys(imagesets))
+
+
+def training_benchmarks(dataset, variant, seed):
+    """Benchmark files of the training jobs of a run (train_ensemble or train_member, see train.smk)."""
+    if config["training"]["fused_ensemble"]:
+        return [f"results/benchmarks/train_ensemble/{dataset}/{variant}/seed{seed}.tsv"]
+    return [
+        f"results/benchmarks/train_member/{dataset}/{variant}/seed{seed}/member{m}.tsv"
+        for m in MEMBERS
+    ]
+
+
+def benchmark_files():
+    """The benchmark files of every job of the heavy rules that the default target runs, as those
+    rules name them (each is written when its job ends)."""
+    files = [f"results/benchmarks/train_demo_ddpm/{name}.tsv" for name in demo_ddpms()]
+    for d in DATASETS:
+        for imageset in dataset_imagesets(d):
+            count = imageset_count(config, d, imageset)
+            files += [
+                f"results/benchmarks/extract_features/{d}/{imageset}/shard{k}.tsv"
+                for k in range(
+                    len(shard_ranges(count, config["features"]["shard_size"]))
+                )
+            ]
+    for d in DATASETS:
+        for v in VARIANTS:
+            for s in SEEDS:
+                files += training_benchmarks(d, v, s)
+    files += [
+        f"results/benchmarks/predict_ensemble/{d}/{v}/seed{s}.tsv"
+        for d in DATASETS
+        for v in VARIANTS
+        for s in SEEDS
+    ]
+    return files
+
+
+def member_runs():
+    """(dataset, variant, seed, member) of every ensemble member, in table order."""
+    return [
+        {"dataset": d, "variant": v, "seed": s, "member": m}
+        for d in DATASETS
+        for v in VARIANTS
+        for s in SEEDS
+        for m in MEMBERS
+    ]
+
+
+def prediction_runs():
+    return [
+        {"dataset": d, "variant": v, "seed": s}
+        for d in DATASETS
+        for v in VARIANTS
+        for s in SEEDS
+    ]
