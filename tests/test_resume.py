@@ -1,0 +1,77 @@
+"""A run killed with SIGKILL during feature extraction and again during training resumes with the
+documented commands and ends with tables byte-identical to those of an uninterrupted run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, snakemake
+
+# One dataset, one variant, one seed; members train long enough (no early stop for 40 epochs) to be
+# caught mid-training after a few saved epochs.
+RESUME_CONFIG = copy.deepcopy(TINY_CONFIG)
+RESUME_CONFIG["variants"] = {"baseline": {}}
+RESUME_CONFIG["seeds"] = [0]
+RESUME_CONFIG["variant_defaults"] = {"max_epochs": 40, "epochs_before_stopping": 40, "patience": 5}
+
+TABLES = ["miou.md", "miou.csv", "per_seed.csv", "per_class.csv", "per_image.csv"]
+
+
+def start(workdir: Path) -> subprocess.Popen:
+    (workdir / "test-config.yaml").write_text(__import__("yaml").safe_dump(RESUME_CONFIG, sort_keys=False))
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(workdir / "test-config.yaml"), "--cores", "2"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_when(process: subprocess.Popen, condition, timeout: float = 600) -> None:
+    """SIGKILL the whole run (snakemake and its jobs) as soon as ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the run ended before the moment to kill it"
+        assert time.monotonic() < deadline, "timed out waiting for the moment to kill the run"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def extracting(workdir: Path) -> bool:
+    """A feature store is being written (its temporary folder exists) and the training has not begun."""
+    return any((workdir / "results/features").glob("*/*/.shard*.tmp")) if (workdir / "results/features").exists() else False
+
+
+def training_with_saved_progress(workdir: Path) -> bool:
+    return any((workdir / "results/progress").glob("*/*/*/member*.pt")) if (workdir / "results/progress").exists() else False
+
+
+def test_killed_run_resumes_to_identical_tables(tmp_path) -> None:
+    reference = tmp_path / "uninterrupted"
+    reference.mkdir()
+    result = snakemake(reference, RESUME_CONFIG)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    kill_when(start(workdir), lambda: extracting(workdir))
+    assert not (workdir / "results/models").exists()
+    # The documented commands: unlock (SIGKILL leaves the lock), then run again; the default profile
+    # reruns the incomplete jobs.
+    assert snakemake(workdir, RESUME_CONFIG, "--unlock").returncode == 0
+    kill_when(start(workdir), lambda: training_with_saved_progress(workdir))
+    saved = sorted((workdir / "results/progress").glob("*/*/*/member*.pt"))
+    assert snakemake(workdir, RESUME_CONFIG, "--unlock").returncode == 0
+    result = snakemake(workdir, RESUME_CONFIG)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for name in TABLES:
+        assert (workdir / "results/tables" / name).read_bytes() == (reference / "results/tables" / name).read_bytes(), name
+    member = saved[0].relative_to(workdir / "results/progress").with_suffix(".json")
+    log = json.loads((workdir / "results/models" / member).read_text())
+    assert log["resumed_after_epoch"] is not None and log["resumed_after_epoch"] >= 1  # not from step 0
+    assert not any((workdir / "results/progress").glob("*/*/*/member*.pt"))  # removed when done
