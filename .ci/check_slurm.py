@@ -1,0 +1,170 @@
+"""Check a Snakemake run through the SLURM executor (CI, see .ci/run).
+
+usage: check_slurm.py RUN_LOG WORKDIR [--gpu-rules R1,R2,...] [--tables LOCAL_TABLES]
+
+(a) Every job of the run went through SLURM. From the run's Snakemake output (RUN_LOG): the planned
+    jobs ("Job stats"), the SLURM run ID (the job name the plugin gives every sbatch job), and each
+    executed job's rule, local or not, and resources. From the SLURM controller (`scontrol -o show
+    job`, finished jobs are kept for MinJobAge): the jobs named with that run ID. Checked: only rules
+    without an action (`all`) ran inside Snakemake ("localrule"); every other planned job is exactly
+    one SLURM job of its rule (the plugin's comment `rule_<rule>[_wildcards_...]`), COMPLETED with
+    exit code 0:0, whose working directory is WORKDIR, and whose per-job log is under
+    WORKDIR/.snakemake/slurm_logs/rule_<rule>/; the GPUs each job asked sbatch for (TresPerJob) are
+    the `gpu` resource Snakemake printed for it, and every rule of --gpu-rules asked for at least one.
+(b) With --tables: WORKDIR/results/tables/*.csv and miou.md equal LOCAL_TABLES' files byte for byte.
+"""
+
+import argparse
+import difflib
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+errors = []
+
+
+def fail(message):
+    errors.append(message)
+    print(f"FAIL: {message}", file=sys.stderr)
+
+
+def job_stats(text):
+    """The first "Job stats" table of a Snakemake output: {rule: count}."""
+    match = re.search(r"^Job stats:\n.*?\n-+ +-+\n(.*?)^total +(\d+)$", text, re.MULTILINE | re.DOTALL)
+    if not match:
+        sys.exit("check_slurm: no 'Job stats' table in the run log")
+    counts = {}
+    for line in match.group(1).strip().splitlines():
+        rule, count = line.split()
+        counts[rule] = int(count)
+    assert sum(counts.values()) == int(match.group(2)), match.group(0)
+    return counts
+
+
+def executed_jobs(text):
+    """Each job block Snakemake printed: (rule, local?, gpu resource)."""
+    jobs = []
+    for block in re.finditer(r"^(localrule|rule) (\w+):\n((?:    .*\n)*)", text, re.MULTILINE):
+        kind, rule, body = block.groups()
+        resources = re.search(r"^    resources: (.*)$", body, re.MULTILINE)
+        gpu = re.search(r"(?:^|, )gpu=(\d+)", resources.group(1)) if resources else None
+        jobs.append((rule, kind == "localrule", int(gpu.group(1)) if gpu else 0))
+    return jobs
+
+
+def slurm_jobs(run_id):
+    """All jobs slurmctld knows whose name is the run ID: a list of {field: value}."""
+    out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=False)
+    if out.returncode != 0 and "No jobs in the system" not in out.stderr + out.stdout:
+        sys.exit(f"check_slurm: scontrol show job failed: {out.stderr.strip()}")
+    jobs = []
+    for line in out.stdout.splitlines():
+        fields = dict(token.split("=", 1) for token in line.split(" ") if "=" in token)
+        if fields.get("JobName") == run_id:
+            jobs.append(fields)
+    return jobs
+
+
+def requested_gpus(fields):
+    """GPUs a job asked for: TresPerJob=gres:gpu:1 (SLURM 22) or gres/gpu:1 (newer)."""
+    match = re.search(r"gres[:/]gpu(?::[^:,]+)?:(\d+)", fields.get("TresPerJob", ""))
+    return int(match.group(1)) if match else 0
+
+
+def check_jobs(log_path, workdir, gpu_rules):
+    text = Path(log_path).read_text()
+    planned = job_stats(text)
+    run_id = re.search(r"^SLURM run ID: (\S+)$", text, re.MULTILINE)
+    if not run_id:
+        sys.exit("check_slurm: no 'SLURM run ID' in the run log: was the slurm executor used?")
+    run_id = run_id.group(1)
+
+    executed = executed_jobs(text)
+    if Counter(rule for rule, _, _ in executed) != Counter(planned):
+        fail(f"jobs executed {dict(Counter(r for r, _, _ in executed))} != planned {planned}")
+    local = Counter(rule for rule, is_local, _ in executed if is_local)
+    if set(local) - {"all"}:
+        fail(f"jobs run inside Snakemake, not on SLURM: {dict(local)}")
+    remote = Counter(rule for rule, is_local, _ in executed if not is_local)
+    gpus = {}
+    for rule, is_local, gpu in executed:
+        if not is_local and gpus.setdefault(rule, gpu) != gpu:
+            fail(f"rule {rule}: jobs with different gpu resources")
+
+    jobs = slurm_jobs(run_id)
+    by_rule = Counter()
+    slurm_logs = workdir / ".snakemake" / "slurm_logs"
+    for job in jobs:
+        job_id, comment = job.get("JobId"), job.get("Comment", "")
+        rule = next(
+            (r for r in remote if comment == f"rule_{r}" or comment.startswith(f"rule_{r}_wildcards_")),
+            None,
+        )
+        if rule is None:
+            fail(f"SLURM job {job_id}: comment {comment!r} names no rule of the run")
+            continue
+        by_rule[rule] += 1
+        if job.get("JobState") != "COMPLETED" or job.get("ExitCode") != "0:0":
+            fail(f"SLURM job {job_id} ({rule}): {job.get('JobState')}, exit {job.get('ExitCode')}")
+        if Path(job.get("WorkDir", "")).resolve() != workdir:
+            fail(f"SLURM job {job_id} ({rule}): WorkDir {job.get('WorkDir')} is not {workdir}")
+        if not list((slurm_logs / f"rule_{rule}").rglob(f"{job_id}.log")):
+            fail(f"SLURM job {job_id} ({rule}): no log {slurm_logs}/rule_{rule}/**/{job_id}.log")
+        if requested_gpus(job) != gpus[rule]:
+            fail(
+                f"SLURM job {job_id} ({rule}): requested {requested_gpus(job)} GPUs "
+                f"(TresPerJob={job.get('TresPerJob')}), the rule's gpu resource is {gpus[rule]}"
+            )
+    if by_rule != remote:
+        fail(f"SLURM jobs per rule {dict(by_rule)} != Snakemake's remote jobs {dict(remote)}")
+    for rule in gpu_rules:
+        if rule in planned and not gpus.get(rule):
+            fail(f"rule {rule} ran without requesting a GPU")
+    if gpu_rules and not [r for r in gpu_rules if r in planned]:
+        fail(f"none of the GPU rules {gpu_rules} ran")
+
+    print(
+        f"SLURM run {run_id}: {sum(by_rule.values())} SLURM jobs for {sum(planned.values())} "
+        f"planned jobs ({sum(local.values())} local: {dict(local)})"
+    )
+    for rule in remote:
+        print(f"  {rule:<22} {by_rule[rule]:>3} SLURM jobs, COMPLETED 0:0, --gpus {gpus[rule]} each")
+
+
+def check_tables(local, slurm):
+    names = sorted(p.name for p in local.iterdir() if p.suffix == ".csv" or p.name == "miou.md")
+    theirs = sorted(p.name for p in slurm.iterdir() if p.suffix == ".csv" or p.name == "miou.md")
+    if names != theirs or "miou.md" not in names:
+        fail(f"tables differ in files: local {names}, SLURM {theirs}")
+    for name in names:
+        a, b = local / name, slurm / name
+        if not b.is_file():
+            continue
+        if a.read_bytes() != b.read_bytes():
+            diff = difflib.unified_diff(
+                a.read_text().splitlines(), b.read_text().splitlines(), str(a), str(b), lineterm="", n=0
+            )
+            fail(f"{name} differs:\n" + "\n".join(list(diff)[:20]))
+    if not errors:
+        print(f"tables identical ({', '.join(names)}): {local} == {slurm}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_log")
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--gpu-rules", default="", help="comma-separated rules that must request a GPU")
+    parser.add_argument("--tables", type=Path, help="the local run's results/tables to compare with")
+    args = parser.parse_args()
+    workdir = args.workdir.resolve()
+    check_jobs(args.run_log, workdir, [r for r in args.gpu_rules.split(",") if r])
+    if args.tables:
+        check_tables(args.tables, workdir / "results" / "tables")
+    if errors:
+        sys.exit(f"check_slurm: {len(errors)} check(s) failed")
+
+
+if __name__ == "__main__":
+    main()
