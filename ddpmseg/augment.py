@@ -101,6 +101,14 @@ def training_transforms(
         raise DdpmsegError(f"augmentation probability {p} is not in [0, 1]")
     if image_size < 1:
         raise DdpmsegError(f"augmentation image_size {image_size} must be positive")
+    # the warps' resampling and their fill outside the warped image: 0 in the image, ignore in the mask
+    warp = dict(
+        interpolation=cv2.INTER_LINEAR,
+        mask_interpolation=cv2.INTER_NEAREST,
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=0,
+        fill_mask=ignore_label,
+    )
     return [
         A.ColorJitter(**COLOR_JITTER, p=p),
         A.ToGray(p=p),
@@ -114,25 +122,8 @@ def training_transforms(
             mask_interpolation=cv2.INTER_NEAREST_EXACT,
             p=p,
         ),
-        A.Rotate(
-            limit=ROTATE_LIMIT,
-            interpolation=cv2.INTER_LINEAR,
-            mask_interpolation=cv2.INTER_NEAREST,
-            border_mode=cv2.BORDER_CONSTANT,
-            fill=0,
-            fill_mask=ignore_label,
-            p=p,
-        ),
-        A.ElasticTransform(
-            alpha=elastic_alpha,
-            sigma=elastic_sigma,
-            interpolation=cv2.INTER_LINEAR,
-            mask_interpolation=cv2.INTER_NEAREST,
-            border_mode=cv2.BORDER_CONSTANT,
-            fill=0,
-            fill_mask=ignore_label,
-            p=p,
-        ),
+        A.Rotate(limit=ROTATE_LIMIT, **warp, p=p),
+        A.ElasticTransform(alpha=elastic_alpha, sigma=elastic_sigma, **warp, p=p),
     ]
 
 
