@@ -191,10 +191,6 @@ def _load_progress(path: str | Path | None, fingerprint: dict[str, Any]) -> dict
     return state
 
 
-def _save_progress(path: str | Path, state: dict[str, Any]) -> None:
-    save_torch(path, state)
-
-
 def _fingerprint(kind: str, sampler: PixelSampler, number_class: int, settings: TrainSettings, seed: int,
                  members: Sequence[int], steps_per_epoch: int | None) -> dict[str, Any]:
     return {
@@ -257,11 +253,11 @@ def train_member(
         if record.stopped:
             break
         if checkpoint is not None:
-            _save_progress(checkpoint, {
-            "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "record": record.state(), "rng": torch.get_rng_state(),
-            "views": views.get_state(), "pixels": pixels.get_state(),
-        })
+            save_torch(checkpoint, {
+                "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "record": record.state(), "rng": torch.get_rng_state(),
+                "views": views.get_state(), "pixels": pixels.get_state(),
+            })
     bar.close()
     log = record.log()
     log["resumed_after_epoch"] = first_epoch if state is not None else None
@@ -450,13 +446,13 @@ def train_ensemble(
         if not live:
             break
         if checkpoint is not None:
-            _save_progress(checkpoint, {
-            "fingerprint": fingerprint, "epoch": epoch + 1, "live": live,
-            "finished": {str(i): model.state_dict() for i, model in finished.items()},
-            "stacked": stacked.state_dict(), "rng_states": stacked.rng_states, "optimizer": optimizer.state_dict(),
-            "records": [record.state() for record in records], "views": views.get_state(),
-            "generators": [generator.get_state() for generator in generators],
-        })
+            save_torch(checkpoint, {
+                "fingerprint": fingerprint, "epoch": epoch + 1, "live": live,
+                "finished": {str(i): model.state_dict() for i, model in finished.items()},
+                "stacked": stacked.state_dict(), "rng_states": stacked.rng_states, "optimizer": optimizer.state_dict(),
+                "records": [record.state() for record in records], "views": views.get_state(),
+                "generators": [generator.get_state() for generator in generators],
+            })
     bar.close()
     for slot, i in enumerate(live):
         finished[i] = stacked.member(slot, number_class, records[i].steps)

@@ -205,7 +205,7 @@ def kill_after_epochs(monkeypatch, epochs: int) -> None:
     import ddpmseg.classifier as classifier
 
     saves = {"count": 0}
-    original = classifier._save_progress
+    original = classifier.save_torch
 
     def save_then_die(path, state):
         original(path, state)
@@ -213,7 +213,7 @@ def kill_after_epochs(monkeypatch, epochs: int) -> None:
         if saves["count"] == epochs:
             raise Killed
 
-    monkeypatch.setattr(classifier, "_save_progress", save_then_die)
+    monkeypatch.setattr(classifier, "save_torch", save_then_die)
 
 
 @pytest.mark.parametrize("fused", [False, True])
