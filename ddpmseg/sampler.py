@@ -168,8 +168,8 @@ class PixelSampler:
         order = torch.randperm(self.views, generator=view_generator)
         groups = [order[k : k + self.buffer_views] for k in range(0, self.views, self.buffer_views)]
         members = len(pixel_generators)
-        carry_features = [torch.empty((0, self.feature_dim)) for _ in range(members)]
-        carry_labels = [torch.empty((0,), dtype=torch.long) for _ in range(members)]
+        carry_features = torch.empty((members, 0, self.feature_dim))
+        carry_labels = torch.empty((members, 0), dtype=torch.long)
         done = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
@@ -188,23 +188,24 @@ class PixelSampler:
                 orders = [pool_pixels[torch.randperm(len(pool_pixels), generator=gen)] for gen in pixel_generators]
                 start = 0
                 while done < total:
-                    need = batch_size - len(carry_labels[0])
+                    need = batch_size - carry_labels.shape[1]
                     if start + need > len(pool_pixels):
                         break
-                    batch_features, batch_labels = [], []
-                    for m in range(members):
-                        pixels = orders[m][start : start + need]
-                        batch_features.append(torch.cat([carry_features[m], self._gather(resident, local, pixels)]))
-                        batch_labels.append(torch.cat([carry_labels[m], self.labels[pixels].long()]))
-                        carry_features[m] = carry_features[m][:0]
-                        carry_labels[m] = carry_labels[m][:0]
+                    # one gather for all members: its fixed costs are paid once per step, not per member
+                    pixels = torch.stack([order[start : start + need] for order in orders])
+                    features = self._gather(resident, local, pixels.view(-1)).view(members, need, self.feature_dim)
+                    labels = self.labels[pixels].long()
+                    if need < batch_size:  # the first batch of a group completes the previous group's leftovers
+                        features = torch.cat([carry_features, features], dim=1)
+                        labels = torch.cat([carry_labels, labels], dim=1)
+                        carry_features, carry_labels = carry_features[:, :0], carry_labels[:, :0]
                     start += need
                     done += 1
-                    yield torch.stack(batch_features), torch.stack(batch_labels)
+                    yield features, labels
                 if done < total and start < len(pool_pixels):  # left over: opens the next group's first batch
-                    for m in range(members):
-                        pixels = orders[m][start:]
-                        carry_features[m] = torch.cat([carry_features[m], self._gather(resident, local, pixels)])
-                        carry_labels[m] = torch.cat([carry_labels[m], self.labels[pixels].long()])
+                    pixels = torch.stack([order[start:] for order in orders])
+                    gathered = self._gather(resident, local, pixels.view(-1)).view(members, -1, self.feature_dim)
+                    carry_features = torch.cat([carry_features, gathered], dim=1)
+                    carry_labels = torch.cat([carry_labels, self.labels[pixels].long()], dim=1)
             if pending is not None:
                 pending.cancel()
