@@ -18,7 +18,7 @@ from ddpmseg.classifier import (
     train_member,
 )
 from ddpmseg.errors import DdpmsegError
-from ddpmseg.sampler import PixelSampler
+from ddpmseg.sampler import PixelSampler, member_seed, view_order_seed
 from ddpmseg.store import FeatureStore
 
 
@@ -86,12 +86,30 @@ class ToySampler:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def epoch(self, view_generator, generator, batch_size, steps=None):
-        order = torch.randperm(len(self), generator=generator)
+    def ensemble_epoch(self, view_generator, generators, batch_size, steps=None):
+        orders = [torch.randperm(len(self), generator=generator) for generator in generators]
         count = len(self) // batch_size if steps is None else min(steps, len(self) // batch_size)
         for k in range(count):
-            pixels = order[k * batch_size : (k + 1) * batch_size]
+            pixels = torch.stack([order[k * batch_size : (k + 1) * batch_size] for order in orders])
             yield self.points[pixels], self.targets[pixels]
+
+
+def train_plainly(sampler, number_class: int, settings: TrainSettings, seed: int, member: int, steps_per_epoch=None):
+    """The independent reference: ``build_classifier`` and ``torch.optim.Adam`` on the sampler's batches
+    of one member, written as any torch user would (no stopping rule: tests keep it from firing)."""
+    torch.manual_seed(member_seed(seed, member))
+    model = build_classifier(sampler.feature_dim, number_class, settings.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    views = torch.Generator().manual_seed(view_order_seed(seed))
+    pixels = torch.Generator().manual_seed(member_seed(seed, member))
+    model.train()
+    for _ in range(settings.max_epochs):
+        for features, labels in sampler.epoch(views, pixels, settings.batch_size, steps_per_epoch):
+            loss = nn.functional.cross_entropy(model(features), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
 
 
 def test_train_member_learns_and_is_deterministic(tmp_path) -> None:
@@ -164,7 +182,9 @@ def test_fused_ensemble_gives_each_member_its_separate_weights(tmp_path, dropout
     for member, (model, log) in enumerate(fused):
         alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, steps_per_epoch=2, progress=False)
         assert log["steps"] == alone_log["steps"] == 4
-        assert_same_member(model, alone, steps=4)
+        reference = train_plainly(sampler, 3, settings, seed=7, member=member, steps_per_epoch=2)
+        assert_same_member(model, reference, steps=4)
+        assert_same_member(alone, reference, steps=4)
     assert not torch.equal(fused[0][0][0].weight, fused[1][0][0].weight)
 
 
@@ -192,7 +212,7 @@ def test_fused_ensemble_with_streamed_sampler_gives_each_member_its_separate_wei
     streamed = train_ensemble(sampler, 3, settings, seed=1, members=[0, 1], steps_per_epoch=4, progress=False)
     resident = train_ensemble(PixelSampler(store, IGNORE), 3, settings, seed=1, members=[0, 1], steps_per_epoch=4, progress=False)
     assert (streamed[1][0][0].weight - resident[1][0][0].weight).abs().mean() > 1e-4  # buffered order differs
-    alone, _ = train_member(sampler, 3, settings, seed=1, member=1, steps_per_epoch=4, progress=False)
+    alone = train_plainly(sampler, 3, settings, seed=1, member=1, steps_per_epoch=4)
     assert_same_member(streamed[1][0], alone, steps=4)
 
 
