@@ -431,8 +431,8 @@ def ddpmseg_training_worker(payload: dict[str, Any]) -> dict[str, Any]:
     sampler = PixelSampler(store, IGNORE_LABEL, payload["indices"], memory_budget_mb=payload["budget_mb"])
     built = time.perf_counter() - started
     clock = StepClock()
-    epoch = sampler.epoch
-    sampler.epoch = lambda *args, **kwargs: clock.wrap(epoch(*args, **kwargs))  # type: ignore[method-assign]
+    epoch = sampler.ensemble_epoch  # what train_member draws its batches from
+    sampler.ensemble_epoch = lambda *args, **kwargs: clock.wrap(epoch(*args, **kwargs))  # type: ignore[method-assign]
     settings = TrainSettings(max_epochs=1, epochs_before_stopping=10**6)
     _, log = train_member(sampler, NUMBER_CLASS, settings, 0, 0, steps_per_epoch=payload["steps"], progress=False)
     return {
