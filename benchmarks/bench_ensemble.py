@@ -47,7 +47,7 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from ddpmseg.classifier import TrainSettings, hidden_sizes, make_optimizer
+    from ddpmseg.classifier import TrainSettings, make_optimizer
     from ddpmseg.sampler import PixelSampler
 
     hidden = hidden_sizes(common.NUMBER_CLASS)[0]
@@ -152,10 +152,12 @@ def main() -> None:
     assert seq["steps"] == fused["steps"] == [steps] * MEMBERS, "both modes must train every member S steps"
     speedup = seq["wall_s"] / fused["wall_s"]
     member_steps = MEMBERS * steps
-    floor_s = (floor["forward_ms"] + floor["gradient_ms"] + floor["adam_ms"] + floor["gather_ms"]) / 1e3
-    bound = seq["wall_s"] / member_steps / floor_s
-    products_at_peak_ms = (floor["forward_ms"] + floor["gradient_ms"]) * floor["product_gflops"] / floor["square_gflops"]
-    peak_bound = seq["wall_s"] / member_steps / (floor_s - (floor["forward_ms"] + floor["gradient_ms"] - products_at_peak_ms) / 1e3)
+    member_step_ms = 1e3 * seq["wall_s"] / member_steps
+    products_ms = floor["forward_ms"] + floor["gradient_ms"]
+    rest_ms = floor["adam_ms"] + floor["gather_ms"]
+    floor_s = (products_ms + rest_ms) / 1e3
+    bound = member_step_ms / (products_ms + rest_ms)
+    peak_bound = member_step_ms / (products_ms * floor["product_gflops"] / floor["square_gflops"] + rest_ms)
     rows = [
         [
             f"{MEMBERS} × `train_member`, one after another",

@@ -154,13 +154,13 @@ class LayerGroups:
 
     Gathering a pixel's features then costs one weighted 4-row gather per resolution instead of 4 per
     layer (a plain row gather where the resolution is the image size and upsampling is the identity).
-    ``slices[g]`` lists the (source column, feature column, width) runs that place group ``g``'s
+    ``runs[g]`` lists the (group column, feature column, width) runs that place group ``g``'s
     columns in the feature order of :func:`gather_features`.
     """
 
-    def __init__(self, groups: Sequence[torch.Tensor], slices: Sequence[Sequence[tuple[int, int, int]]], image_size: int):
+    def __init__(self, groups: Sequence[torch.Tensor], runs: Sequence[Sequence[tuple[int, int, int]]], image_size: int):
         self.groups = list(groups)  # (n, h, w, C_group) each
-        self.slices = [list(runs) for runs in slices]
+        self.runs = [list(group_runs) for group_runs in runs]
         self.image_size = image_size
         self.feature_dim = sum(group.shape[3] for group in self.groups)
 
@@ -198,7 +198,7 @@ class LayerGroups:
         permutation of the whole output cost 5x the gather itself).
         """
         out = torch.empty((len(ys), self.feature_dim), dtype=torch.float32)
-        for act, runs in zip(self.groups, self.slices):
+        for act, runs in zip(self.groups, self.runs):
             images, height, width, channels = act.shape
             table = act.view(images * height * width, channels)
             base = image_index * (height * width)
