@@ -441,7 +441,8 @@ def train_ensemble(
         for i in live:
             records[i].end_epoch()
         bar.update(1)
-        bar.set_postfix(training=len(live), refresh=False)
+        epoch_loss = sum(records[i].epoch_losses[-1] for i in at_start) / len(at_start)
+        bar.set_postfix(training=len(live), loss=f"{epoch_loss:.4f}", refresh=False)
         if not live:
             break
         if checkpoint is not None:
