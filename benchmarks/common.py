@@ -44,7 +44,7 @@ README = REPO / "README.md"
 DEFAULT_WORKDIR = Path("/tmp/ddpmseg-bench")
 RESULT_PREFIX = "BENCH-RESULT "
 
-# The paper's setting (method.md §2-3): per step, decoder blocks (block, channels, resolution).
+# The paper's setting (docs/method.md §2-3): per step, decoder blocks (block, channels, resolution).
 PAPER_STEPS = (50, 150, 250)
 PAPER_BLOCKS = ((5, 1024, 32), (6, 512, 32), (7, 512, 32), (8, 512, 64), (12, 256, 128))
 IMAGE_SIZE = 256

@@ -1,4 +1,4 @@
-"""Training augmentation and test-time augmentation of the study (method.md §6), with albumentations 2.
+"""Training augmentation and test-time augmentation of the study (docs/method.md §6), with albumentations 2.
 
 Training: each extra copy of a training image is the image and its mask passed through
 ColorJitter, ToGray, HorizontalFlip, CoarseDropout, RandomResizedCrop, Rotate and ElasticTransform,
@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import DdpmsegError
 
-# The study's settings (method.md §6), for 256 px images.
+# The study's settings (docs/method.md §6), for 256 px images.
 AUGMENT_P = 0.4
 COLOR_JITTER = {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5, "hue": 0.2}
 DROPOUT_HOLES = (2, 4)

@@ -1,4 +1,4 @@
-"""Pixel classifiers (method.md §4): the MLP, its initialisation, the stopping rule and member training."""
+"""Pixel classifiers (docs/method.md §4): the MLP, its initialisation, the stopping rule and member training."""
 
 from __future__ import annotations
 

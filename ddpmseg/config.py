@@ -15,9 +15,10 @@ from typing import Any
 from .classifier import TrainSettings
 from .ddpm import check_feature_settings, model_flags
 from .errors import DdpmsegError
+from .features import model_order
 
 CLASSIFIER_KEYS = tuple(TrainSettings.__dataclass_fields__)
-# Named sets of test-time augmentation views (method.md §6).
+# Named sets of test-time augmentation views (docs/method.md §6).
 NAMED_TTA_VIEWS = {
     "study": [["ToGray", "CoarseDropout"], ["ToGray"], ["ColorJitter", "HorizontalFlip"], ["ColorJitter", "HorizontalFlip", "ChannelShuffle"]],
     "study_code": [
@@ -48,6 +49,7 @@ def check_config(config: dict[str, Any]) -> None:
         except DdpmsegError as error:
             raise DdpmsegError(f"ddpms.{name}.flags: {error}") from None
         check_feature_settings(flags, config["features"]["steps"], config["features"]["blocks"])
+    model_order(config["features"]["blocks"])
     for variant in config["variants"]:
         TrainSettings(**classifier_settings(variant_settings(config, variant)))
         tta_views(config, variant)
@@ -99,6 +101,21 @@ def tta_views(config: dict[str, Any], variant: str) -> list[list[str]]:
             )
         return [list(view) for view in NAMED_TTA_VIEWS[views]]
     return [list(view) for view in views]
+
+
+PER_RUN_NOISE = "per_run"
+
+
+def noise_seed_of_run(config: dict[str, Any], seed: int) -> int:
+    """Seed of the noise behind a run's features: the run's own seed (``features.noise_seed: per_run``,
+    as the reference does) or the one shared noise seed."""
+    noise_seed = config["features"].get("noise_seed", PER_RUN_NOISE)
+    return int(seed) if noise_seed == PER_RUN_NOISE else int(noise_seed)
+
+
+def noise_seeds(config: dict[str, Any]) -> list[int]:
+    """Every noise seed some run uses, in the order of ``seeds`` (one feature extraction each)."""
+    return list(dict.fromkeys(noise_seed_of_run(config, seed) for seed in config["seeds"]))
 
 
 def shard_ranges(count: int, shard_size: int) -> list[tuple[int, int]]:

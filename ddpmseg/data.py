@@ -2,8 +2,8 @@
 masks) or separate image and mask folders (masks ``.npy`` or single-channel ``.png``).
 
 Images are taken in sorted file-name order and the first ``count`` of a split are used. Preprocessing
-follows method.md §1: RGB, bilinear resize to the model's ``image_size``, scaled to [-1, 1]; masks
-resized with nearest neighbour.
+follows docs/method.md §1: RGB, bilinear resize to the model's ``image_size``, scaled to [-1, 1]; masks
+resized with nearest neighbour by OpenCV's index rule, each of image and mask on its own.
 """
 
 from __future__ import annotations
@@ -136,19 +136,26 @@ def read_mask(path: str | Path) -> np.ndarray:
 def make_square(
     rgb: np.ndarray, mask: np.ndarray, policy: str | None, path: str | Path
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the non-square policy: ``resize`` keeps everything (stretched later), ``center_crop`` keeps
-    the central square; without a policy a non-square image is an error rather than silently stretched."""
-    height, width = mask.shape
+    """Apply the non-square policy to an image and its mask (each at its own resolution): ``resize``
+    keeps everything (stretched later), ``center_crop`` keeps the central square of each; without a
+    policy a non-square image is an error rather than silently stretched."""
+    height, width = rgb.shape[:2]
     if height == width or policy == "resize":
         return rgb, mask
     if policy == "center_crop":
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        return rgb[top : top + side, left : left + side], mask[top : top + side, left : left + side]
+        return center_square(rgb), center_square(mask)
     raise DdpmsegError(
         f"{path}: image is {width}x{height}, not square; choose the dataset's non_square policy "
         f"({' or '.join(NON_SQUARE_POLICIES)})"
     )
+
+
+def center_square(array: np.ndarray) -> np.ndarray:
+    """The central square of an (H, W, ...) array."""
+    height, width = array.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return array[top : top + side, left : left + side]
 
 
 def resize_image(rgb: np.ndarray, image_size: int) -> np.ndarray:
@@ -159,11 +166,27 @@ def resize_image(rgb: np.ndarray, image_size: int) -> np.ndarray:
     return np.asarray(resized)
 
 
+def nearest_indices(source: int, target: int) -> np.ndarray:
+    """Source index of each of ``target`` output indices under OpenCV's ``INTER_NEAREST`` resize.
+
+    The reference implementation resizes masks with ``cv2.resize(..., interpolation=INTER_NEAREST)``,
+    which takes ``floor(i * n / S)`` computed in double precision as ``i * (1 / (S / n))``: that product
+    can fall just below an integer (n = 186, S = 64, i = 32 gives 92, not 93), and the reference's
+    masks carry those indices, so they are reproduced here rather than the exact quotient.
+    """
+    inverse_scale = 1.0 / (target / source)
+    indices = np.floor(np.arange(target, dtype=np.float64) * inverse_scale).astype(np.int64)
+    return np.minimum(indices, source - 1)
+
+
 def resize_mask(mask: np.ndarray, image_size: int) -> np.ndarray:
-    """Nearest-neighbour resize of a 2-D mask to ``image_size`` x ``image_size`` (pixel-centre sampling)."""
+    """Nearest-neighbour resize of a 2-D mask to ``image_size`` x ``image_size``, as the reference does
+    (OpenCV's index rule, :func:`nearest_indices`; docs/method.md §1)."""
     height, width = mask.shape
-    rows = np.minimum(((np.arange(image_size) + 0.5) * height / image_size).astype(np.int64), height - 1)
-    cols = np.minimum(((np.arange(image_size) + 0.5) * width / image_size).astype(np.int64), width - 1)
+    if (height, width) == (image_size, image_size):
+        return mask
+    rows = nearest_indices(height, image_size)
+    cols = nearest_indices(width, image_size)
     return mask[rows[:, None], cols[None, :]]
 
 
@@ -183,14 +206,25 @@ def check_labels(mask: np.ndarray, number_class: int, ignore_label: int, path: s
         )
 
 
+def same_aspect_ratio(first: tuple[int, int], second: tuple[int, int]) -> bool:
+    """Whether two (height, width) sizes have the same aspect ratio, within one pixel of rounding."""
+    (h1, w1), (h2, w2) = first, second
+    return abs(w2 - w1 * h2 / h1) <= 1 and abs(h2 - h1 * w2 / w1) <= 1
+
+
 def read_sample(sample: Sample, number_class: int, ignore_label: int) -> tuple[np.ndarray, np.ndarray]:
-    """Checked (image uint8 (H, W, 3), mask int64 (H, W)) of one sample at its original size."""
+    """Checked (image uint8 (H, W, 3), mask int64 (h, w)) of one sample at their original sizes.
+
+    A mask may be stored at another resolution than its image (CelebAMask-HQ: 1024 px images, 512 px
+    masks) if both have the same aspect ratio: each is resized to ``image_size`` on its own, as the
+    reference does. Different aspect ratios are an error.
+    """
     rgb = read_image(sample.image_path)
     mask = read_mask(sample.mask_path)
-    if mask.shape != rgb.shape[:2]:
+    if mask.shape != rgb.shape[:2] and not same_aspect_ratio(rgb.shape[:2], mask.shape):
         raise DdpmsegError(
-            f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image's "
-            f"{rgb.shape[1]}x{rgb.shape[0]} ({sample.image_path.name})"
+            f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} has another aspect ratio than its "
+            f"image's {rgb.shape[1]}x{rgb.shape[0]} ({sample.image_path.name})"
         )
     check_labels(mask, number_class, ignore_label, sample.mask_path)
     return rgb, mask

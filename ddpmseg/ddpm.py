@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     from guided_diffusion import script_util
     from guided_diffusion.resample import UniformSampler
 
-# Flags of the paper's checkpoints (method.md §2); other flags keep guided-diffusion's defaults.
+# Flags of the paper's checkpoints (docs/method.md §2); other flags keep guided-diffusion's defaults.
 PAPER_MODEL_FLAGS: dict[str, Any] = {
     "attention_resolutions": "32,16,8",
     "class_cond": False,

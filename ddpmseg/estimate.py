@@ -84,7 +84,7 @@ def plan(config: dict[str, Any]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
-    parser.add_argument("--forward-s", type=float, default=8.0, help="seconds per forward pass (method.md: 8 s on 2 CPU cores at 256 px)")
+    parser.add_argument("--forward-s", type=float, default=8.0, help="seconds per forward pass (docs/method.md: 8 s on 2 CPU cores at 256 px)")
     parser.add_argument("--step-ms", type=float, default=10.0, help="milliseconds per training step of one member")
     args = parser.parse_args(argv)
     config = load_config(args.config)

@@ -1,8 +1,10 @@
-"""Pixel features (method.md §3): decoder activations of the DDPM at a few noise levels.
+"""Pixel features (docs/method.md §3): decoder activations of the DDPM at a few noise levels.
 
-For each step t, x_t = q_sample(x0, t, noise) with ONE noise tensor shared by every image, the UNet
-runs on (x_t, t) and the outputs of the chosen ``model.output_blocks`` are kept at their native
-resolution. The forward pass stops after the last chosen block: later blocks cannot change them.
+For each step t, x_t = q_sample(x0, t, noise) with ONE noise tensor shared by every image (drawn from
+the noise seed: by default a run's own seed, as the reference does), the UNet runs on (x_t, t) and the
+outputs of the chosen ``model.output_blocks`` are kept at their native resolution, in the model's block
+order whatever order they are listed in. The forward pass stops after the last chosen block: later
+blocks cannot change them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from .data import to_model_input
+from .errors import DdpmsegError
 from .files import atomic_directory
 from .progress import progress_bar
 from .store import StoreWriter
@@ -25,9 +28,23 @@ class _StopForward(Exception):
 
 
 def shared_noise(seed: int, image_size: int) -> torch.Tensor:
-    """The one N(0, I) noise of shape (1, 3, S, S), drawn on the CPU so every device sees the same values."""
+    """The one N(0, I) noise of shape (1, 3, S, S), drawn on the CPU so every device sees the same values.
+
+    The reference draws it from the GPU's generator when it runs on one; drawing on the CPU is this
+    project's one deliberate departure (docs/method.md §7): features are identical across machines.
+    """
     generator = torch.Generator().manual_seed(seed)
     return torch.randn((1, 3, image_size, image_size), generator=generator)
+
+
+def model_order(blocks: Sequence[int]) -> list[int]:
+    """Decoder blocks in the model's order (the reference concatenates them so, whatever the config's
+    order); a block listed twice is an error."""
+    ordered = sorted(int(b) for b in blocks)
+    repeated = sorted({b for b in ordered if ordered.count(b) > 1})
+    if repeated:
+        raise DdpmsegError(f"features.blocks: block {repeated[0]} is listed twice")
+    return ordered
 
 
 @torch.no_grad()
@@ -42,8 +59,9 @@ def extract_activations(
     """Decoder activations of a batch of images (B, 3, S, S) in [-1, 1].
 
     Returns ``{(step, block): tensor (B, C, h, w)}`` on the CPU in float32, in the order steps outer,
-    blocks inner (the feature order of method.md §3).
+    blocks inner in the model's order (the feature order of docs/method.md §3).
     """
+    blocks = model_order(blocks)
     device = next(model.parameters()).device
     x0 = images.to(device=device, dtype=torch.float32)
     noise = noise.to(device=device, dtype=torch.float32).expand_as(x0)
@@ -58,7 +76,7 @@ def extract_activations(
 
         return record
 
-    handles = [model.output_blocks[b].register_forward_hook(hook(b)) for b in sorted(set(blocks))]
+    handles = [model.output_blocks[b].register_forward_hook(hook(b)) for b in blocks]
     activations: dict[tuple[int, int], torch.Tensor] = {}
     try:
         for step in steps:
@@ -97,7 +115,7 @@ def extract_to_store(
     """
     image_size = images.shape[1]
     noise = shared_noise(noise_seed, image_size)
-    attrs = {**attrs, "steps": [int(s) for s in steps], "blocks": [int(b) for b in blocks], "noise_seed": noise_seed}
+    attrs = {**attrs, "steps": [int(s) for s in steps], "blocks": model_order(blocks), "noise_seed": noise_seed}
     with atomic_directory(out) as tmp:
         writer = StoreWriter(tmp, names, image_size, attrs)
         starts = range(0, len(images), batch_size)

@@ -1,4 +1,4 @@
-"""Scores (method.md §5): mIoU with the reference protocol, per-class IoU and per-image mIoU."""
+"""Scores (docs/method.md §5): mIoU with the reference protocol, per-class IoU and per-image mIoU."""
 
 from __future__ import annotations
 

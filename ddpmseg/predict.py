@@ -1,4 +1,4 @@
-"""Ensemble prediction (method.md §4): per-pixel mode of the members' labels and JS uncertainty."""
+"""Ensemble prediction (docs/method.md §4): per-pixel mode of the members' labels and JS uncertainty."""
 
 from __future__ import annotations
 

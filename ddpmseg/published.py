@@ -1,4 +1,4 @@
-"""Published numbers (mIoU %) that measured tables are put beside (method.md §5 and §6)."""
+"""Published numbers (mIoU %) that measured tables are put beside (docs/method.md §5 and §6)."""
 
 from __future__ import annotations
 

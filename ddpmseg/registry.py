@@ -1,4 +1,4 @@
-"""The registry of the paper's datasets and DDPM checkpoints (``workflow/registry.yaml``, method.md §1-2).
+"""The registry of the paper's datasets and DDPM checkpoints (``workflow/registry.yaml``, docs/method.md §1-2).
 
 ``load_registry`` validates the YAML against ``workflow/schemas/registry.schema.yaml`` (JSON Schema
 draft 2020-12) and checks what the schema cannot express: one class name and one colour per class, and

@@ -81,7 +81,7 @@ def published_table(summary: pd.DataFrame, variants: Sequence[str], datasets: Se
     """Measured mean mIoU beside the study's published numbers, for the datasets and variants it covers."""
     covered = [d for d in datasets if any(d in STUDY.get(v, {}) for v in variants)]
     if not covered:
-        return "No dataset of this run is covered by the published numbers (method.md §6).\n"
+        return "No dataset of this run is covered by the published numbers (docs/method.md §6).\n"
     means = {(r.dataset, r.variant): r.mean for r in summary.itertuples()}
     lines = ["| variant | " + " | ".join(f"{d} measured | {d} published" for d in covered) + " |"]
     lines.append("|---|" + "---|---|" * len(covered))
@@ -130,7 +130,7 @@ def collect_tables(
         "# mIoU (%), mean ± std over seeds\n\n"
         + markdown_table(summary, variants, datasets)
         + "\nΔ: difference of the mean to the baseline variant's.\n"
-        + "\n## Measured beside published (method.md §6, one run each)\n\n"
+        + "\n## Measured beside published (docs/method.md §6, one run each)\n\n"
         + published_table(summary, variants, datasets)
     )
     save_text(out_dir / "miou.md", text)

@@ -49,7 +49,7 @@ def view_order_seed(seed: int) -> int:
 def training_pixels(labels: np.ndarray, ignore_label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(image, y, x, label) of every pixel that trains the classifier, image by image.
 
-    Per image, classes with fewer than 20 pixels become ignore_label first (method.md §1); pixels
+    Per image, classes with fewer than 20 pixels become ignore_label first (docs/method.md §1); pixels
     labelled ignore_label never train.
     """
     cleaned = np.stack([remove_small_annotations(mask, ignore_label) for mask in labels])
@@ -69,6 +69,11 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def fits_in_budget(view_bytes: int, views: int, memory_budget_mb: float | None) -> bool:
+    """Whether the activations of ``views`` training views are held in memory (else they are streamed)."""
+    return memory_budget_mb is None or view_bytes * views <= memory_budget_mb * MiB
 
 
 class PixelSampler:
@@ -93,8 +98,7 @@ class PixelSampler:
         self.image_size = store.image_size
         self.feature_dim = store.feature_dim
         self.view_bytes = 2 * sum(layer.channels * layer.height * layer.width for layer in store.layers)
-        total = self.view_bytes * len(self.indices)
-        self.streaming = memory_budget_mb is not None and total > memory_budget_mb * MiB
+        self.streaming = not fits_in_budget(self.view_bytes, len(self.indices), memory_budget_mb)
         if self.streaming:
             # the current group and the prefetched next one must both fit
             self.buffer_views = max(1, int(memory_budget_mb * MiB // (2 * self.view_bytes)))

@@ -248,6 +248,7 @@ def train_classifier(
     for (model, log), model_path, log_path in zip(results, model_paths, log_paths, strict=True):
         log["training_views"] = sampler.views
         log["streamed"] = sampler.streaming
+        log["noise_seed"] = store.attrs["noise_seed"]
         print(f"member {log['member']}: steps {log['steps']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
         save_member(model_path, model, store.feature_dim, number_class, train_settings.dropout)
         save_json(log_path, log)

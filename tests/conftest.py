@@ -93,7 +93,8 @@ def write_identity_store(path, views: int, size: int = 12, seed: int = 0, extra_
 
 def make_custom_dataset(root: Path, seed: int = 0) -> dict:
     """A user's dataset in separate image and mask folders: non-square images of mixed sizes, 8-bit
-    and 16-bit PNG masks and a uint16 .npy mask. Returns its config entry (source: folders)."""
+    and 16-bit PNG masks and a uint16 .npy mask; img1 (train) and img4 (test) are stored at twice their
+    masks' size. Returns its config entry (source: folders)."""
     rng = np.random.default_rng(seed)
     sizes = [(40, 32), (48, 36), (36, 36), (50, 40), (44, 30), (38, 46)]
     entry = {"source": "folders", "number_class": 3, "ignore_label": 255, "non_square": "center_crop",
@@ -111,6 +112,8 @@ def make_custom_dataset(root: Path, seed: int = 0) -> dict:
             mask[0, :] = 255
             image[mask == 1] = (200, 40, 40)
             image[mask == 2] = (40, 200, 40)
+            if k in (1, 4):  # image at twice its mask's resolution (as CelebAMask-HQ ships them)
+                image = image.repeat(2, axis=0).repeat(2, axis=1)
             Image.fromarray(image).save(images / f"img{k}.jpg" if k % 2 else images / f"img{k}.png")
             if k % 3 == 0:
                 np.save(masks / f"img{k}.npy", mask)  # uint16 array
@@ -146,7 +149,7 @@ TINY_CONFIG = {
         "unlabelled_images": 6,
         "ddpm_training": {"iterations": 2, "batch_size": 2, "lr": 0.0001, "seed": 0},
     },
-    "features": {"steps": [50, 300], "blocks": [1, 2], "noise_seed": 0, "batch_size": 2, "shard_size": 4},
+    "features": {"steps": [50, 300], "blocks": [1, 2], "batch_size": 2, "shard_size": 4},  # noise per run seed
     "variant_defaults": {"max_epochs": 2, "epochs_before_stopping": 1, "patience": 5},
     "variants": {
         "baseline": {},

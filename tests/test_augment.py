@@ -1,4 +1,4 @@
-"""Training augmentation and test-time augmentation (method.md §6): alignment, seeding, undo and vote."""
+"""Training augmentation and test-time augmentation (docs/method.md §6): alignment, seeding, undo and vote."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pixel MLP, the stopping rule and member training (method.md §4)."""
+"""The pixel MLP, the stopping rule and member training (docs/method.md §4)."""
 
 from __future__ import annotations
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import make_dataset, write_sample
+from PIL import Image
 
 from ddpmseg.data import (
     list_samples,
     load_sample,
+    nearest_indices,
     remove_small_annotations,
     resize_mask,
     split_dir,
@@ -53,10 +55,50 @@ def test_preprocessing_scales_and_resizes(tmp_path) -> None:
     assert np.allclose(to_model_input(np.zeros((2, 2, 3), np.uint8)), -1.0)
 
 
-def test_resize_mask_is_nearest_with_pixel_centres() -> None:
-    mask = np.arange(16).reshape(4, 4)
-    assert resize_mask(mask, 2).tolist() == [[5, 7], [13, 15]]
-    assert resize_mask(mask, 8)[::2, ::2].tolist() == mask.tolist()
+@pytest.mark.parametrize(
+    "source,target,indices",
+    [
+        (4, 2, [0, 2]),  # down by 2: floor(i * 2), not the pixel centres [1, 3]
+        (5, 3, [0, 1, 3]),  # down by 5/3: 0, 1.67, 3.33
+        (2, 5, [0, 0, 0, 1, 1]),  # up by 5/2: 0, 0.4, 0.8, 1.2, 1.6
+        (48, 64, [0, 0, 1, 2, 3, 3, 4, 5]),  # up by 4/3 (first 8): 0, 0.75, 1.5, 2.25, 3, 3.75, 4.5, 5.25
+        (100, 64, [0, 1, 3, 4, 6, 7, 9, 10]),  # down by 1.5625 (first 8): 0, 1.56, 3.13, 4.69, 6.25, ...
+        (3, 3, [0, 1, 2]),
+    ],
+)
+def test_mask_resize_takes_the_references_source_indices(source, target, indices) -> None:
+    assert nearest_indices(source, target)[: len(indices)].tolist() == indices
+    mask = np.arange(source)[:, None] * 1000 + np.arange(source)[None, :]
+    resized = resize_mask(mask, target)
+    expected_rows = nearest_indices(source, target)
+    assert resized.tolist() == (expected_rows[:, None] * 1000 + expected_rows[None, :]).tolist()
+
+
+def test_mask_resize_rounds_in_double_precision_as_opencv() -> None:
+    # 32 * 186 / 64 = 93 exactly, but OpenCV computes 32 * (1 / (64 / 186)) = 92.99999999999999 -> 92
+    assert nearest_indices(186, 64)[32] == 92
+    assert nearest_indices(186, 64)[31] == 90 and nearest_indices(186, 64)[33] == 95
+    # non-square: rows and columns each by their own ratio
+    mask = np.arange(4 * 6).reshape(4, 6)
+    assert resize_mask(mask, 2).tolist() == [[0, 3], [12, 15]]
+
+
+def test_mask_at_another_resolution_with_the_same_aspect_ratio_is_resized_on_its_own(tmp_path) -> None:
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    mask = np.zeros((25, 50), np.int64)  # 50x25 mask beside a 101x50 image: 2:1 within a pixel
+    mask[:, 20:] = 1
+    image = np.zeros((50, 101, 3), np.uint8)
+    image[:, 40:] = 255
+    Image.fromarray(image).save(images / "a.png")
+    np.save(masks / "a.npy", mask)
+    rgb, resized = load_sample(list_samples(images, masks=masks)[0], 10, 2, 255, non_square="resize")
+    assert resized.tolist() == resize_mask(mask, 10).tolist()
+    assert rgb.shape == (10, 10, 3)
+    cropped_rgb, cropped = load_sample(list_samples(images, masks=masks)[0], 10, 2, 255, non_square="center_crop")
+    assert cropped.tolist() == resize_mask(mask[:, 12:37], 10).tolist()  # the central 25x25 of the mask
+    assert cropped_rgb.shape == (10, 10, 3)
 
 
 def test_small_annotations_become_ignore() -> None:
@@ -74,7 +116,7 @@ def test_small_annotations_become_ignore() -> None:
     "damage,pattern",
     [
         ("missing_mask", r"001\.png: missing mask 001\.npy"),
-        ("mask_size", r"001\.npy: mask size 16x32 differs from its image's 32x32"),
+        ("mask_size", r"001\.npy: mask size 16x32 has another aspect ratio than its image's 32x32"),
         ("bad_label", r"001\.npy: label\(s\) 7 outside \[0, 3\) and not the ignore_label 255"),
         ("unreadable", r"001\.png: unreadable image"),
         ("duplicate_stem", r"two images with the same stem '001' \(001\.jpg, 001\.png\)"),

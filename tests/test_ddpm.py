@@ -22,7 +22,7 @@ from ddpmseg.features import extract_activations, shared_noise
 
 def test_decoder_block_count_matches_built_model() -> None:
     assert decoder_block_count(TINY_FLAGS) == len(build_model_and_diffusion(TINY_FLAGS)[0].output_blocks)
-    assert decoder_block_count(PAPER_MODEL_FLAGS) == 18  # method.md §2
+    assert decoder_block_count(PAPER_MODEL_FLAGS) == 18  # docs/method.md §2
 
 
 def test_feature_settings_are_checked() -> None:

@@ -10,7 +10,7 @@ from ddpmseg.estimate import activation_values, plan
 
 
 def test_paper_activations_per_image_match_method_md() -> None:
-    # method.md §3: 1024, 512, 512, 512, 256 channels at 32, 32, 32, 64, 128 px per step
+    # docs/method.md §3: 1024, 512, 512, 512, 256 channels at 32, 32, 32, 64, 128 px per step
     per_step = 1024 * 32**2 + 2 * 512 * 32**2 + 512 * 64**2 + 256 * 128**2
     assert activation_values(PAPER_MODEL_FLAGS, [5, 6, 7, 8, 12]) == per_step
     assert 3 * per_step / 1e6 == 25.165824  # "25.2 M values"

@@ -1,4 +1,4 @@
-"""mIoU against hand-worked values (method.md §5)."""
+"""mIoU against hand-worked values (docs/method.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The registry of the paper's datasets and checkpoints against method.md §1-2, and its validation."""
+"""The registry of the paper's datasets and checkpoints against docs/method.md §1-2, and its validation."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ddpmseg.registry import (
 
 DATASETS_URL = "https://storage.yandexcloud.net/yandex-research/ddpm-segmentation/datasets.tar.gz"
 
-# method.md §1: number_class, ignore_label, train, test, DDPM
+# docs/method.md §1: number_class, ignore_label, train, test, DDPM
 PAPER = {
     "bedroom_28": (29, 0, 40, 20, "lsun_bedroom"),
     "ffhq_34": (34, 255, 20, 20, "ffhq"),
@@ -30,7 +30,7 @@ PAPER = {
     "ade_bedroom_30": (30, 255, 50, 650, "lsun_bedroom"),
 }
 
-# method.md §2
+# docs/method.md §2
 CHECKPOINT_URLS = {
     "lsun_bedroom": "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/lsun_bedroom.pt",
     "lsun_cat": "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/lsun_cat.pt",

@@ -67,7 +67,7 @@ def test_published_table_beside_measured(tmp_path) -> None:
     collect_tables(runs, tmp_path / "t", ["baseline", "final", "mine"], ["horse_21"])
     text = (tmp_path / "t" / "miou.md").read_text()
     assert "| variant | horse_21 measured | horse_21 published |" in text
-    assert "| baseline | 61.00 | 63.74 |" in text  # method.md §6
+    assert "| baseline | 61.00 | 63.74 |" in text  # docs/method.md §6
     assert "| final | 65.00 | 65.33 |" in text
     assert "| mine | 2.00 | – |" in text
-    assert "horse_21 65.0 ± 0.8" in text  # the paper's number (method.md §5)
+    assert "horse_21 65.0 ± 0.8" in text  # the paper's number (docs/method.md §5)

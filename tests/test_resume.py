@@ -43,7 +43,7 @@ def kill_when(process: subprocess.Popen, condition, timeout: float = 600) -> Non
 
 def extracting(workdir: Path) -> bool:
     """A feature store is being written (its temporary folder exists) and the training has not begun."""
-    return any((workdir / "results/features").glob("*/*/.shard*.tmp")) if (workdir / "results/features").exists() else False
+    return any((workdir / "results/features").glob("*/*/noise*/.shard*.tmp")) if (workdir / "results/features").exists() else False
 
 
 def training_with_saved_progress(workdir: Path) -> bool:

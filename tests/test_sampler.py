@@ -149,3 +149,26 @@ def test_training_stays_under_its_memory_budget(tmp_path) -> None:
     assert in_memory - warm > total_mb * 0.8  # the measurement sees the resident activations
     # the budget, plus a margin for the pixel tables, decompression buffers and allocator arenas
     assert streamed - warm < 16 + 40, (warm, streamed, in_memory)
+
+
+def test_paper_budget_holds_every_un_augmented_training_set_and_streams_the_augmented_ones() -> None:
+    """config/paper.yaml's budget against the paper's activation sizes (docs/method.md §3): every
+    baseline shuffles all its pixels each epoch as the reference does; the 4-5x augmented sets stream."""
+    import yaml
+    from conftest import REPO
+
+    from ddpmseg.registry import load_registry
+    from ddpmseg.sampler import fits_in_budget
+
+    channels_and_sizes = [(1024, 32), (512, 32), (512, 32), (512, 64), (256, 128)]  # blocks 5, 6, 7, 8, 12
+    view_bytes = 3 * sum(c * s * s for c, s in channels_and_sizes) * 2  # 3 steps, float16
+    assert view_bytes == 25_165_824 * 2
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    budget = paper["training"]["memory_budget_mb"]
+    registry = load_registry()["datasets"]
+    for name, entry in paper["datasets"].items():
+        views = registry[name]["training_number"]
+        assert fits_in_budget(view_bytes, views, budget), (name, views, budget)
+        scale = entry.get("augmentation_scale", 5)
+        assert not fits_in_budget(view_bytes, views * scale, budget), (name, scale)
+    assert not fits_in_budget(view_bytes, 50, 2048)  # the former default streamed ade_bedroom_30's baseline

@@ -167,3 +167,57 @@ def test_store_load_groups_equals_load_all(tmp_path, tiny_checkpoint) -> None:
     ys, xs = torch.tensor([0, 5, 31, 17]), torch.tensor([3, 31, 0, 17])
     expected = gather_features(store.load_all([2, 0]), image, ys, xs, 32)
     torch.testing.assert_close(grouped.features(image, ys, xs), expected, rtol=1e-3, atol=1e-3)
+
+
+def _store_features(store: FeatureStore, index: int) -> torch.Tensor:
+    size = store.image_size
+    ys, xs = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    return store.pixel_features(index, ys.ravel(), xs.ravel())
+
+
+def test_each_noise_seed_gives_its_own_features_equal_to_a_recomputation(tmp_path, tiny_checkpoint) -> None:
+    model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
+    size = TINY_FLAGS["image_size"]
+    images = np.random.default_rng(2).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8)
+    x0 = torch.from_numpy((images.astype(np.float32) / 255 * 2 - 1).transpose(0, 3, 1, 2).copy())
+    stores = {}
+    for seed in (0, 1):
+        out = tmp_path / f"noise{seed}.zarr"
+        extract_to_store(model, diffusion, images, np.zeros((2, size, size)), ["a", "b"], STEPS, BLOCKS, seed, 2, out,
+                         {"checkpoint_sha256": "x"}, progress=False)
+        stores[seed] = FeatureStore(out)
+        assert stores[seed].attrs["noise_seed"] == seed
+        noise = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed))  # the reference's draw
+        hooked = _hooked_activations(model, diffusion, x0, noise)
+        expected = torch.cat(
+            [F.interpolate(hooked[(s, b)], size=(size, size), mode="bilinear", align_corners=False)
+             for s in STEPS for b in BLOCKS],
+            dim=1,
+        )
+        for index in range(2):
+            got = _store_features(stores[seed], index)
+            torch.testing.assert_close(got, expected[index].flatten(1).T, rtol=2e-3, atol=2e-3)
+    first, second = _store_features(stores[0], 0), _store_features(stores[1], 0)
+    relative = (first - second).norm() / first.norm()
+    assert relative > 0.05, relative  # other noise, other features
+
+
+def test_blocks_are_taken_in_the_models_order_whatever_the_listed_order(tmp_path, tiny_checkpoint) -> None:
+    model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
+    size = TINY_FLAGS["image_size"]
+    images = np.random.default_rng(3).integers(0, 256, size=(1, size, size, 3), dtype=np.uint8)
+    for name, blocks in (("sorted", [0, 2, 3]), ("unsorted", [3, 0, 2])):
+        extract_to_store(model, diffusion, images, np.zeros((1, size, size)), ["a"], STEPS, blocks, 0, 1,
+                         tmp_path / f"{name}.zarr", {"checkpoint_sha256": "x"}, progress=False)
+    ordered, unordered = FeatureStore(tmp_path / "sorted.zarr"), FeatureStore(tmp_path / "unsorted.zarr")
+    assert unordered.attrs["blocks"] == [0, 2, 3]
+    torch.testing.assert_close(_store_features(unordered, 0), _store_features(ordered, 0), rtol=0, atol=0)
+
+
+def test_a_block_listed_twice_is_refused() -> None:
+    from ddpmseg.errors import DdpmsegError
+    from ddpmseg.features import model_order
+
+    assert model_order([5, 0, 3]) == [0, 3, 5]
+    with pytest.raises(DdpmsegError, match=r"^features.blocks: block 3 is listed twice$"):
+        model_order([3, 0, 3])

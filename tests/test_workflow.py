@@ -52,13 +52,20 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
 
     state = torch.load(workdir / "resources/checkpoints/tiny_ddpm.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    stores = sorted((workdir / "results/features/tiny/test").glob("shard*.zarr"))
+    stores = sorted((workdir / "results/features/tiny/test/noise0").glob("shard*.zarr"))
     assert [s.name for s in stores] == ["shard0.zarr"]
     log = yaml.safe_load((workdir / "results/models/tiny/final/seed1/member1.json").read_text())
     assert {"steps", "epochs", "final_loss", "wall_time_s"} <= set(log)
     assert log["settings"]["optimizer"] == "adamw" and log["settings"]["dropout"] == 0.2
     assert log["training_views"] == 10  # 5 originals + 5 augmented copies
-    assert len(list((workdir / "results/features/tiny/train").glob("shard*.zarr"))) == 2  # 4 + 1 images
+    assert log["noise_seed"] == 1  # run seed 1 trains on the features of its own noise
+    from ddpmseg.store import FeatureStore
+
+    by_noise = [FeatureStore(workdir / f"results/features/tiny/test/noise{seed}/shard0.zarr") for seed in (0, 1)]
+    assert [store.attrs["noise_seed"] for store in by_noise] == [0, 1]
+    first, second = (store.activations(0)[0].float() for store in by_noise)
+    assert (first - second).norm() / first.norm() > 0.05  # run seeds 0 and 1 have other features
+    assert len(list((workdir / "results/features/tiny/train/noise1").glob("shard*.zarr"))) == 2  # 4 + 1 images
     augmented = sorted((workdir / "results/augmented/tiny").iterdir())
     assert [p.name for p in augmented] == ["aug-x2-p0.4-s0"]
     tta = sorted(p.name for p in (workdir / "results/features/tiny").iterdir() if p.name.startswith("tta-"))
@@ -69,13 +76,13 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
     labels = np.load(predictions / "labels/0001.npy")
     assert labels.shape == (32, 32) and labels.min() >= 0 and labels.max() < 5
     assert (predictions / "masks/0001.png").is_file() and (predictions / "panels/0001.png").is_file()
-    assert (workdir / "logs/extract_features/tiny/test/shard0.log").is_file()
+    assert (workdir / "logs/extract_features/tiny/test/noise0/shard0.log").is_file()
 
 
 def test_custom_dataset_was_cropped_and_resized(demo_run) -> None:
     workdir, _ = demo_run
     summary = json.loads((workdir / "results/datasets/custom/summary.json").read_text())
-    assert summary["train"]["original_sizes"] == {"40x32": 1, "48x36": 1, "36x36": 1}
+    assert summary["train"]["original_sizes"] == {"40x32": 1, "96x72": 1, "36x36": 1}  # img1: mask 48x36
     assert summary["test"]["class_pixels"][1] > 0 and summary["test"]["class_pixels"][2] > 0
     labels = np.load(workdir / "results/predictions/custom/baseline/seed0/labels/img4.npy")
     assert labels.shape == (32, 32)
@@ -171,7 +178,7 @@ def test_changing_a_tta_setting_plans_no_training(demo_run) -> None:
     jobs = dry_run(workdir, config)
     assert "train_member" not in jobs and "augment_training_set" not in jobs
     assert jobs["make_tta_view"] == 2  # only the new view, of each dataset
-    assert jobs["extract_features"] == 2  # its 1 shard (3 test images, shard size 4), per dataset
+    assert jobs["extract_features"] == 2 * 2  # its 1 shard (3 test images, shard size 4), per dataset and seed
     assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4  # final: 2 datasets x 2 seeds
     assert jobs["make_tables"] == 1
 
@@ -226,14 +233,14 @@ def test_paper_config_dry_run_plans_the_published_protocol(tmp_path) -> None:
     jobs = planned_jobs(output)
     assert jobs["download_archive"] == 1 and jobs["download_checkpoint"] == 4
     per_dataset = paper_jobs(output)
-    # method.md §1 (train, test) and the study's enlargement (x5, x4 for bedroom_28); shards of 10 images
+    # docs/method.md §1 (train, test) and the study's enlargement (x5, x4 for bedroom_28); shards of 10 images
     protocol = {"bedroom_28": (40, 20, 4), "ffhq_34": (20, 20, 5), "cat_15": (30, 20, 5),
                 "horse_21": (30, 30, 5), "celeba_19": (20, 500, 5), "ade_bedroom_30": (50, 650, 5)}
     for dataset, (train, test, scale) in protocol.items():
         shards = -(-train // 10) + -(-train * (scale - 1) // 10) + 5 * -(-test // 10)  # + 4 TTA views
         assert per_dataset[("extract_dataset", dataset)] == 1
         assert per_dataset[("validate_dataset", dataset)] == 1
-        assert per_dataset[("extract_features", dataset)] == shards, dataset
+        assert per_dataset[("extract_features", dataset)] == 3 * shards, dataset  # per run seed's noise
         assert per_dataset[("train_member", dataset)] == 5 * 3 * 10  # variants x seeds x members
         assert per_dataset[("predict_ensemble", dataset)] == 5 * 3
 

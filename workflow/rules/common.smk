@@ -8,6 +8,8 @@ from ddpmseg.config import (
     classifier_settings,
     imageset_count,
     imageset_split,
+    noise_seed_of_run,
+    noise_seeds,
     parse_augmentation_set,
     resolve_registry,
     shard_ranges,
@@ -40,6 +42,7 @@ wildcard_constraints:
     augset=r"aug-[^/]+",
     ttaset=r"tta-[^/]+",
     seed=r"\d+",
+    noise=r"\d+",
     member=r"\d+",
     shard=r"\d+",
 
@@ -152,13 +155,18 @@ def checkpoint_download(name):
     return download_verification(ddpm["url"], ddpm["sha256"], f"checkpoints/{name}.pt")
 
 
-def shard_stores(dataset, imageset):
+def shard_stores(dataset, imageset, noise):
+    """The stores of an image set's features under noise seed ``noise``, shard after shard."""
     count = imageset_count(config, dataset, imageset)
     ranges = shard_ranges(count, config["features"]["shard_size"])
     return [
-        f"results/features/{dataset}/{imageset}/shard{k}.zarr"
+        f"results/features/{dataset}/{imageset}/noise{noise}/shard{k}.zarr"
         for k in range(len(ranges))
     ]
+
+
+def run_noise_seed(wildcards):
+    return noise_seed_of_run(config, int(wildcards.seed))
 
 
 def shard_range(wildcards):
@@ -169,15 +177,16 @@ def shard_range(wildcards):
 
 def train_stores(wildcards):
     """Stores of the training images, then of their augmented copies if the variant augments."""
-    stores = shard_stores(wildcards.dataset, "train")
+    noise = run_noise_seed(wildcards)
+    stores = shard_stores(wildcards.dataset, "train", noise)
     augmented = augmentation_set(config, wildcards.dataset, wildcards.variant)
     if augmented:
-        stores += shard_stores(wildcards.dataset, augmented)
+        stores += shard_stores(wildcards.dataset, augmented, noise)
     return stores
 
 
 def test_stores(wildcards):
-    return shard_stores(wildcards.dataset, "test")
+    return shard_stores(wildcards.dataset, "test", run_noise_seed(wildcards))
 
 
 def tta_stores(wildcards):
@@ -185,7 +194,7 @@ def tta_stores(wildcards):
     return [
         store
         for ttaset in variant_tta_sets(config, wildcards.variant)
-        for store in shard_stores(wildcards.dataset, ttaset)
+        for store in shard_stores(wildcards.dataset, ttaset, run_noise_seed(wildcards))
     ]
 
 
@@ -267,7 +276,8 @@ def benchmark_files():
         for imageset in dataset_imagesets(d):
             count = imageset_count(config, d, imageset)
             files += [
-                f"results/benchmarks/extract_features/{d}/{imageset}/shard{k}.tsv"
+                f"results/benchmarks/extract_features/{d}/{imageset}/noise{noise}/shard{k}.tsv"
+                for noise in noise_seeds(config)
                 for k in range(
                     len(shard_ranges(count, config["features"]["shard_size"]))
                 )

@@ -5,11 +5,13 @@ rule extract_features:
         checkpoint=lambda wc: checkpoint_path(ddpm_name(wc)),
         check=lambda wc: f"results/ddpm/{ddpm_name(wc)}/check.json",
     output:
-        store=directory("results/features/{dataset}/{imageset}/shard{shard}.zarr"),
+        store=directory(
+            "results/features/{dataset}/{imageset}/noise{noise}/shard{shard}.zarr"
+        ),
     log:
-        "logs/extract_features/{dataset}/{imageset}/shard{shard}.log",
+        "logs/extract_features/{dataset}/{imageset}/noise{noise}/shard{shard}.log",
     benchmark:
-        "results/benchmarks/extract_features/{dataset}/{imageset}/shard{shard}.tsv"
+        "results/benchmarks/extract_features/{dataset}/{imageset}/noise{noise}/shard{shard}.tsv"
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 2
@@ -23,8 +25,8 @@ rule extract_features:
         shard=shard_range,
         flags=lambda wc: ddpm_flags(ddpm_name(wc)),
         steps=config["features"]["steps"],
-        blocks=config["features"]["blocks"],
-        noise_seed=config["features"]["noise_seed"],
+        blocks=sorted(config["features"]["blocks"]),
+        noise_seed=lambda wc: int(wc.noise),
         batch_size=config["features"]["batch_size"],
         number_class=lambda wc: dataset_config(wc)["number_class"],
         ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
