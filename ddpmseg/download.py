@@ -93,7 +93,7 @@ def download(
     progress: bool = True,
     lock_key: str | None = None,
     *,
-    content_check: Callable[[Path], None] | None = None,
+    content_check: Callable[[Path], object] | None = None,
     record: bool = True,
 ) -> str:
     """Fetch ``url`` to ``dest`` (see the module docstring); return the sha256 hex digest of ``dest``.
@@ -104,10 +104,10 @@ def download(
     wrong; after a digest mismatch or a failed content check neither ``dest`` nor its ``.part`` file is
     left behind (a file that was already at ``dest`` before the call is kept: it was not made here).
 
-    ``content_check(path)`` raises :class:`DdpmsegError` when the complete file is not what it should be
-    (an archive that does not list, a checkpoint that does not load); it runs only when no digest is
-    known, before a first-use digest is recorded. ``record=False`` verifies against the lock file but
-    records nothing (a later step that checks the file more closely records it).
+    ``content_check(path)`` (its return value is ignored) raises :class:`DdpmsegError` when the complete
+    file is not what it should be (an archive that does not list, a checkpoint that does not load); it
+    runs only when no digest is known, before a first-use digest is recorded. ``record=False`` verifies
+    against the lock file but records nothing (a later step that checks the file more closely does).
     """
     dest = Path(dest)
     key = lock_key or url
@@ -133,7 +133,7 @@ def download(
     digest = sha256_file(part)
     try:
         _verify(reference, trust, part, digest, url)
-    except Exception:
+    except DdpmsegError:
         _discard_part(part)
         raise
     os.replace(part, dest)
@@ -149,7 +149,7 @@ class _FirstUse(NamedTuple):
 
     lock_file: str | os.PathLike | None
     key: str
-    content_check: Callable[[Path], None] | None
+    content_check: Callable[[Path], object] | None
 
 
 def _verify(reference: _Reference, trust: _FirstUse, path: Path, digest: str, url: str | None) -> None:
@@ -161,7 +161,8 @@ def _verify(reference: _Reference, trust: _FirstUse, path: Path, digest: str, ur
     if reference.sha256 is not None:
         if digest != reference.sha256:
             raise DdpmsegError(
-                f"{what}: sha256 mismatch: expected {reference.sha256} ({reference.origin}), got {digest}{reference.hint}"
+                f"{what}: sha256 mismatch: expected {reference.sha256} ({reference.origin}), "
+                f"got {digest}{reference.hint}"
             )
         return
     if trust.content_check is not None:
@@ -170,7 +171,7 @@ def _verify(reference: _Reference, trust: _FirstUse, path: Path, digest: str, ur
         _record(trust.lock_file, trust.key, digest, path.stat().st_size, what)
 
 
-def _check_content(content_check: Callable[[Path], None], path: Path, url: str | None) -> None:
+def _check_content(content_check: Callable[[Path], object], path: Path, url: str | None) -> None:
     """Run the content check; the error of a downloaded ``.part`` file names its URL instead."""
     if url is None:
         content_check(path)
@@ -179,7 +180,7 @@ def _check_content(content_check: Callable[[Path], None], path: Path, url: str |
         content_check(path)
     except DdpmsegError as error:
         reason = str(error).removeprefix(f"{path}: ")
-        raise DdpmsegError(f"{url}: the downloaded file is not usable, so it was not kept ({reason})") from None
+        raise DdpmsegError(f"{url}: the downloaded file is not usable ({reason}); not kept, nothing recorded") from None
 
 
 def _lock_hint(lock_file: str | os.PathLike, key: str) -> str:
@@ -197,7 +198,8 @@ def _expected_digest(sha256: str | None, lock_file: str | os.PathLike | None, ke
         entries = load_lock(lock_file)
         for key in keys:
             if key in entries:
-                return _Reference(entries[key]["sha256"], f"lock file {lock_file}, entry {key}", _lock_hint(lock_file, key))
+                origin = f"lock file {lock_file}, entry {key}"
+                return _Reference(entries[key]["sha256"], origin, _lock_hint(lock_file, key))
     return _Reference(None)
 
 

@@ -362,7 +362,8 @@ def test_content_check_sees_the_complete_file(server, tmp_path):
     server.files["/c.pt"] = GOOD
     server.cut_once.add("/c.pt")
     seen = []
-    download(server.url("/c.pt"), tmp_path / "c.pt", content_check=lambda p: seen.append(p.read_bytes()), retries=1, **FAST)
+    url = server.url("/c.pt")
+    download(url, tmp_path / "c.pt", content_check=lambda p: seen.append(p.read_bytes()), retries=1, **FAST)
     assert seen == [GOOD]
 
 
@@ -400,7 +401,10 @@ def test_lock_mismatch_names_the_entry_to_delete(server, tmp_path, preplaced):
 @pytest.mark.parametrize("validator", ["ETag", "Last-Modified"])
 def test_resume_sends_if_range_and_restarts_when_the_remote_file_changed(server, tmp_path, validator):
     first, second = BODY, BODY[::-1]
-    versions = {"ETag": ['"v1"', '"v2"'], "Last-Modified": ["Mon, 05 Jul 2021 10:00:00 GMT", "Tue, 06 Jul 2021 10:00:00 GMT"]}
+    versions = {
+        "ETag": ['"v1"', '"v2"'],
+        "Last-Modified": ["Mon, 05 Jul 2021 10:00:00 GMT", "Tue, 06 Jul 2021 10:00:00 GMT"],
+    }
     table = server.etags if validator == "ETag" else server.last_modified
     url, dest = server.url("/m.pt"), tmp_path / "m.pt"
     server.files["/m.pt"] = first
