@@ -10,6 +10,9 @@ member as a second check.
 Extraction goes to a temporary folder beside ``target`` that replaces ``target`` when complete; after
 a failure ``target`` is left as it was (not created when it did not exist). File permissions, owners
 and modification times of the archive are not restored.
+
+:func:`check_archive` makes the same checks and reads every member to its end without writing
+anything: the content check of a downloaded archive before its digest is trusted.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .files import atomic_directory
 CHUNK_SIZE = 1 << 20
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
+_CHECK_ROOT = Path("/nonexistent-ddpmseg-check")  # where data_filter resolves members when only checking
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 
@@ -57,6 +61,22 @@ def extract_archive(
             under = f" under '{prefix}/'" if prefix else ""
             raise DdpmsegError(f"{archive}: no files{under} in the archive")
         os.chmod(tmp, 0o755)  # mkdtemp made it 0o700
+    return files
+
+
+def check_archive(archive: str | os.PathLike) -> list[str]:
+    """Read ``archive`` as :func:`extract_archive` would, writing nothing; return its files' member names.
+
+    Raises :class:`DdpmsegError` naming the archive (and the member) for the same unsafe members, a
+    corrupt or truncated archive, or an archive without files.
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        raise DdpmsegError(f"{archive}: no such archive")
+    read = _extract_zip if _is_zip(archive) else _extract_tar
+    files = read(archive, None, "")
+    if not files:
+        raise DdpmsegError(f"{archive}: no files in the archive")
     return files
 
 
@@ -98,15 +118,33 @@ def _relative(parts: list[str], prefix: str) -> str | None:
     return path[len(prefix) + 1 :]
 
 
-def _make_dir(archive: Path, name: str, destination: Path) -> None:
+def _make_dir(archive: Path, name: str, destination: Path | None) -> None:
+    if destination is None:  # checking only
+        return
     try:
         destination.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DdpmsegError(f"{archive}: cannot create folder of member '{name}' ({error.strerror or error})") from None
 
 
-def _write_file(archive: Path, name: str, source: IO[bytes], destination: Path, size: int) -> None:
-    """Copy a member's data; read errors propagate (corrupt archive), write errors are named here."""
+def _write_file(archive: Path, name: str, source: IO[bytes], destination: Path | None, size: int) -> None:
+    """Copy a member's data to ``destination``, or only read it through when that is None (checking).
+
+    Read errors propagate (corrupt archive); write errors and short members are named here.
+    """
+    written = _drain(source) if destination is None else _copy_member(archive, name, source, destination)
+    if written != size:
+        raise DdpmsegError(f"{archive}: member '{name}' is truncated ({written} of {size} bytes)")
+
+
+def _drain(source: IO[bytes]) -> int:
+    read = 0
+    while chunk := source.read(CHUNK_SIZE):
+        read += len(chunk)
+    return read
+
+
+def _copy_member(archive: Path, name: str, source: IO[bytes], destination: Path) -> int:
     _make_dir(archive, name, destination.parent)
     try:
         out = open(destination, "wb")  # noqa: SIM115 - closed below
@@ -120,11 +158,11 @@ def _write_file(archive: Path, name: str, source: IO[bytes], destination: Path, 
             except OSError as error:
                 raise DdpmsegError(f"{archive}: cannot write member '{name}' ({error.strerror or error})") from None
             written += len(chunk)
-    if written != size:
-        raise DdpmsegError(f"{archive}: member '{name}' is truncated ({written} of {size} bytes)")
+    return written
 
 
-def _extract_tar(archive: Path, tmp: Path, prefix: str) -> list[str]:
+def _extract_tar(archive: Path, tmp: Path | None, prefix: str) -> list[str]:
+    """Extract the tar members under ``prefix`` into ``tmp``; with ``tmp`` None, check and read them only."""
     files: list[str] = []
     data_filter = getattr(tarfile, "data_filter", None)
     try:
@@ -141,13 +179,13 @@ def _extract_tar(archive: Path, tmp: Path, prefix: str) -> list[str]:
                     raise DdpmsegError(f"{archive}: member '{member.name}' is a device file or fifo; refused")
                 if data_filter is not None:
                     try:
-                        data_filter(member, str(tmp))
+                        data_filter(member, str(tmp or _CHECK_ROOT))
                     except tarfile.FilterError as error:
                         raise DdpmsegError(f"{archive}: member '{member.name}' refused ({error})") from None
                 relative = _relative(parts, prefix)
                 if relative is None:
                     continue
-                destination = tmp / relative
+                destination = tmp / relative if tmp is not None else None
                 if member.isdir():
                     _make_dir(archive, member.name, destination)
                     continue
@@ -180,7 +218,8 @@ def _open_decompressed(archive: Path) -> IO[bytes]:
     return open(archive, "rb")
 
 
-def _extract_zip(archive: Path, tmp: Path, prefix: str) -> list[str]:
+def _extract_zip(archive: Path, tmp: Path | None, prefix: str) -> list[str]:
+    """Extract the zip members under ``prefix`` into ``tmp``; with ``tmp`` None, check and read them only."""
     files: list[str] = []
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -198,7 +237,7 @@ def _extract_zip(archive: Path, tmp: Path, prefix: str) -> list[str]:
                 relative = _relative(_safe_parts(archive, info.filename), prefix)
                 if relative is None:
                     continue
-                destination = tmp / relative
+                destination = tmp / relative if tmp is not None else None
                 if info.is_dir():
                     _make_dir(archive, info.filename, destination)
                     continue

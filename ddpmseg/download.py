@@ -1,12 +1,21 @@
-"""Download one URL to one file: resumable, retried, and verified by sha256 before the file appears.
+"""Download one URL to one file: resumable, retried, and verified before the file appears.
 
 Bytes go to ``<dest>.part`` beside ``dest`` and are renamed onto ``dest`` only after verification, so
-``dest`` is complete and checked or absent. A transfer cut short leaves the ``.part`` file; the next
-attempt (a retry, or a later call) asks for the rest with ``Range: bytes=N-`` and starts over from zero
-when the server ignores the range (answers 200).
+``dest`` is complete and checked or absent. A transfer cut short (connection lost, timeout, killed
+process) leaves the ``.part`` file with every byte that arrived; the next attempt (a retry, or a later
+call) asks for the rest with ``Range: bytes=N-``. The strong ``ETag`` (else the ``Last-Modified``) of the
+response that started the ``.part`` file is kept beside it in ``<dest>.part.validator`` and sent as
+``If-Range``, so a file that changed on the server is fetched again from zero (the server answers 200)
+instead of being spliced onto the old bytes; a 206 answer that names another version also restarts.
+A ``.part`` file without that sidecar resumes unchecked (the digest or content check then decides).
+
+A response with ``Content-Type: text/html`` (a login, quota or error page served with status 200) is
+refused unless ``dest`` itself ends in ``.html``/``.htm``.
 
 Verification, in order of precedence: the ``sha256`` argument; else the entry of the lock file; else
-the digest and size of this first download are recorded in the lock file (trust on first use).
+(trust on first use) the ``content_check`` runs on the complete file, and only if it passes are the
+digest and size recorded in the lock file. A file that fails its check is not kept and nothing is
+recorded, so a bad first download never becomes the reference.
 
 The lock file (YAML, or JSON when its name ends in ``.json``) maps a key to ``{sha256, size}``::
 
@@ -15,7 +24,8 @@ The lock file (YAML, or JSON when its name ends in ``.json``) maps a key to ``{s
       size: 2211383297
 
 Entries are looked up under ``lock_key`` (default: the URL), then under the file name of ``dest``;
-new entries are recorded under ``lock_key`` (default: the URL).
+new entries are recorded under ``lock_key`` (default: the URL). A mismatch with an entry names the
+entry to delete when the file was meant to change.
 
 ``file://`` URLs and plain local paths are copied with the same verification. A file already at
 ``dest`` (placed by hand for offline use) is verified and no request is made.
@@ -32,9 +42,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -58,6 +68,14 @@ class _Retryable(Exception):
     """A failure worth another attempt: connection error, body cut short, HTTP 5xx."""
 
 
+class _Reference(NamedTuple):
+    """The digest a file must have, where it comes from, and what to do when the file was meant to change."""
+
+    sha256: str | None
+    origin: str = ""
+    hint: str = ""
+
+
 def part_path(dest: str | os.PathLike) -> Path:
     """Where the bytes of ``dest`` gather until they are verified."""
     dest = Path(dest)
@@ -74,27 +92,33 @@ def download(
     timeout_s: float = 60,
     progress: bool = True,
     lock_key: str | None = None,
+    *,
+    content_check: Callable[[Path], object] | None = None,
+    record: bool = True,
 ) -> str:
     """Fetch ``url`` to ``dest`` (see the module docstring); return the sha256 hex digest of ``dest``.
 
     Connection errors, bodies cut short and HTTP 5xx are retried ``retries`` times, waiting
-    ``backoff_s * 2**k`` seconds before retry k (each resumes with a Range request); HTTP 4xx fails at
-    once. Raises :class:`DdpmsegError` with one line naming the URL (or file) and what is wrong; after a
-    digest mismatch neither ``dest`` nor its ``.part`` file is left behind (a file that was already at
-    ``dest`` before the call is kept: it was not made here).
+    ``backoff_s * 2**k`` seconds before retry k (each resumes with a Range request); HTTP 4xx and HTML
+    pages fail at once. Raises :class:`DdpmsegError` with one line naming the URL (or file) and what is
+    wrong; after a digest mismatch or a failed content check neither ``dest`` nor its ``.part`` file is
+    left behind (a file that was already at ``dest`` before the call is kept: it was not made here).
+
+    ``content_check(path)`` (its return value is ignored) raises :class:`DdpmsegError` when the complete
+    file is not what it should be (an archive that does not list, a checkpoint that does not load); it
+    runs only when no digest is known, before a first-use digest is recorded. ``record=False`` verifies
+    against the lock file but records nothing (a later step that checks the file more closely does).
     """
     dest = Path(dest)
     key = lock_key or url
-    expected, origin = _expected_digest(sha256, lock_file, [key, dest.name])
+    reference = _expected_digest(sha256, lock_file, [key, dest.name])
+    trust = _FirstUse(lock_file if record else None, key, content_check)
 
     if dest.exists():
         if not dest.is_file():
             raise DdpmsegError(f"{dest}: exists and is not a file")
         digest = sha256_file(dest)
-        if expected is not None and digest != expected:
-            raise DdpmsegError(f"{dest}: sha256 mismatch: expected {expected} ({origin}), got {digest}")
-        if expected is None and lock_file is not None:
-            _record(lock_file, key, digest, dest.stat().st_size, str(dest))
+        _verify(reference, trust, dest, digest, None)
         return digest
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -103,39 +127,80 @@ def download(
     if source is not None:
         _copy(url, source, part, progress)
     else:
-        _fetch(url, part, retries, backoff_s, timeout_s, progress)
+        refuse_html = not dest.name.lower().endswith((".html", ".htm"))
+        _fetch(url, part, retries, backoff_s, timeout_s, progress, refuse_html)
 
     digest = sha256_file(part)
     try:
-        if expected is not None and digest != expected:
-            raise DdpmsegError(f"{url}: sha256 mismatch: expected {expected} ({origin}), got {digest}")
-        if expected is None and lock_file is not None:
-            _record(lock_file, key, digest, part.stat().st_size, url)
+        _verify(reference, trust, part, digest, url)
     except DdpmsegError:
-        part.unlink(missing_ok=True)
+        _discard_part(part)
         raise
     os.replace(part, dest)
+    _validator_file(part).unlink(missing_ok=True)
     return digest
 
 
 # -- verification ---------------------------------------------------------------------------------
 
 
-def _expected_digest(
-    sha256: str | None, lock_file: str | os.PathLike | None, keys: Sequence[str]
-) -> tuple[str | None, str]:
-    """The digest to check against and where it comes from (for messages)."""
+class _FirstUse(NamedTuple):
+    """What happens to a file whose digest is not known yet: its content check, then its lock entry."""
+
+    lock_file: str | os.PathLike | None
+    key: str
+    content_check: Callable[[Path], object] | None
+
+
+def _verify(reference: _Reference, trust: _FirstUse, path: Path, digest: str, url: str | None) -> None:
+    """Check ``path`` against its reference digest, or trust it on first use.
+
+    ``url`` names a ``.part`` file in messages; None for a file that was already at ``dest``.
+    """
+    what = url or str(path)
+    if reference.sha256 is not None:
+        if digest != reference.sha256:
+            raise DdpmsegError(
+                f"{what}: sha256 mismatch: expected {reference.sha256} ({reference.origin}), "
+                f"got {digest}{reference.hint}"
+            )
+        return
+    if trust.content_check is not None:
+        _check_content(trust.content_check, path, url)
+    if trust.lock_file is not None:
+        _record(trust.lock_file, trust.key, digest, path.stat().st_size, what)
+
+
+def _check_content(content_check: Callable[[Path], object], path: Path, url: str | None) -> None:
+    """Run the content check; the error of a downloaded ``.part`` file names its URL instead."""
+    if url is None:
+        content_check(path)
+        return
+    try:
+        content_check(path)
+    except DdpmsegError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        raise DdpmsegError(f"{url}: the downloaded file is not usable ({reason}); not kept, nothing recorded") from None
+
+
+def _lock_hint(lock_file: str | os.PathLike, key: str) -> str:
+    return f"; if the file was meant to change, delete entry '{key}' from {lock_file} to trust the new one"
+
+
+def _expected_digest(sha256: str | None, lock_file: str | os.PathLike | None, keys: Sequence[str]) -> _Reference:
+    """The digest to check against, where it comes from and what to do on a mismatch (for messages)."""
     if sha256 is not None:
         digest = sha256.strip().lower()
         if not _HEX64.fullmatch(digest):
             raise DdpmsegError(f"sha256 '{sha256}' is not a 64-digit hex digest")
-        return digest, "sha256 argument"
+        return _Reference(digest, "sha256 argument")
     if lock_file is not None:
         entries = load_lock(lock_file)
         for key in keys:
             if key in entries:
-                return entries[key]["sha256"], f"lock file {lock_file}, entry {key}"
-    return None, ""
+                origin = f"lock file {lock_file}, entry {key}"
+                return _Reference(entries[key]["sha256"], origin, _lock_hint(lock_file, key))
+    return _Reference(None)
 
 
 def load_lock(lock_file: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -171,7 +236,8 @@ def _record(lock_file: str | os.PathLike, key: str, digest: str, size: int, what
         if known is not None:
             if known["sha256"] != digest:
                 raise DdpmsegError(
-                    f"{what}: sha256 mismatch: expected {known['sha256']} (lock file {path}, entry {key}), got {digest}"
+                    f"{what}: sha256 mismatch: expected {known['sha256']} (lock file {path}, entry {key}), "
+                    f"got {digest}{_lock_hint(path, key)}"
                 )
             return
         entries[key] = {"sha256": digest, "size": int(size)}
@@ -237,11 +303,13 @@ def _copy(url: str, source: Path, part: Path, progress: bool) -> None:
 # -- HTTP -----------------------------------------------------------------------------------------
 
 
-def _fetch(url: str, part: Path, retries: int, backoff_s: float, timeout_s: float, progress: bool) -> None:
+def _fetch(
+    url: str, part: Path, retries: int, backoff_s: float, timeout_s: float, progress: bool, refuse_html: bool
+) -> None:
     failures = 0
     while True:
         try:
-            _fetch_once(url, part, timeout_s, progress)
+            _fetch_once(url, part, timeout_s, progress, refuse_html)
             return
         except _Retryable as error:
             if failures >= retries:
@@ -255,23 +323,24 @@ def _http_line(url: str, code: int, reason: Any) -> str:
     return f"{url}: HTTP {code} {reason}".rstrip()
 
 
-def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool) -> None:
+def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool, refuse_html: bool) -> None:
     """One request; the body is appended to ``part`` (206) or replaces it (200)."""
     offset = part.stat().st_size if part.exists() else 0
+    kept = _read_validators(part) if offset else {}
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if_range = kept.get("etag") or kept.get("last_modified")
+        if if_range:
+            headers["If-Range"] = if_range
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as error:
         with contextlib.closing(error):
             if error.code == 416 and offset:
-                match = _CONTENT_RANGE.fullmatch((error.headers.get("Content-Range") or "").strip())
-                if match and match.group(3) != "*" and int(match.group(3)) == offset:
-                    return  # the .part file already holds the whole body (killed before the rename)
-                part.unlink()
-                raise _Retryable(f"{url}: server refused to resume at byte {offset}") from None
+                _check_complete_part(url, part, offset, kept, error.headers)
+                return
             line = _http_line(url, error.code, error.reason)
         if error.code >= 500:
             raise _Retryable(line) from None
@@ -282,43 +351,130 @@ def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         raise DdpmsegError(f"{url}: {error}") from None
 
     with response:
-        mode = "wb"
+        if refuse_html:
+            _refuse_html(url, response.headers)
         if response.status == 206:
-            match = _CONTENT_RANGE.fullmatch((response.headers.get("Content-Range") or "").strip())
-            start = int(match.group(1)) if match and match.group(1) is not None else None
-            if start != offset:
-                part.unlink(missing_ok=True)
-                raise _Retryable(f"{url}: server sent bytes from {start}, asked from {offset}")
+            _check_resume(url, part, offset, kept, response.headers)
             mode = "ab"
-        else:  # 200: the whole body, Range ignored or not asked; start from zero
-            offset = 0
-        length_header = response.headers.get("Content-Length")
-        length = int(length_header) if length_header and length_header.isdigit() else None
-        total = offset + length if length is not None else None
-        received = 0
-        bar = progress_bar(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
-            disable=not progress,
-        )
-        try:
-            with open(part, mode) as out:
-                while True:
-                    try:
-                        chunk = response.read(CHUNK_SIZE)
-                    except (OSError, http.client.HTTPException) as error:
-                        raise _Retryable(
-                            f"{url}: transfer cut after {offset + received} bytes ({error or type(error).__name__})"
-                        ) from None
-                    if not chunk:
-                        break
-                    try:
-                        out.write(chunk)
-                    except OSError as error:
-                        raise DdpmsegError(f"{part}: cannot write ({error.strerror or error})") from None
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        finally:
-            bar.close()
-        if length is not None and received < length:
-            raise _Retryable(f"{url}: connection cut after {offset + received} of {total} bytes")
+        else:  # 200: the whole body (Range not asked, ignored, or If-Range found the file changed)
+            offset, mode = 0, "wb"
+        _receive(url, response, part, mode, offset, progress)
 
+
+def _check_complete_part(url: str, part: Path, offset: int, kept: dict[str, str], headers: Any) -> None:
+    """A 416 answer to ``Range: bytes=<size of part>-``: fine when the part already holds the whole body."""
+    match = _CONTENT_RANGE.fullmatch((headers.get("Content-Range") or "").strip())
+    complete = match is not None and match.group(3) != "*" and int(match.group(3)) == offset
+    if complete and _same_version(kept, _validators(headers)):
+        return  # killed between the last byte and the rename
+    _discard_part(part)
+    raise _Retryable(f"{url}: server refused to resume at byte {offset}")
+
+
+def _check_resume(url: str, part: Path, offset: int, kept: dict[str, str], headers: Any) -> None:
+    """A 206 answer must continue the same version of the file at the byte asked; else start from zero."""
+    match = _CONTENT_RANGE.fullmatch((headers.get("Content-Range") or "").strip())
+    start = int(match.group(1)) if match and match.group(1) is not None else None
+    if start != offset:
+        _discard_part(part)
+        raise _Retryable(f"{url}: server sent bytes from {start}, asked from {offset}")
+    if not _same_version(kept, _validators(headers)):
+        _discard_part(part)
+        raise _Retryable(f"{url}: the file changed on the server since the partial download; its bytes were discarded")
+
+
+def _refuse_html(url: str, headers: Any) -> None:
+    content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type in ("text/html", "application/xhtml+xml"):
+        raise DdpmsegError(
+            f"{url}: the server sent an HTML page (Content-Type {content_type}), not the file; "
+            "check the URL in a browser (a login, quota or error page?)"
+        )
+
+
+def _receive(url: str, response: Any, part: Path, mode: str, offset: int, progress: bool) -> None:
+    """Write the body to ``part``; every byte that arrived stays there when the transfer is cut."""
+    length_header = response.headers.get("Content-Length")
+    length = int(length_header) if length_header and length_header.isdigit() else None
+    total = offset + length if length is not None else None
+    received = 0
+    bar = progress_bar(
+        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
+        disable=not progress,
+    )
+    try:
+        with open(part, mode) as out:
+            if mode == "wb":  # after the truncation: the sidecar never describes older bytes
+                _keep_validators(part, _validators(response.headers))
+            while True:
+                try:
+                    # read1 returns what has arrived; read(n) would drop it when the socket times out
+                    chunk = response.read1(CHUNK_SIZE)
+                except (OSError, http.client.HTTPException) as error:
+                    raise _Retryable(
+                        f"{url}: transfer cut after {offset + received} bytes ({error or type(error).__name__})"
+                    ) from None
+                if not chunk:
+                    break
+                try:
+                    out.write(chunk)
+                except OSError as error:
+                    raise DdpmsegError(f"{part}: cannot write ({error.strerror or error})") from None
+                received += len(chunk)
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    if length is not None and received < length:
+        raise _Retryable(f"{url}: connection cut after {offset + received} of {total} bytes")
+
+
+# -- the version of a partial download -------------------------------------------------------------
+
+
+def _validator_file(part: Path) -> Path:
+    """Sidecar of ``part``: the validators of the response that started it (JSON)."""
+    return part.with_name(part.name + ".validator")
+
+
+def _validators(headers: Any) -> dict[str, str]:
+    """The strong ETag and the Last-Modified of a response, those it has (a weak ETag cannot be If-Range)."""
+    found = {}
+    etag = (headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):
+        found["etag"] = etag
+    last_modified = (headers.get("Last-Modified") or "").strip()
+    if last_modified:
+        found["last_modified"] = last_modified
+    return found
+
+
+def _same_version(kept: dict[str, str], received: dict[str, str]) -> bool:
+    """False only when a validator present on both sides differs (ETag first)."""
+    for name in ("etag", "last_modified"):
+        if name in kept and name in received:
+            return kept[name] == received[name]
+    return True
+
+
+def _read_validators(part: Path) -> dict[str, str]:
+    try:
+        data = json.loads(_validator_file(part).read_text())
+    except (OSError, ValueError):
+        return {}  # none kept (or unreadable): the resume goes unchecked, the digest or content check decides
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in ("etag", "last_modified") and isinstance(v, str)}
+
+
+def _keep_validators(part: Path, validators: dict[str, str]) -> None:
+    sidecar = _validator_file(part)
+    if not validators:
+        sidecar.unlink(missing_ok=True)
+        return
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(json.dumps(validators))
+
+
+def _discard_part(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _validator_file(part).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .archive import extract_archive
+from .archive import check_archive, extract_archive
 from .augment import apply_view, augment_copies, tta_vote, undo_view, view_is_flipped
 from .classifier import (
     TrainSettings,
@@ -134,15 +134,28 @@ def validate_ddpm(
     against the flags when the config is read, so that changing them does not rerun this.)
 
     ``verify`` (url, sha256, lock_file, lock_key) first checks a downloaded or hand-placed checkpoint
-    against the registry's digest or the lock file.
+    against the registry's digest or the lock file; with neither, its digest goes into the lock file
+    only once it has loaded (``weights_only``) and fitted the flags.
     """
     flags = model_flags(flags)
-    digest = download(dest=checkpoint, progress=False, **verify) if verify else sha256_file(checkpoint)
     model, _ = build_model_and_diffusion(flags)
-    check_state_dict(model, read_checkpoint(checkpoint), checkpoint, flags)
+    fitted: list[Path] = []
+
+    def fits_flags(path: Path) -> None:
+        check_state_dict(model, read_checkpoint(path), checkpoint, flags)
+        fitted.append(path)
+
+    digest = download(dest=checkpoint, progress=False, content_check=fits_flags, **verify) if verify else None
+    if not fitted:  # a known digest (or no verification) skips the download's content check
+        fits_flags(Path(checkpoint))
     save_json(
         check_json,
-        {"checkpoint": str(checkpoint), "sha256": digest, "flags": flags, "decoder_blocks": len(model.output_blocks)},
+        {
+            "checkpoint": str(checkpoint),
+            "sha256": digest or sha256_file(checkpoint),
+            "flags": flags,
+            "decoder_blocks": len(model.output_blocks),
+        },
     )
 
 
@@ -156,8 +169,18 @@ def fetch(
     backoff_s: float,
     timeout_s: float,
 ) -> None:
-    """Download one file (resuming, verified, atomic; see :func:`ddpmseg.download.download`)."""
-    digest = download(url, dest, sha256, lock_file, retries, backoff_s, timeout_s, lock_key=lock_key)
+    """Download one file (resuming, verified, atomic; see :func:`ddpmseg.download.download`).
+
+    Without a known digest, an archive must read as extraction would (:func:`check_archive`) before
+    its digest goes into the lock file. A checkpoint (``.pt``) is only verified here: its digest is
+    recorded by :func:`validate_ddpm` once it has loaded and fitted the model flags (which this rule
+    does not know, and loading would need far more memory than a download).
+    """
+    is_checkpoint = Path(dest).suffix == ".pt"
+    digest = download(
+        url, dest, sha256, lock_file, retries, backoff_s, timeout_s, lock_key=lock_key,
+        content_check=None if is_checkpoint else check_archive, record=not is_checkpoint,
+    )
     print(f"{dest}: sha256 {digest}")
 
 
@@ -167,8 +190,9 @@ def extract_dataset(
     prefix: str,
     verify: dict[str, Any],
 ) -> None:
-    """Verify the archive (registry digest or lock file), then extract one dataset's folder from it."""
-    download(dest=archive, progress=False, **verify)
+    """Verify the archive (registry digest or lock file; else it must read safely before its digest is
+    recorded), then extract one dataset's folder from it."""
+    download(dest=archive, progress=False, content_check=check_archive, **verify)
     files = extract_archive(archive, out, members_prefix=prefix)
     print(f"{archive}: {len(files)} files of {prefix} extracted to {out}")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import ddpmseg.archive
 from ddpmseg.archive import extract_archive
 from ddpmseg.errors import DdpmsegError
 
@@ -229,3 +230,58 @@ def test_truncated_zip_is_refused(tmp_path):
     with pytest.raises(DdpmsegError, match=r"datasets\.zip: corrupt or truncated archive"):
         extract_archive(archive, out / "d")
     assert_nothing_left(out, out / "d")
+
+
+# -- check_archive: the content check of a downloaded archive, before its digest is trusted (issue 11) --
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar", ".zip", ".tar.gz.part", ".zip.part"])
+def test_check_archive_lists_every_file_and_writes_nothing(tmp_path, suffix):
+    archive = tmp_path / f"datasets{suffix}"
+    if ".zip" in suffix:
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("horse_21/", b"")
+            for name, data in FILES.items():
+                zf.writestr(name, data)
+    else:
+        make_tar(archive, FILES, "w:gz" if ".gz" in suffix else "w")
+    assert ddpmseg.archive.check_archive(archive) == list(FILES)
+    assert files_under(tmp_path) == [archive.name]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flip_crc", "html"])
+def test_check_archive_refuses_a_damaged_download(tmp_path, damage):
+    big = {"horse_21/real/train/big.bin": bytes(range(256)) * 20000, **FILES}
+    archive = make_tar(tmp_path / "datasets.tar.gz", big)
+    data = bytearray(archive.read_bytes())
+    if damage == "truncated":
+        data = data[: int(len(data) * 0.9)]
+    elif damage == "flip_crc":
+        data[-8] ^= 0xFF
+    else:
+        data = bytearray(b"<!doctype html><html>quota exceeded</html>")
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DdpmsegError, match=r"datasets\.tar\.gz: .*(corrupt or truncated|truncated)"):
+        ddpmseg.archive.check_archive(archive)
+    assert files_under(tmp_path) == ["datasets.tar.gz"]
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "fifo", "device"])
+def test_check_archive_refuses_unsafe_members(tmp_path, kind):
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        member = _evil_members(kind, tmp_path)(tar)
+    with pytest.raises(DdpmsegError) as info:
+        ddpmseg.archive.check_archive(archive)
+    assert str(info.value).startswith(f"{archive}: member '{member}'") and "refused" in str(info.value)
+    assert files_under(tmp_path) == ["evil.tar.gz"]
+
+
+def test_check_archive_refuses_an_empty_archive(tmp_path):
+    archive = make_tar(tmp_path / "empty.tar", {}, mode="w")
+    with pytest.raises(DdpmsegError, match=r"empty\.tar: no files in the archive"):
+        ddpmseg.archive.check_archive(archive)

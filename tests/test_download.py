@@ -33,6 +33,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = self.path
         range_header = self.headers.get("Range")
         state.requests.append({"path": path, "range": range_header})
+        state.if_ranges.append(self.headers.get("If-Range"))
         if path in state.status:
             self.send_error(state.status[path])
             return
@@ -40,9 +41,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = state.files[path]
+        validators = {"ETag": state.etags.get(path), "Last-Modified": state.last_modified.get(path)}
         start = 0
         match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
-        if match and not state.ignore_range:
+        if match and not state.ignore_range and self._if_range_holds(state, validators):
             start = int(match.group(1))
             if start >= len(body):
                 self.send_response(416)
@@ -56,28 +58,54 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         payload = body[start:]
         self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", state.content_types.get(path, "application/octet-stream"))
         self.send_header("Accept-Ranges", "bytes")
+        for name, value in validators.items():
+            if value is not None:
+                self.send_header(name, value)
         self.end_headers()
-        if path in state.cut_once:
-            state.cut_once.discard(path)
+        if path in state.cut_once or path in state.stall_once:
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
+            if path in state.stall_once:  # the client times out while the connection stays open
+                state.stall_once.discard(path)
+                state.release.wait(10)
+            state.cut_once.discard(path)
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
         self.wfile.write(payload)
 
+    def _if_range_holds(self, state: LoopbackServer, validators: dict[str, str | None]) -> bool:
+        """RFC 9110 If-Range: the Range applies only while the validator still matches."""
+        if_range = self.headers.get("If-Range")
+        if if_range is None or state.ignore_if_range:
+            return True
+        return if_range in [v for v in validators.values() if v is not None]
+
 
 class LoopbackServer:
     """Serves ``files`` {path: bytes}; ``status`` {path: code} answers an error; ``cut_once`` paths are cut
-    mid-body on their next request; ``ignore_range`` answers 200 with the full body to Range requests."""
+    mid-body on their next request; ``stall_once`` paths send half their body and then nothing until
+    ``release`` is set; ``ignore_range`` answers 200 with the full body to Range requests.
+
+    ``etags`` and ``last_modified`` {path: value} are sent as validators, and an ``If-Range`` that does not
+    match them gets the whole body (200), unless ``ignore_if_range``. ``content_types`` {path: type}
+    (default application/octet-stream). ``if_ranges`` lists the If-Range header of every request."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.status: dict[str, int] = {}
         self.cut_once: set[str] = set()
+        self.stall_once: set[str] = set()
+        self.release = threading.Event()
         self.ignore_range = False
+        self.ignore_if_range = False
+        self.etags: dict[str, str] = {}
+        self.last_modified: dict[str, str] = {}
+        self.content_types: dict[str, str] = {}
         self.requests: list[dict] = []
+        self.if_ranges: list[str | None] = []
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.state = self  # type: ignore[attr-defined]
@@ -88,6 +116,7 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def close(self) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
@@ -282,3 +311,153 @@ def test_bad_inputs(tmp_path):
     bad_lock.write_text("- just\n- a list\n")
     with pytest.raises(DdpmsegError, match=r"lock\.yaml"):
         download("http://127.0.0.1:9/x", tmp_path / "x", lock_file=bad_lock, **FAST)
+
+
+# -- issue 11: what arrives first must not become the reference; resumes must not splice versions --
+
+
+def validator_file(dest) -> object:
+    """The sidecar that keeps the first response's ETag / Last-Modified beside the ``.part`` file."""
+    return dest.with_name(dest.name + ".part.validator")
+
+
+def starts_with_good(path) -> None:
+    """A content check: the file must start with b'GOOD'."""
+    if path.read_bytes()[:4] != b"GOOD":
+        raise DdpmsegError(f"{path}: does not start with GOOD")
+
+
+GOOD = b"GOOD" + BODY
+
+
+def test_html_page_for_a_binary_file_is_refused_and_not_saved(server, tmp_path):
+    server.files["/lsun_horse.pt"] = b"<!doctype html><html><body>Sign in to continue</body></html>"
+    server.content_types["/lsun_horse.pt"] = "text/html; charset=utf-8"
+    url, dest, lock = server.url("/lsun_horse.pt"), tmp_path / "lsun_horse.pt", tmp_path / "lock.yaml"
+    with pytest.raises(DdpmsegError) as info:
+        download(url, dest, lock_file=lock, retries=2, **FAST)
+    message = str(info.value)
+    assert message.startswith(f"{url}: ") and "HTML" in message and "\n" not in message
+    assert not dest.exists() and not part_path(dest).exists() and not lock.exists()
+    assert len(server.requests) == 1  # not retried: the server answers the same page again
+
+
+def test_failed_content_check_records_nothing_and_the_right_file_then_passes(server, tmp_path):
+    url, dest, lock = server.url("/c.pt"), tmp_path / "c.pt", tmp_path / "lock.yaml"
+    server.files["/c.pt"] = b"BAD!" + BODY  # e.g. a truncated or spliced checkpoint
+    with pytest.raises(DdpmsegError) as info:
+        download(url, dest, lock_file=lock, content_check=starts_with_good, **FAST)
+    message = str(info.value)
+    assert message.startswith(f"{url}: ") and "does not start with GOOD" in message and "\n" not in message
+    assert not dest.exists() and not part_path(dest).exists()
+    assert not lock.exists()  # the bad file did not become the reference
+
+    server.files["/c.pt"] = GOOD
+    assert download(url, dest, lock_file=lock, content_check=starts_with_good, **FAST) == sha(GOOD)
+    assert dest.read_bytes() == GOOD
+    assert load_lock(lock) == {url: {"sha256": sha(GOOD), "size": len(GOOD)}}
+
+
+def test_content_check_sees_the_complete_file(server, tmp_path):
+    server.files["/c.pt"] = GOOD
+    server.cut_once.add("/c.pt")
+    seen = []
+    url = server.url("/c.pt")
+    download(url, tmp_path / "c.pt", content_check=lambda p: seen.append(p.read_bytes()), retries=1, **FAST)
+    assert seen == [GOOD]
+
+
+def test_content_check_is_skipped_when_a_digest_is_known(server, tmp_path):
+    server.files["/c.pt"] = GOOD
+    calls = []
+    download(server.url("/c.pt"), tmp_path / "c.pt", sha256=sha(GOOD), content_check=calls.append, **FAST)
+    assert calls == []
+
+
+def test_preplaced_file_failing_its_check_is_kept_but_not_recorded(server, tmp_path):
+    dest, lock = tmp_path / "c.pt", tmp_path / "lock.yaml"
+    dest.write_bytes(b"BAD!")
+    with pytest.raises(DdpmsegError, match=re.escape(f"{dest}: does not start with GOOD")):
+        download(server.url("/c.pt"), dest, lock_file=lock, content_check=starts_with_good, **FAST)
+    assert dest.read_bytes() == b"BAD!"  # a hand-placed file is never deleted
+    assert not lock.exists()
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("preplaced", [False, True])
+def test_lock_mismatch_names_the_entry_to_delete(server, tmp_path, preplaced):
+    url, dest, lock = server.url("/d.tar.gz"), tmp_path / "d.tar.gz", tmp_path / "lock.yaml"
+    lock.write_text(yaml.safe_dump({"archives/d.tar.gz": {"sha256": sha(b"old"), "size": 3}}))
+    server.files["/d.tar.gz"] = BODY
+    if preplaced:
+        dest.write_bytes(BODY)
+    with pytest.raises(DdpmsegError) as info:
+        download(url, dest, lock_file=lock, lock_key="archives/d.tar.gz", **FAST)
+    message = str(info.value)
+    assert "\n" not in message and sha(b"old") in message and sha(BODY) in message
+    assert f"delete entry 'archives/d.tar.gz' from {lock}" in message
+
+
+@pytest.mark.parametrize("validator", ["ETag", "Last-Modified"])
+def test_resume_sends_if_range_and_restarts_when_the_remote_file_changed(server, tmp_path, validator):
+    first, second = BODY, BODY[::-1]
+    versions = {
+        "ETag": ['"v1"', '"v2"'],
+        "Last-Modified": ["Mon, 05 Jul 2021 10:00:00 GMT", "Tue, 06 Jul 2021 10:00:00 GMT"],
+    }
+    table = server.etags if validator == "ETag" else server.last_modified
+    url, dest = server.url("/m.pt"), tmp_path / "m.pt"
+    server.files["/m.pt"] = first
+    table["/m.pt"] = versions[validator][0]
+    server.cut_once.add("/m.pt")
+    with pytest.raises(DdpmsegError, match="cut after"):
+        download(url, dest, retries=0, **FAST)
+    assert part_path(dest).stat().st_size == len(first) // 2
+    assert validator_file(dest).exists()  # kept on disk: survives a killed process
+
+    server.files["/m.pt"] = second  # the file changed on the server between the two runs
+    table["/m.pt"] = versions[validator][1]
+    assert download(url, dest, sha256=sha(second), retries=0, **FAST) == sha(second)
+    assert dest.read_bytes() == second  # not half of the old file spliced onto the new one
+    assert server.requests[-1]["range"] == f"bytes={len(first) // 2}-"
+    assert server.if_ranges[-1] == versions[validator][0]
+    assert not validator_file(dest).exists() and not part_path(dest).exists()
+
+
+def test_resume_of_an_unchanged_file_continues_with_if_range(server, tmp_path):
+    server.files["/m.pt"] = BODY
+    server.etags["/m.pt"] = '"v1"'
+    server.cut_once.add("/m.pt")
+    dest = tmp_path / "m.pt"
+    assert download(server.url("/m.pt"), dest, sha256=sha(BODY), retries=1, **FAST) == sha(BODY)
+    assert [r["range"] for r in server.requests] == [None, f"bytes={len(BODY) // 2}-"]
+    assert server.if_ranges == [None, '"v1"']
+
+
+def test_partial_answer_of_another_version_restarts_from_zero(server, tmp_path):
+    """A server that ignores If-Range but names the new version in its 206 answer."""
+    server.files["/m.pt"] = BODY
+    server.etags["/m.pt"] = '"v1"'
+    server.cut_once.add("/m.pt")
+    dest = tmp_path / "m.pt"
+    with pytest.raises(DdpmsegError):
+        download(server.url("/m.pt"), dest, retries=0, **FAST)
+    server.files["/m.pt"] = BODY[::-1]
+    server.etags["/m.pt"] = '"v2"'
+    server.ignore_if_range = True
+    assert download(server.url("/m.pt"), dest, sha256=sha(BODY[::-1]), retries=1, **FAST) == sha(BODY[::-1])
+    assert dest.read_bytes() == BODY[::-1]
+    assert server.requests[-1]["range"] is None  # the retry started from zero
+
+
+def test_timeout_keeps_the_bytes_received_and_reports_them(server, tmp_path):
+    server.files["/m.pt"] = BODY
+    server.stall_once.add("/m.pt")
+    dest = tmp_path / "m.pt"
+    with pytest.raises(DdpmsegError) as info:
+        download(server.url("/m.pt"), dest, sha256=sha(BODY), retries=0, backoff_s=0.01, timeout_s=0.5, progress=False)
+    assert f"cut after {len(BODY) // 2} bytes" in str(info.value)
+    assert part_path(dest).stat().st_size == len(BODY) // 2
+    server.release.set()
+    assert download(server.url("/m.pt"), dest, sha256=sha(BODY), retries=0, **FAST) == sha(BODY)
+    assert server.requests[-1]["range"] == f"bytes={len(BODY) // 2}-"

@@ -1,0 +1,119 @@
+"""The workflow's download steps trust a first download only after its content check (issue 11).
+
+fetch (rules download_archive, download_checkpoint), extract_dataset and validate_ddpm against a
+loopback server: a corrupt archive or a checkpoint that does not fit its flags never becomes the
+lock file's reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+import yaml
+from conftest import TINY_FLAGS
+from test_download import LoopbackServer
+
+from ddpmseg.download import load_lock, part_path
+from ddpmseg.errors import DdpmsegError
+from ddpmseg.steps import extract_dataset, fetch, validate_ddpm
+
+KEY_ARCHIVE, KEY_CHECKPOINT = "archives/datasets.tar.gz", "checkpoints/lsun_horse.pt"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def server():
+    srv = LoopbackServer()
+    yield srv
+    srv.close()
+
+
+def archive_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        members = {"horse_21/real/train/000.png": b"png" * 1000, "horse_21/big.bin": bytes(range(256)) * 4000}
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def run_fetch(url, dest, lock, key) -> None:
+    fetch(url, dest, None, lock, key, 0, 0.01, 5)
+
+
+def test_fetch_of_a_corrupt_archive_records_nothing_and_the_right_one_then_passes(server, tmp_path):
+    good = archive_bytes()
+    server.files["/datasets.tar.gz"] = good[: int(len(good) * 0.8)]  # complete transfer of a cut archive
+    url, dest, lock = server.url("/datasets.tar.gz"), tmp_path / "datasets.tar.gz", tmp_path / "lock.yaml"
+    with pytest.raises(DdpmsegError) as info:
+        run_fetch(url, dest, lock, KEY_ARCHIVE)
+    message = str(info.value)
+    assert message.startswith(f"{url}: ") and "corrupt or truncated archive" in message and "\n" not in message
+    assert not lock.exists() and not dest.exists() and not part_path(dest).exists()
+
+    server.files["/datasets.tar.gz"] = good
+    run_fetch(url, dest, lock, KEY_ARCHIVE)
+    assert load_lock(lock) == {KEY_ARCHIVE: {"sha256": sha(good), "size": len(good)}}
+
+
+def test_fetch_leaves_a_checkpoint_to_validate_ddpm_which_records_it_once_it_fits(server, tmp_path, tiny_checkpoint):
+    data = tiny_checkpoint.read_bytes()
+    server.files["/lsun_horse.pt"] = data
+    url, dest, lock = server.url("/lsun_horse.pt"), tmp_path / "lsun_horse.pt", tmp_path / "lock.yaml"
+    run_fetch(url, dest, lock, KEY_CHECKPOINT)
+    assert dest.read_bytes() == data
+    assert not lock.exists()  # not trusted yet: the flags are not known here
+
+    verify = {"url": url, "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
+    check_json = tmp_path / "check.json"
+    with pytest.raises(DdpmsegError, match="does not fit the model flags"):
+        validate_ddpm(dest, check_json, {**TINY_FLAGS, "num_channels": 64}, verify)
+    assert not lock.exists() and not check_json.exists()
+
+    validate_ddpm(dest, check_json, TINY_FLAGS, verify)
+    assert load_lock(lock) == {KEY_CHECKPOINT: {"sha256": sha(data), "size": len(data)}}
+    assert json.loads(check_json.read_text())["sha256"] == sha(data)
+
+
+def test_validate_ddpm_records_nothing_for_an_unloadable_checkpoint(tmp_path):
+    checkpoint, lock = tmp_path / "lsun_horse.pt", tmp_path / "lock.yaml"
+    checkpoint.write_bytes(b"<html>not a checkpoint</html>")
+    verify = {"url": "http://127.0.0.1:9/lsun_horse.pt", "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
+    with pytest.raises(DdpmsegError, match=r"lsun_horse\.pt: not a loadable state_dict"):
+        validate_ddpm(checkpoint, tmp_path / "check.json", TINY_FLAGS, verify)
+    assert not lock.exists()
+    assert checkpoint.exists()  # placed by hand: never deleted
+
+
+def test_validate_ddpm_with_a_locked_digest_still_checks_the_flags(tmp_path, tiny_checkpoint):
+    lock = tmp_path / "lock.yaml"
+    lock.write_text(yaml.safe_dump({KEY_CHECKPOINT: {"sha256": sha(tiny_checkpoint.read_bytes()), "size": 1}}))
+    verify = {"url": "http://127.0.0.1:9/lsun_horse.pt", "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
+    with pytest.raises(DdpmsegError, match="does not fit the model flags"):
+        validate_ddpm(tiny_checkpoint, tmp_path / "check.json", {**TINY_FLAGS, "num_channels": 64}, verify)
+    validate_ddpm(tiny_checkpoint, tmp_path / "check.json", TINY_FLAGS, verify)
+    assert json.loads((tmp_path / "check.json").read_text())["sha256"] == sha(tiny_checkpoint.read_bytes())
+
+
+def test_extract_dataset_checks_a_hand_placed_archive_before_recording_it(tmp_path):
+    good = archive_bytes()
+    archive, lock = tmp_path / "datasets.tar.gz", tmp_path / "lock.yaml"
+    archive.write_bytes(good[: len(good) // 2])
+    verify = {"url": "http://127.0.0.1:9/datasets.tar.gz", "sha256": None, "lock_file": lock, "lock_key": KEY_ARCHIVE}
+    with pytest.raises(DdpmsegError, match=r"datasets\.tar\.gz: corrupt or truncated archive"):
+        extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
+    assert not lock.exists() and not (tmp_path / "horse_21").exists()
+
+    archive.write_bytes(good)
+    extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
+    assert load_lock(lock) == {KEY_ARCHIVE: {"sha256": sha(good), "size": len(good)}}
+    assert (tmp_path / "horse_21" / "real" / "train" / "000.png").read_bytes() == b"png" * 1000
