@@ -119,7 +119,8 @@ def validate_dataset(
     for name, split in splits.items():
         split = Split.of(split)
         summary[name] = summarize_split(
-            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square
+            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square,
+            training=name == "train",
         )
     save_json(summary_json, {"number_class": number_class, "ignore_label": ignore_label, **summary})
 
