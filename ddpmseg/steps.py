@@ -52,7 +52,7 @@ from .files import (
 )
 from .predict import predict_image, uncertainty_score
 from .progress import progress_bar
-from .report import collect_tables, score_run, write_csv
+from .report import collect_tables, read_table, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
 from .visualize import colourise, default_palette, panel
@@ -324,7 +324,7 @@ def score_predictions(
     """
     predictions, out_dir = Path(predictions), Path(out_dir)
     store = FeatureStore(stores)
-    uncertainty = pd.read_csv(predictions / "uncertainty.csv", dtype={"image": str}).set_index("image")["uncertainty"]
+    uncertainty = read_table(predictions / "uncertainty.csv").set_index("image")["uncertainty"]
     gts = [store.labels(i) for i in range(len(store))]
     scores = {}
     for kind, folder in (("", "labels"), ("_plain", "labels_plain")):
