@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .files import atomic_path, load_json, save_text
-from .report import write_csv
+from .report import read_table, write_csv
 from .visualize import IGNORE_COLOUR, default_palette
 
 PANEL_GAP = 2  # px between the tiles of a prediction panel (ddpmseg.visualize.panel's default)
@@ -404,7 +404,7 @@ def make_report_figures(
     colours = {d: palettes.get(d) or default_palette(number_class[d]) for d in datasets}
 
     write_html(outputs["miou"], "mIoU", markdown_to_html(Path(tables["miou_md"]).read_text()))
-    per_class = pd.read_csv(tables["per_class"])
+    per_class = read_table(tables["per_class"])
     write_html(outputs["per_class_table"], "IoU per class", per_class_html(per_class, datasets, variants, names))
     for dataset, path in zip(datasets, outputs["per_class"], strict=True):
         plot_per_class_iou(per_class, dataset, variants, names[dataset], path)
@@ -417,7 +417,7 @@ def make_report_figures(
         for variant in variants:
             plot_training_curves(logs[(dataset, variant)], next(curves), f"{dataset} / {variant}: training loss per epoch")
 
-    per_image = pd.read_csv(tables["per_image"], dtype={"image": str})
+    per_image = read_table(tables["per_image"])
     folders = {(r["dataset"], r["variant"], int(r["seed"])): Path(p) for r, p in predictions}
     examples = iter(outputs["examples"])
     for dataset in datasets:

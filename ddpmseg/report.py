@@ -44,6 +44,16 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
 
+# Columns that hold names: always strings ("0001" keeps its zeros).
+NAME_COLUMNS = ("image", "class_name", "dataset", "variant")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV written by :func:`write_csv`: name columns as strings, and only empty cells (how
+    NaN is written) as missing, so that an image named NA, null, None or nan keeps its name."""
+    return pd.read_csv(path, dtype={c: str for c in NAME_COLUMNS}, keep_default_na=False, na_values=[""])
+
+
 def format_cell(mean: float, std: float, seeds: int) -> str:
     if seeds < 2 or np.isnan(std):
         return f"{mean:.2f} (1 seed)"
@@ -113,10 +123,10 @@ def collect_tables(
     for run in runs:
         key = {"dataset": run["dataset"], "variant": run["variant"], "seed": run["seed"]}
         folder = Path(run["scores"])
-        summary = pd.read_csv(folder / "summary.csv").iloc[0]
+        summary = read_table(folder / "summary.csv").iloc[0]
         per_seed.append({**key, "miou": float(summary["miou"]), "miou_plain": float(summary["miou_plain"])})
-        per_class.append(pd.read_csv(folder / "per_class.csv").assign(**key))
-        per_image.append(pd.read_csv(folder / "per_image.csv", dtype={"image": str}).assign(**key))
+        per_class.append(read_table(folder / "per_class.csv").assign(**key))
+        per_image.append(read_table(folder / "per_image.csv").assign(**key))
     per_seed_table = pd.DataFrame(per_seed)
     summary = summarize_seeds(per_seed_table)
     key_columns = ["dataset", "variant", "seed"]

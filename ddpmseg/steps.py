@@ -52,7 +52,7 @@ from .files import (
 )
 from .predict import predict_image, uncertainty_score
 from .progress import progress_bar
-from .report import collect_tables, score_run, write_csv
+from .report import collect_tables, read_table, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
 from .visualize import colourise, default_palette, panel
@@ -119,7 +119,8 @@ def validate_dataset(
     for name, split in splits.items():
         split = Split.of(split)
         summary[name] = summarize_split(
-            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square
+            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square,
+            training=name == "train",
         )
     save_json(summary_json, {"number_class": number_class, "ignore_label": ignore_label, **summary})
 
@@ -348,7 +349,7 @@ def score_predictions(
     """
     predictions, out_dir = Path(predictions), Path(out_dir)
     store = FeatureStore(stores)
-    uncertainty = pd.read_csv(predictions / "uncertainty.csv", dtype={"image": str}).set_index("image")["uncertainty"]
+    uncertainty = read_table(predictions / "uncertainty.csv").set_index("image")["uncertainty"]
     gts = [store.labels(i) for i in range(len(store))]
     scores = {}
     for kind, folder in (("", "labels"), ("_plain", "labels_plain")):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import make_dataset, write_sample
@@ -21,7 +23,7 @@ from ddpmseg.errors import DdpmsegError
 
 
 def summarize(root, split="train", count=3, number_class=3, ignore_label=255):
-    return summarize_split(split_dir(root, split), count, 32, number_class, ignore_label)
+    return summarize_split(split_dir(root, split), count, 32, number_class, ignore_label, training=split == "train")
 
 
 def test_samples_sorted_and_first_count_taken(tmp_path) -> None:
@@ -122,7 +124,13 @@ def test_small_annotations_become_ignore() -> None:
         ("duplicate_stem", r"two images with the same stem '001' \(001\.jpg, 001\.png\)"),
         ("empty", r"train: empty split"),
         ("too_few", r"train: split has 3 images, the config asks for 5"),
-        ("float_mask", r"001\.npy: mask must hold integer class ids"),
+        ("float_mask", r"001\.npy: mask must hold integer class ids, got dtype float64 with value 0\.5"),
+        ("nan_mask", r"001\.npy: mask must hold integer class ids, got dtype float32 with value nan"),
+        ("not_npy", r"001\.npy: not a NumPy array file \(masks must be written with numpy\.save\)"),
+        ("broken_image_link", r"002\.png: broken symbolic link \(its target .*gone\.png does not exist\)"),
+        ("broken_mask_link", r"001\.npy: broken symbolic link \(its target .*gone\.npy does not exist\)"),
+        ("all_ignored", r"001\.npy: every pixel is the ignore_label 255 at 32x32; a training mask needs labelled pixels"),
+        ("small_only", r"001\.npy: no class has 20 pixels at 32x32, and smaller annotations are ignored in training"),
         ("mask_3d", r"001\.npy: mask must be a 2-D array"),
     ],
 )
@@ -151,6 +159,25 @@ def test_bad_input_names_file_and_problem(tmp_path, damage: str, pattern: str) -
         np.save(folder / "001.npy", np.full((32, 32), 0.5))
     elif damage == "mask_3d":
         np.save(folder / "001.npy", np.zeros((32, 32, 3), np.int64))
+    elif damage == "nan_mask":
+        mask = np.load(folder / "001.npy").astype(np.float32)
+        mask[3, 3] = np.nan
+        np.save(folder / "001.npy", mask)
+    elif damage == "not_npy":
+        (folder / "001.npy").write_text("0 1 2\n")
+    elif damage == "broken_image_link":
+        (folder / "002.png").unlink()
+        (folder / "002.png").symlink_to(folder / "gone.png")
+    elif damage == "broken_mask_link":
+        (folder / "001.npy").unlink()
+        (folder / "001.npy").symlink_to(folder / "gone.npy")
+    elif damage == "all_ignored":
+        np.save(folder / "001.npy", np.full((32, 32), 255, np.uint8))
+    elif damage == "small_only":
+        mask = np.full((32, 32), 255, np.uint8)
+        mask[0, :19] = 1
+        mask[5, :19] = 2
+        np.save(folder / "001.npy", mask)
     with pytest.raises(DdpmsegError, match=pattern) as info:
         summarize(root, count=count)
     assert "\n" not in str(info.value)
@@ -213,3 +240,79 @@ def test_rgb_png_mask_and_two_masks_are_refused(tmp_path) -> None:
     np.save(masks / "a.npy", np.zeros((4, 4), np.int64))
     with pytest.raises(DdpmsegError, match=r"a\.png: two masks \(a\.npy, a\.png\); keep one"):
         list_samples(images, masks=masks)
+
+
+def test_all_ignored_test_masks_are_listed_not_refused(tmp_path) -> None:
+    root = make_dataset(tmp_path / "d")
+    np.save(root / "real" / "test" / "001.npy", np.full((32, 32), 255, np.uint8))
+    summary = summarize(root, split="test", count=2)
+    assert summary["unscored_masks"] == ["001"] and summary["ignored_pixels"] == 32 * 32
+    with pytest.raises(DdpmsegError, match=r"test/001\.npy: every pixel is the ignore_label"):
+        summarize_split(split_dir(root, "test"), 2, 32, 3, 255, training=True)
+
+
+def test_validate_dataset_refuses_unlabelled_training_masks_only(tmp_path) -> None:
+    from ddpmseg.steps import validate_dataset
+
+    root = make_dataset(tmp_path / "d")
+    splits = {name: {"images": str(split_dir(root, name))} for name in ("train", "test")}
+    np.save(root / "real" / "test" / "000.npy", np.full((32, 32), 255, np.uint8))
+    validate_dataset(splits, {"train": 3, "test": 2}, tmp_path / "summary.json", 32, 3, 255)
+    assert json.loads((tmp_path / "summary.json").read_text())["test"]["unscored_masks"] == ["000"]
+    np.save(root / "real" / "train" / "002.npy", np.full((32, 32), 255, np.uint8))
+    with pytest.raises(DdpmsegError, match=r"train/002\.npy: every pixel is the ignore_label 255"):
+        validate_dataset(splits, {"train": 3, "test": 2}, tmp_path / "summary.json", 32, 3, 255)
+
+
+def test_mask_suffixes_match_in_any_case(tmp_path) -> None:
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images / f"{stem}.PNG", format="PNG")
+    Image.fromarray(np.ones((4, 4), np.uint8)).save(masks / "a.PNG", format="PNG")
+    np.save(masks / "b.npy", np.ones((4, 4), np.uint8))
+    (masks / "b.npy").rename(masks / "b.NPY")
+    samples = list_samples(images, masks=masks)
+    assert [s.mask_path.name for s in samples] == ["a.PNG", "b.NPY"]
+    assert summarize_split(images, 2, 4, 3, 255, masks=masks)["class_pixels"] == [0, 32, 0]
+    archive = tmp_path / "real" / "train"
+    write_sample(archive, "x", np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.uint8))
+    (archive / "x.npy").rename(archive / "x.NPY")
+    assert list_samples(archive)[0].mask_path.name == "x.NPY"
+    np.save(masks / "b.npy", np.ones((4, 4), np.uint8))
+    with pytest.raises(DdpmsegError, match=r"b\.PNG: two masks \(b\.NPY, b\.npy\); keep one"):
+        list_samples(images, masks=masks)
+
+
+def test_orphan_masks_and_subfolders_are_one_warning_line(tmp_path, capsys) -> None:
+    root = make_dataset(tmp_path / "d")
+    folder = root / "real" / "train"
+    for stem in ("x", "y", "z"):
+        np.save(folder / f"{stem}.npy", np.zeros((32, 32), np.uint8))
+    (folder / "extra").mkdir()
+    (folder / "notes.txt").write_text("")
+    (folder / ".hidden").write_text("")
+    summarize(root)
+    err = capsys.readouterr().err
+    expected = (f"ddpmseg warning: {folder}: 3 masks without an image (e.g. x.npy), 1 subfolder ignored (e.g. extra), "
+                "1 file of other types ignored (e.g. notes.txt)\n")
+    assert err == expected
+    summarize(root, split="test", count=2)
+    assert capsys.readouterr().err == ""  # a clean split: no warning
+
+
+def test_orphan_masks_in_a_separate_mask_folder_are_named(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images / "a.jpg")
+    np.save(masks / "a.npy", np.ones((4, 4), np.uint8))
+    Image.fromarray(np.ones((4, 4), np.uint8)).save(masks / "lost.png")
+    summary = summarize_split(images, 1, 4, 3, 255, masks=masks)
+    assert capsys.readouterr().err == f"ddpmseg warning: {images}: 1 mask in {masks} without an image (e.g. lost.png)\n"
+    assert summary["unused"] == f"{images}: 1 mask in {masks} without an image (e.g. lost.png)"

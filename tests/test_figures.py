@@ -120,3 +120,31 @@ def test_benchmarks_are_aggregated_per_rule(tmp_path) -> None:
     html = resources_html(summary)
     assert "<td>extract_features</td>" in html and '<td class="num">0:00:40</td>' in html and "<td>all</td>" in html
     json.dumps(summary.to_dict("records"))  # plain values
+
+
+def test_report_figures_find_the_panel_of_an_image_named_na(tmp_path) -> None:
+    from ddpmseg.figures import make_report_figures
+    from ddpmseg.report import write_csv
+
+    tables = {"miou_md": tmp_path / "miou.md", "per_class": tmp_path / "per_class.csv", "per_image": tmp_path / "per_image.csv"}
+    tables["miou_md"].write_text("# mIoU\n\n| variant | d |\n|---|---|\n| v | 50.00 (1 seed) |\n")
+    write_csv(tables["per_class"], pd.DataFrame({"dataset": ["d"] * 2, "variant": ["v"] * 2, "seed": [0, 0], "class_id": [0, 1],
+                                                 "class_name": ["None", "NA"], "iou": [40.0, 60.0]}))
+    write_csv(tables["per_image"], pd.DataFrame({"dataset": ["d"] * 2, "variant": ["v"] * 2, "seed": [0, 0],
+                                                 "image": ["NA", "null"], "miou": [90.0, 10.0]}))
+    folder = tmp_path / "predictions"
+    (folder / "panels").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("NA", "null"):
+        tiles = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+        Image.fromarray(panel(*tiles)).save(folder / "panels" / f"{name}.png")
+    log = tmp_path / "member0.json"
+    log.write_text(json.dumps({"epoch_losses": [1.0, 0.5, 0.25]}))
+    write_benchmark(tmp_path / "benchmarks" / "score" / "d.tsv", 1.0, 10.0)
+    outputs = {name: tmp_path / "out" / f"{name}.html" for name in ("miou", "per_class_table", "resources")}
+    outputs.update(resources_csv=tmp_path / "out" / "resources.csv", per_class=[tmp_path / "out" / "per_class.png"],
+                   curves=[tmp_path / "out" / "curves.png"], examples=[tmp_path / "out" / "best.png", tmp_path / "out" / "worst.png"])
+    run = {"dataset": "d", "variant": "v", "seed": 0}
+    make_report_figures(tables, [({**run, "member": 0}, log)], [(run, folder)], [tmp_path / "benchmarks" / "score" / "d.tsv"],
+                        outputs, ["d"], ["v"], {"d": ["None", "NA"]}, {"d": None}, {"d": 2})
+    assert distinct_colours(outputs["examples"][0]) > 20 and distinct_colours(outputs["examples"][1]) > 20
