@@ -141,3 +141,100 @@ def test_paper_config_resolves_to_the_six_datasets_and_five_variants() -> None:
     assert augmentation_set(resolved, "bedroom_28", "final") == "aug-x4-p0.4-s0"
     assert augmentation_set(resolved, "horse_21", "augment") == "aug-x5-p0.4-s0"
     assert imageset_count(resolved, "ade_bedroom_30", "test") == 650
+
+
+def _validated(config: dict) -> dict:
+    from ddpmseg.config import validate_config
+
+    validate_config(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    "edit,line",
+    [
+        (lambda c: c["datasets"]["demo_shapes"].update(number_class="5"),
+         "datasets.demo_shapes.number_class: '5' is not of type 'integer'"),
+        (lambda c: c["datasets"]["demo_shapes"].update(number_clas=5),
+         "datasets.demo_shapes: Additional properties are not allowed ('number_clas' was unexpected)"),
+        (lambda c: c.update(sedes=[0]), "Additional properties are not allowed ('sedes' was unexpected)"),
+        (lambda c: c["ddpms"]["demo_ddpm"]["flags"].update(learn_sigma="yes"),
+         "ddpms.demo_ddpm.flags.learn_sigma: 'yes' is not of type 'boolean'"),
+        (lambda c: c["ddpms"]["demo_ddpm"]["flags"].update(num_res_blocks="1"),
+         "ddpms.demo_ddpm.flags.num_res_blocks: '1' is not of type 'integer'"),
+        (lambda c: c["ddpms"]["demo_ddpm"]["flags"].update(attention_resolutions="16;8"),
+         "ddpms.demo_ddpm.flags.attention_resolutions: '16;8' does not match"),
+        (lambda c: c["variants"].update({"aug+drop": {}}),
+         "variants: name 'aug+drop' is not allowed: use letters, digits, '_', '.' and '-' only, starting with a letter or digit"),
+        (lambda c: c["datasets"].update({"cells (2024)": c["datasets"]["demo_shapes"]}),
+         "datasets: name 'cells (2024)' is not allowed"),
+        (lambda c: c["ddpms"].update({"-ddpm": c["ddpms"]["demo_ddpm"]}), "ddpms: name '-ddpm' is not allowed"),
+    ],
+)
+def test_schema_errors_are_one_line_naming_the_key(config, edit, line) -> None:
+    edit(config)
+    with pytest.raises(DdpmsegError) as info:
+        _validated(config)
+    message = str(info.value)
+    assert message.startswith(line) and "\n" not in message and len(message) < 320
+
+
+def test_validation_fills_nested_defaults(config) -> None:
+    for key in ("demo", "variant_defaults", "download", "training", "ensemble_size"):
+        config.pop(key, None)
+    config["features"] = {"steps": [50], "blocks": [1]}
+    filled = _validated(config)
+    assert filled["demo"]["ddpm_training"] == {"iterations": 150, "batch_size": 8, "lr": 0.0002, "seed": 0}
+    assert filled["variant_defaults"]["optimizer"] == "adam" and filled["variant_defaults"]["tta_views"] == []
+    assert filled["download"]["retries"] == 3 and filled["training"]["fused_ensemble"] is False
+    assert filled["ensemble_size"] == 10 and filled["features"]["batch_size"] == 8
+    again = _validated({**copy.deepcopy(config), "demo": {}})  # defaults are copies, never shared
+    again["demo"]["ddpm_training"]["iterations"] = 1
+    assert _validated(copy.deepcopy(config))["demo"]["ddpm_training"]["iterations"] == 150
+
+
+def test_load_config_names_the_file_and_the_key(tmp_path, config) -> None:
+    from ddpmseg.config import load_config
+
+    config["features"]["fetures"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(DdpmsegError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: features: Additional properties are not allowed ('fetures' was unexpected)"
+
+
+def test_name_constraint_takes_names_literally() -> None:
+    import re
+
+    from ddpmseg.config import name_constraint
+
+    pattern = name_constraint(["aug+drop", "cells (2024)", "v1.2"])
+    assert all(re.fullmatch(pattern, name) for name in ("aug+drop", "cells (2024)", "v1.2"))
+    assert not any(re.fullmatch(pattern, name) for name in ("augdrop", "augggdrop", "cells 2024", "v1x2"))
+    assert not re.fullmatch(name_constraint([]), "")
+
+
+def test_snakemake_prints_one_line_for_a_schema_error_and_takes_odd_allowed_names(tmp_path) -> None:
+    from conftest import TINY_CONFIG, snakemake
+
+    bad = copy.deepcopy(TINY_CONFIG)
+    bad["datasets"]["tiny"]["number_clas"] = 5
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "odd").mkdir()
+    result = snakemake(tmp_path / "bad", bad, "-n", timeout=120)
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0
+    assert len(output) < 10 and not any("$schema" in line or "additionalProperties" in line for line in output)
+    errors = [line for line in output if line.startswith("config: ")]
+    assert errors == ["config: datasets.tiny: Additional properties are not allowed ('number_clas' was unexpected)"]
+    # what follows the message is Snakemake's one-line location of the raise, no schema
+    report = result.stdout.strip().splitlines()
+    assert report[-1].strip().startswith('File "') and report[-2] == errors[0]
+
+    odd = copy.deepcopy(TINY_CONFIG)
+    odd["datasets"] = {"cells.v2": odd["datasets"]["tiny"]}
+    odd["variants"] = {"aug-drop": odd["variants"]["final"], "base_line": {}}
+    result = snakemake(tmp_path / "odd", odd, "-n", timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "results/scores/cells.v2/aug-drop/seed1/summary.csv" in result.stdout

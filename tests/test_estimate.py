@@ -2,25 +2,82 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 from conftest import REPO_ROOT
 
 from ddpmseg.config import load_config
 from ddpmseg.ddpm import PAPER_MODEL_FLAGS
-from ddpmseg.estimate import activation_values, plan
+from ddpmseg.estimate import (
+    activation_values,
+    format_size,
+    forward_seconds,
+    main,
+    noise_note,
+    plan,
+)
+
+PAPER_BLOCKS = [5, 6, 7, 8, 12]
 
 
 def test_paper_activations_per_image_match_method_md() -> None:
     # docs/method.md §3: 1024, 512, 512, 512, 256 channels at 32, 32, 32, 64, 128 px per step
     per_step = 1024 * 32**2 + 2 * 512 * 32**2 + 512 * 64**2 + 256 * 128**2
-    assert activation_values(PAPER_MODEL_FLAGS, [5, 6, 7, 8, 12]) == per_step
+    assert activation_values(PAPER_MODEL_FLAGS, PAPER_BLOCKS) == per_step
     assert 3 * per_step / 1e6 == 25.165824  # "25.2 M values"
 
 
 def test_paper_plan_counts_views_per_dataset() -> None:
-    rows = {row["dataset"]: row for row in plan(load_config(REPO_ROOT / "config" / "paper.yaml"))}
+    config = load_config(REPO_ROOT / "config" / "paper.yaml")
+    config["features"]["noise_seed"] = 0  # one shared noise: every image set extracted once
+    rows = {row["dataset"]: row for row in plan(config)}
     horse = rows["horse_21"]
     assert horse["train_views"] == 30 + 30 * 4  # originals + augmented copies
     assert horse["test_views"] == 30 * 5  # the test images and their 4 TTA views
     assert horse["forward_passes"] == 3 * (150 + 150)
     assert rows["bedroom_28"]["train_views"] == 40 + 40 * 3  # enlarged four-fold
     assert round(horse["store_gb"], 1) == round(300 * 25.165824e6 * 2 / 1e9, 1)
+
+
+def test_forward_cost_is_anchored_at_the_paper_model_and_scales_with_flops() -> None:
+    # docs/method.md §2: about 8 s per forward pass of the 552.8 M-parameter model at 256 px on 2 CPU cores
+    assert forward_seconds(PAPER_MODEL_FLAGS, PAPER_BLOCKS) == pytest.approx(8.0, rel=0.05)
+    demo = load_config(REPO_ROOT / "config.yaml")
+    demo_seconds = forward_seconds(demo["ddpms"]["demo_ddpm"]["flags"], demo["features"]["blocks"])
+    assert demo_seconds < 0.1  # the demo's small UNet at 64 px: tens of milliseconds, not 8 s
+
+
+@pytest.mark.parametrize("noise_seed,runs", [("per_run", 2), (None, 2), (0, 1)])
+def test_demo_extraction_time_is_near_the_measured_one(noise_seed, runs) -> None:
+    """The demo's 10 extraction jobs take 30-40 s of job time per noise seed on 2 cores (README)."""
+    config = load_config(REPO_ROOT / "config.yaml")
+    assert len(config["seeds"]) == 2
+    config["features"].pop("noise_seed", None)  # missing key: per_run
+    if noise_seed is not None:
+        config["features"]["noise_seed"] = noise_seed
+    (row,) = plan(config)
+    assert row["extraction_runs"] == runs and row["extraction_jobs"] == 10 * runs
+    assert row["forward_passes"] == runs * 120 * 3  # 120 views (train, test, augmented, TTA) x 3 steps
+    per_noise_seed = row["extraction_s"] / runs
+    assert 30 / 2 <= per_noise_seed <= 40 * 2, per_noise_seed
+
+
+def test_small_sizes_are_printed_in_mb() -> None:
+    assert format_size(377e6) == "377 MB"
+    assert format_size(0.4e6) == "400 kB"
+    assert format_size(2.5e9) == "2.5 GB" and format_size(358e9) == "358 GB"
+
+
+def test_output_says_how_the_noise_seed_counts_extractions(capsys) -> None:
+    main([str(REPO_ROOT / "config.yaml")])
+    out = capsys.readouterr().out
+    demo = load_config(REPO_ROOT / "config.yaml")
+    assert f"features.noise_seed {demo['features']['noise_seed']}" in out  # as the demo config sets it
+    assert "| 0 |" not in out and " MB |" in out  # the demo's stores, not "0" GB
+    per_run = copy.deepcopy(demo)
+    per_run["features"]["noise_seed"] = "per_run"
+    assert "every image set is extracted 2 times" in noise_note(per_run)
+    per_run["features"].pop("noise_seed")
+    assert "every image set is extracted 2 times" in noise_note(per_run)
+    assert "every image set extracted once" in noise_note({**demo, "features": {"noise_seed": 7}})

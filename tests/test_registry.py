@@ -156,3 +156,25 @@ def test_broken_registry_names_the_key(tmp_path, change, key):
 def test_missing_registry(tmp_path):
     with pytest.raises(DdpmsegError, match="registry not found"):
         load_registry(tmp_path / "nope.yaml")
+
+
+def test_registry_flags_pass_the_config_schema_and_model_flags(registry):
+    from ddpmseg.config import SCHEMA
+    from ddpmseg.ddpm import model_flags
+
+    flags_schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["model_flags"]
+    for name, entry in registry["checkpoints"].items():
+        jsonschema.Draft202012Validator(flags_schema).validate(entry["flags"])
+        assert model_flags(entry["flags"])["image_size"] == 256, name
+
+
+def test_registry_flags_of_the_wrong_type_stop_the_config(tmp_path):
+    from ddpmseg.config import check_config, resolve_registry, validate_config
+
+    path = _broken(tmp_path, lambda d: d["checkpoints"]["lsun_horse"]["flags"].update(learn_sigma="false"))
+    config = {"datasets": {"horse_21": {"source": "registry"}}, "ddpms": {}, "features": {"steps": [50], "blocks": [5]},
+              "variants": {"baseline": {}}, "seeds": [0]}
+    validate_config(config)
+    resolved = resolve_registry(config, load_registry(path))
+    with pytest.raises(DdpmsegError, match=r"^ddpms\.lsun_horse\.flags: model flag 'learn_sigma' must be true or false, not 'false'$"):
+        check_config(resolved)

@@ -1,5 +1,6 @@
+from pathlib import Path
+
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from ddpmseg.config import (
     archive_name,
@@ -8,12 +9,14 @@ from ddpmseg.config import (
     classifier_settings,
     imageset_count,
     imageset_split,
+    name_constraint,
     noise_seed_of_run,
     noise_seeds,
     parse_augmentation_set,
     resolve_registry,
     shard_ranges,
     tta_views,
+    validate_config,
     variant_settings,
     variant_tta_sets,
 )
@@ -21,8 +24,11 @@ from ddpmseg.ddpm import model_flags
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.registry import load_registry
 
-validate(config, schema="../schemas/config.schema.yaml")
 try:
+    # One line naming the key on a schema error (Snakemake's validate prints the whole schema).
+    validate_config(
+        config, schema=Path(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    )
     config.update(resolve_registry(config, load_registry()))
     check_config(config)
 except DdpmsegError as error:
@@ -35,9 +41,9 @@ MEMBERS = list(range(config["ensemble_size"]))
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
-    variant="|".join(VARIANTS),
-    ddpm="|".join(config["ddpms"]),
+    dataset=name_constraint(DATASETS),
+    variant=name_constraint(VARIANTS),
+    ddpm=name_constraint(list(config["ddpms"])),
     imageset=r"train|test|aug-[^/]+|tta-[^/]+",
     augset=r"aug-[^/]+",
     ttaset=r"tta-[^/]+",
