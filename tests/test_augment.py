@@ -25,7 +25,6 @@ from ddpmseg.augment import (
     view_is_flipped,
     view_key,
 )
-from ddpmseg.data import resize_mask
 from ddpmseg.errors import DdpmsegError
 
 S = 64
@@ -161,8 +160,15 @@ def test_rotate_corners_are_ignored_and_black() -> None:
     assert corners >= 20
 
 
-def test_random_resized_crop_resizes_masks_like_the_preprocessing() -> None:
-    """The crop's mask is the pixel-centre nearest-neighbour resize of the cropped mask, as in data.py."""
+def pixel_centre_resize(mask: np.ndarray, size: int) -> np.ndarray:
+    rows = np.minimum(((np.arange(size) + 0.5) * mask.shape[0] / size).astype(int), mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(size) + 0.5) * mask.shape[1] / size).astype(int), mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def test_random_resized_crop_resizes_masks_at_pixel_centres() -> None:
+    """The crop's mask is the pixel-centre nearest-neighbour resize of the cropped mask (INTER_NEAREST_EXACT,
+    aligned with the bilinear image; the augmented copies are random draws, not the study's own)."""
     rng = np.random.default_rng(0)
     mask = rng.choice(CLASS_IDS, size=(S, S)).astype(np.int32)  # every pixel its own label: no slack
     image = np.zeros((S, S, 3), np.uint8)
@@ -173,7 +179,7 @@ def test_random_resized_crop_resizes_masks_like_the_preprocessing() -> None:
         (_, params), = result["applied_transforms"]
         x0, y0, x1, y1 = params["crop_coords"]
         assert 0.29 <= (x1 - x0) * (y1 - y0) / (S * S) <= 0.61
-        np.testing.assert_array_equal(result["mask"], resize_mask(mask[y0:y1, x0:x1], S))
+        np.testing.assert_array_equal(result["mask"], pixel_centre_resize(mask[y0:y1, x0:x1], S))
 
 
 def test_geometric_pipeline_keeps_image_and_mask_aligned_over_many_seeds() -> None:
