@@ -216,3 +216,31 @@ def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict[str, Any]
     config = resolve_registry(config, load_registry())
     check_config(config)
     return config
+
+
+def check_paths(config: dict[str, Any]) -> None:
+    """Every file or folder the config names exists (paths relative to the working directory).
+
+    Snakemake takes a job whose outputs exist as done even when an input has gone, so without this a
+    typo in a path, or a deleted split folder, would leave the old results standing with no word.
+    """
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] == "folder":
+            _require_path(f"datasets.{name}.path", Path(dataset["path"]))
+            for split in SPLIT_COUNTS:
+                _require_path(f"datasets.{name}.path", Path(dataset["path"]) / "real" / split)
+        elif dataset["source"] == "folders":
+            for key in ("train_images", "train_masks", "test_images", "test_masks"):
+                _require_path(f"datasets.{name}.{key}", Path(dataset[key]))
+    for name, ddpm in config["ddpms"].items():
+        if ddpm["source"] == "file":
+            _require_path(f"ddpms.{name}.checkpoint", Path(ddpm["checkpoint"]), folder=False)
+
+
+def _require_path(key: str, path: Path, folder: bool = True) -> None:
+    if not path.exists():
+        raise DdpmsegError(f"{key}: {path} does not exist")
+    if folder and not path.is_dir():
+        raise DdpmsegError(f"{key}: {path} is not a folder")
+    if not folder and not path.is_file():
+        raise DdpmsegError(f"{key}: {path} is not a file")

@@ -141,3 +141,31 @@ def test_paper_config_resolves_to_the_six_datasets_and_five_variants() -> None:
     assert augmentation_set(resolved, "bedroom_28", "final") == "aug-x4-p0.4-s0"
     assert augmentation_set(resolved, "horse_21", "augment") == "aug-x5-p0.4-s0"
     assert imageset_count(resolved, "ade_bedroom_30", "test") == 650
+
+
+def test_check_paths_names_the_key_and_the_missing_path(tmp_path) -> None:
+    from ddpmseg.config import check_paths
+
+    (tmp_path / "data/real/train").mkdir(parents=True)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "model.pt").write_bytes(b"x")
+    config = {
+        "datasets": {
+            "cells": {"source": "folders", "train_images": str(tmp_path / "images"), "train_masks": "/data/x",
+                      "test_images": str(tmp_path / "images"), "test_masks": str(tmp_path / "images")},
+        },
+        "ddpms": {"net": {"source": "file", "checkpoint": str(tmp_path / "model.pt")}},
+    }
+    with pytest.raises(DdpmsegError, match=r"^datasets\.cells\.train_masks: /data/x does not exist$"):
+        check_paths(config)
+    config["datasets"]["cells"]["train_masks"] = str(tmp_path / "model.pt")
+    with pytest.raises(DdpmsegError, match=r"^datasets\.cells\.train_masks: .*model\.pt is not a folder$"):
+        check_paths(config)
+    config["datasets"] = {"cells": {"source": "folder", "path": str(tmp_path / "data")}}
+    with pytest.raises(DdpmsegError, match=r"^datasets\.cells\.path: .*data/real/test does not exist$"):
+        check_paths(config)
+    (tmp_path / "data/real/test").mkdir()
+    check_paths(config)
+    config["ddpms"]["net"]["checkpoint"] = str(tmp_path / "images")
+    with pytest.raises(DdpmsegError, match=r"^ddpms\.net\.checkpoint: .*images is not a file$"):
+        check_paths(config)

@@ -5,6 +5,7 @@ from ddpmseg.config import (
     archive_name,
     augmentation_set,
     check_config,
+    check_paths,
     classifier_settings,
     imageset_count,
     imageset_split,
@@ -23,6 +24,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 try:
     config.update(resolve_registry(config, load_registry()))
     check_config(config)
+    check_paths(config)
 except DdpmsegError as error:
     raise WorkflowError(f"config: {error}") from None
 
@@ -303,3 +305,12 @@ def prediction_runs():
         for v in VARIANTS
         for s in SEEDS
     ]
+
+
+def validated_folders(wildcards):
+    """The folders validate_dataset reads, each split's own: adding, removing or replacing a file in
+    one (which changes the folder's mtime) reruns the validation."""
+    dataset = dataset_config(wildcards)
+    if dataset["source"] == "folder":
+        return [f"{dataset['path']}/real/{split}" for split in ("train", "test")]
+    return dataset_inputs(wildcards)
