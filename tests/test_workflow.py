@@ -345,3 +345,21 @@ def test_a_deleted_mask_folder_stops_at_parse_time(tmp_path, tiny_checkpoint) ->
     result = validate_dataset_run(tmp_path, config, "-n")
     assert result.returncode != 0
     assert f"config: datasets.mine.train_masks: {masks} does not exist" in result.stdout + result.stderr
+
+
+def test_a_failed_run_ends_with_the_error_line(tmp_path, tiny_checkpoint) -> None:
+    # The job's one line used to stand ~40 lines above the end, under Snakemake's own messages.
+    config = copy.deepcopy(TINY_CONFIG)
+    config["datasets"] = {"mine": {**make_custom_dataset(tmp_path / "custom"), "ddpm": "tiny"}}
+    config["ddpms"] = {"tiny": {"source": "file", "checkpoint": str(tiny_checkpoint), "flags": TINY_FLAGS}}
+    bad_mask = Path(config["datasets"]["mine"]["test_masks"]) / "img4.png"
+    bad_mask.write_bytes(b"not a png")
+    config_path = tmp_path / "test-config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config_path),
+               "--cores", "2", "results/datasets/mine/summary.json"]
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert result.returncode != 0
+    lines = [line for line in result.stdout.splitlines() if line.strip()]  # as the terminal shows them
+    assert lines[-1].startswith(f"ddpmseg error: {bad_mask}: unreadable mask"), "\n".join(lines[-20:])
+    assert sum(line.startswith("ddpmseg error:") for line in lines) == 2  # the job's, and the repeat
