@@ -9,12 +9,14 @@ from ddpmseg.config import (
     classifier_settings,
     imageset_count,
     imageset_split,
+    local_gpu_limit,
     parse_augmentation_set,
     resolve_registry,
     shard_ranges,
     tta_views,
     variant_settings,
     variant_tta_sets,
+    visible_gpu_count,
 )
 from ddpmseg.ddpm import model_flags
 from ddpmseg.errors import DdpmsegError
@@ -314,3 +316,21 @@ def validated_folders(wildcards):
     if dataset["source"] == "folder":
         return [f"{dataset['path']}/real/{split}" for split in ("train", "test")]
     return dataset_inputs(wildcards)
+
+
+def limit_local_gpu_jobs():
+    """Jobs that request a GPU run at most one per GPU of this machine, and unlimited on a machine
+    without one (the request is only a counter in a local run); see config.local_gpu_limit.
+    """
+    if not workflow.is_main_process:
+        return
+    limit = local_gpu_limit(
+        visible_gpus=visible_gpu_count(),
+        limit_given=workflow.global_resources.get("gpu").value is not None,
+        cluster=workflow.resource_settings.nodes is not None,
+    )
+    if limit is not None:
+        workflow.register_resource("gpu", limit)
+
+
+limit_local_gpu_jobs()
