@@ -1,8 +1,16 @@
 # ddpmseg: label-efficient semantic segmentation with DDPM pixel features.
 # Run: snakemake --cores all   (see README.md)
+import time
+
 from snakemake.utils import min_version
 
+from ddpmseg.cli import job_error_lines, repeat_at_exit
+
 min_version("9.0")
+
+# Job logs changed since the workflow was parsed are this run's: a failed run ends with their
+# error lines (onerror below).
+PARSED_AT = time.time()
 
 
 # config.yaml is the default; a --configfile on the command line replaces it (not merged into it).
@@ -35,3 +43,7 @@ rule all:
         "results/tables/per_class.csv",
         "results/tables/per_image.csv",
         rules.make_report_figures.output,
+
+
+onerror:
+    repeat_at_exit(job_error_lines("logs", since=PARSED_AT))

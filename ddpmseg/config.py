@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,69 @@ def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict[str, Any]
     config = resolve_registry(config, load_registry())
     check_config(config)
     return config
+
+
+def check_paths(config: dict[str, Any]) -> None:
+    """Every file or folder the config names exists (paths relative to the working directory).
+
+    Snakemake takes a job whose outputs exist as done even when an input has gone, so without this a
+    typo in a path, or a deleted split folder, would leave the old results standing with no word.
+    """
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] == "folder":
+            _require_path(f"datasets.{name}.path", Path(dataset["path"]))
+            for split in SPLIT_COUNTS:
+                _require_path(f"datasets.{name}.path", Path(dataset["path"]) / "real" / split)
+        elif dataset["source"] == "folders":
+            for key in ("train_images", "train_masks", "test_images", "test_masks"):
+                _require_path(f"datasets.{name}.{key}", Path(dataset[key]))
+    for name, ddpm in config["ddpms"].items():
+        if ddpm["source"] == "file":
+            _require_path(f"ddpms.{name}.checkpoint", Path(ddpm["checkpoint"]), folder=False)
+
+
+def _require_path(key: str, path: Path, folder: bool = True) -> None:
+    if not path.exists():
+        raise DdpmsegError(f"{key}: {path} does not exist")
+    if folder and not path.is_dir():
+        raise DdpmsegError(f"{key}: {path} is not a folder")
+    if not folder and not path.is_file():
+        raise DdpmsegError(f"{key}: {path} is not a file")
+
+
+def visible_gpu_count(
+    environ: dict[str, str] | None = None, list_gpus: Callable[[], str | None] | None = None
+) -> int:
+    """How many GPUs this machine offers its jobs: those ``CUDA_VISIBLE_DEVICES`` names when it is set
+    (``""`` or ``-1``: none), else the ``GPU n: ...`` lines of ``nvidia-smi -L`` (none without it).
+
+    Cheaper than importing torch (about 2 s) at every parse of the workflow.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d.strip() for d in visible.split(",") if d.strip()]
+        return 0 if not devices or devices[0].startswith("-") else len(devices)
+    listing = (list_gpus or _nvidia_smi_listing)()
+    return sum(line.startswith("GPU ") for line in (listing or "").splitlines())
+
+
+def _nvidia_smi_listing() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def local_gpu_limit(*, visible_gpus: int, limit_given: bool, cluster: bool) -> int | None:
+    """The ``gpu`` resource limit of a run: the machine's GPU count, so that jobs asking for a GPU
+    (``gpu_per_job``) run one per GPU on a GPU machine, and side by side, as many as the cores allow,
+    on a machine without one. None (no limit set here): the user gave one (``--resources gpu=N``, a
+    profile's ``resources:``), jobs go to a cluster (which hands out the GPUs), or there is no GPU."""
+    if limit_given or cluster or visible_gpus == 0:
+        return None
+    return visible_gpus

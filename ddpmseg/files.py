@@ -1,4 +1,8 @@
-"""Atomic writes: every output appears complete under its final name, or not at all."""
+"""Atomic writes: every output appears complete under its final name, or not at all.
+
+Temporaries come from ``mkstemp``/``mkdtemp``, which make them readable by their owner only; outputs
+get the modes the umask gives ordinary files and folders before they take their final names.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,33 @@ def remove_stale_temporaries(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no plain getter)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def give_umask_modes(path: Path) -> None:
+    """Give ``path`` and, for a folder, everything inside it the modes a new file (0666) or folder (0777)
+    gets under the umask; links are left alone."""
+    umask = current_umask()
+    file_mode, folder_mode = 0o666 & ~umask, 0o777 & ~umask
+    if path.is_symlink():
+        return
+    if not path.is_dir():
+        os.chmod(path, file_mode)
+        return
+    os.chmod(path, folder_mode)
+    for root, folders, files in os.walk(path):
+        for name in folders:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), folder_mode)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), file_mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -38,6 +69,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        give_umask_modes(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -53,6 +85,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        give_umask_modes(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -238,3 +238,64 @@ def test_snakemake_prints_one_line_for_a_schema_error_and_takes_odd_allowed_name
     result = snakemake(tmp_path / "odd", odd, "-n", timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "results/scores/cells.v2/aug-drop/seed1/summary.csv" in result.stdout
+
+
+def test_check_paths_names_the_key_and_the_missing_path(tmp_path) -> None:
+    from ddpmseg.config import check_paths
+
+    (tmp_path / "data/real/train").mkdir(parents=True)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "model.pt").write_bytes(b"x")
+    config = {
+        "datasets": {
+            "cells": {"source": "folders", "train_images": str(tmp_path / "images"), "train_masks": "/data/x",
+                      "test_images": str(tmp_path / "images"), "test_masks": str(tmp_path / "images")},
+        },
+        "ddpms": {"net": {"source": "file", "checkpoint": str(tmp_path / "model.pt")}},
+    }
+    with pytest.raises(DdpmsegError, match=r"^datasets\.cells\.train_masks: /data/x does not exist$"):
+        check_paths(config)
+    config["datasets"]["cells"]["train_masks"] = str(tmp_path / "model.pt")
+    with pytest.raises(DdpmsegError, match=r"^datasets\.cells\.train_masks: .*model\.pt is not a folder$"):
+        check_paths(config)
+    config["datasets"] = {"cells": {"source": "folder", "path": str(tmp_path / "data")}}
+    with pytest.raises(DdpmsegError, match=r"^datasets\.cells\.path: .*data/real/test does not exist$"):
+        check_paths(config)
+    (tmp_path / "data/real/test").mkdir()
+    check_paths(config)
+    config["ddpms"]["net"]["checkpoint"] = str(tmp_path / "images")
+    with pytest.raises(DdpmsegError, match=r"^ddpms\.net\.checkpoint: .*images is not a file$"):
+        check_paths(config)
+
+
+@pytest.mark.parametrize(
+    "environ,listing,count",
+    [
+        ({"CUDA_VISIBLE_DEVICES": "0,1"}, "GPU 0: A\nGPU 1: B\nGPU 2: C\n", 2),  # the variable wins
+        ({"CUDA_VISIBLE_DEVICES": ""}, "GPU 0: A\n", 0),
+        ({"CUDA_VISIBLE_DEVICES": "-1"}, "GPU 0: A\n", 0),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-5e1f,GPU-77aa, "}, None, 2),
+        ({}, "GPU 0: NVIDIA H200 (UUID: GPU-a)\nGPU 1: NVIDIA H200 (UUID: GPU-b)\n", 2),
+        ({}, "GPU 0: NVIDIA A100 (UUID: GPU-a)\n  MIG 3g.40gb Device 0: (UUID: MIG-b)\n", 1),
+        ({}, None, 0),  # no nvidia-smi, or it failed: no GPU
+    ],
+)
+def test_visible_gpu_count(environ, listing, count) -> None:
+    from ddpmseg.config import visible_gpu_count
+
+    assert visible_gpu_count(environ, lambda: listing) == count
+
+
+def test_local_gpu_limit_is_the_machines_gpu_count_unless_given_or_on_a_cluster() -> None:
+    from ddpmseg.config import local_gpu_limit
+
+    assert local_gpu_limit(visible_gpus=0, limit_given=False, cluster=False) is None  # CPU-only: jobs side by side
+    assert local_gpu_limit(visible_gpus=4, limit_given=False, cluster=False) == 4  # one job per GPU
+    assert local_gpu_limit(visible_gpus=4, limit_given=True, cluster=False) is None  # --resources gpu=N wins
+    assert local_gpu_limit(visible_gpus=4, limit_given=False, cluster=True) is None  # SLURM hands out GPUs
+
+
+def test_default_profile_leaves_the_gpu_limit_to_the_workflow() -> None:
+    # A fixed gpu=1 there ran extraction and training one at a time on machines without a GPU.
+    profile = yaml.safe_load((REPO_ROOT / "profiles/default/config.yaml").read_text())
+    assert not any(str(r).startswith("gpu=") for r in profile.get("resources", []))

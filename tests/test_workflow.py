@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, TINY_FLAGS, make_dataset, snakemake
+from conftest import (
+    REPO,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    TINY_FLAGS,
+    make_custom_dataset,
+    make_dataset,
+    snakemake,
+)
 
 
 def test_pipeline_produces_tables(demo_run) -> None:
@@ -292,3 +300,73 @@ def test_registry_dataset_and_checkpoint_are_downloaded_verified_and_locked(tmp_
         assert len(server.requests) == requests
     finally:
         server.close()
+
+
+def validate_dataset_run(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Only the validation of dataset 'mine' (seconds, no DDPM forward pass)."""
+    return snakemake(workdir, config, "results/datasets/mine/summary.json", *args, timeout=300)
+
+
+def test_missing_or_changed_inputs_after_a_complete_run_are_not_ignored(tmp_path, tiny_checkpoint) -> None:
+    # Snakemake takes a job whose outputs exist as done: a typo in a path, or a split folder deleted
+    # or changed after a complete run, used to give "Nothing to be done" and keep the old results.
+    root = make_dataset(tmp_path / "data")
+    config = folder_config(root, tiny_checkpoint)
+    first = validate_dataset_run(tmp_path, config)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    typo = copy.deepcopy(config)
+    typo["datasets"]["mine"]["path"] = f"{root}-typo"
+    result = validate_dataset_run(tmp_path, typo, "-n")
+    assert result.returncode != 0
+    assert f"config: datasets.mine.path: {root}-typo does not exist" in result.stdout + result.stderr
+
+    typo = copy.deepcopy(config)
+    typo["ddpms"]["tiny"]["checkpoint"] = f"{tiny_checkpoint}.typo"
+    result = validate_dataset_run(tmp_path, typo, "-n")
+    assert result.returncode != 0
+    assert f"config: ddpms.tiny.checkpoint: {tiny_checkpoint}.typo does not exist" in result.stdout + result.stderr
+
+    for name in ("000.png", "000.npy"):  # a new training image: the validation runs again
+        (root / "real/train" / name.replace("000", "009")).write_bytes((root / "real/train" / name).read_bytes())
+    result = validate_dataset_run(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result.stdout + result.stderr) == {"validate_dataset": 1}
+
+    for path in (root / "real/test").iterdir():
+        path.unlink()
+    (root / "real/test").rmdir()
+    result = validate_dataset_run(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert f"config: datasets.mine.path: {root}/real/test does not exist" in result.stdout + result.stderr
+
+
+def test_a_deleted_mask_folder_stops_at_parse_time(tmp_path, tiny_checkpoint) -> None:
+    config = copy.deepcopy(TINY_CONFIG)
+    config["datasets"] = {"mine": {**make_custom_dataset(tmp_path / "custom"), "ddpm": "tiny"}}
+    config["ddpms"] = {"tiny": {"source": "file", "checkpoint": str(tiny_checkpoint), "flags": TINY_FLAGS}}
+    masks = Path(config["datasets"]["mine"]["train_masks"])
+    for path in masks.iterdir():
+        path.unlink()
+    masks.rmdir()
+    result = validate_dataset_run(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert f"config: datasets.mine.train_masks: {masks} does not exist" in result.stdout + result.stderr
+
+
+def test_a_failed_run_ends_with_the_error_line(tmp_path, tiny_checkpoint) -> None:
+    # The job's one line used to stand ~40 lines above the end, under Snakemake's own messages.
+    config = copy.deepcopy(TINY_CONFIG)
+    config["datasets"] = {"mine": {**make_custom_dataset(tmp_path / "custom"), "ddpm": "tiny"}}
+    config["ddpms"] = {"tiny": {"source": "file", "checkpoint": str(tiny_checkpoint), "flags": TINY_FLAGS}}
+    bad_mask = Path(config["datasets"]["mine"]["test_masks"]) / "img4.png"
+    bad_mask.write_bytes(b"not a png")
+    config_path = tmp_path / "test-config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config_path),
+               "--cores", "2", "results/datasets/mine/summary.json"]
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert result.returncode != 0
+    lines = [line for line in result.stdout.splitlines() if line.strip()]  # as the terminal shows them
+    assert lines[-1].startswith(f"ddpmseg error: {bad_mask}: unreadable mask"), "\n".join(lines[-20:])
+    assert sum(line.startswith("ddpmseg error:") for line in lines) == 2  # the job's, and the repeat

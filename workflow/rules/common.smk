@@ -6,9 +6,11 @@ from ddpmseg.config import (
     archive_name,
     augmentation_set,
     check_config,
+    check_paths,
     classifier_settings,
     imageset_count,
     imageset_split,
+    local_gpu_limit,
     name_constraint,
     noise_seed_of_run,
     noise_seeds,
@@ -19,6 +21,7 @@ from ddpmseg.config import (
     validate_config,
     variant_settings,
     variant_tta_sets,
+    visible_gpu_count,
 )
 from ddpmseg.ddpm import model_flags
 from ddpmseg.errors import DdpmsegError
@@ -31,6 +34,7 @@ try:
     )
     config.update(resolve_registry(config, load_registry()))
     check_config(config)
+    check_paths(config)
 except DdpmsegError as error:
     raise WorkflowError(f"config: {error}") from None
 
@@ -319,3 +323,30 @@ def prediction_runs():
         for v in VARIANTS
         for s in SEEDS
     ]
+
+
+def validated_folders(wildcards):
+    """The folders validate_dataset reads, each split's own: adding, removing or replacing a file in
+    one (which changes the folder's mtime) reruns the validation."""
+    dataset = dataset_config(wildcards)
+    if dataset["source"] == "folder":
+        return [f"{dataset['path']}/real/{split}" for split in ("train", "test")]
+    return dataset_inputs(wildcards)
+
+
+def limit_local_gpu_jobs():
+    """Jobs that request a GPU run at most one per GPU of this machine, and unlimited on a machine
+    without one (the request is only a counter in a local run); see config.local_gpu_limit.
+    """
+    if not workflow.is_main_process:
+        return
+    limit = local_gpu_limit(
+        visible_gpus=visible_gpu_count(),
+        limit_given=workflow.global_resources.get("gpu").value is not None,
+        cluster=workflow.resource_settings.nodes is not None,
+    )
+    if limit is not None:
+        workflow.register_resource("gpu", limit)
+
+
+limit_local_gpu_jobs()

@@ -1,6 +1,6 @@
 rule validate_dataset:
     input:
-        dataset=dataset_inputs,
+        dataset=validated_folders,
     output:
         summary="results/datasets/{dataset}/summary.json",
     log:

@@ -1,0 +1,33 @@
+"""The plain install (pip install -e .) and the conda env hold what the README's commands need."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def requirement_names(requirements: list) -> set[str]:
+    return {re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].lower() for r in requirements if isinstance(r, str)}
+
+
+def pyproject_dependencies() -> list[str]:
+    """The strings of [project] dependencies (read without tomllib, which Python 3.10 lacks)."""
+    block = re.search(r"^dependencies = \[(.*?)^\]", (REPO / "pyproject.toml").read_text(), re.S | re.M)
+    return re.findall(r'^\s*"([^"]+)"', block.group(1), re.M)
+
+
+def test_report_dependency_is_in_the_plain_install_and_the_conda_env() -> None:
+    # snakemake --report stops with "Python package pygments must be installed to create reports"
+    env = yaml.safe_load((REPO / "envs" / "ddpmseg.yaml").read_text())["dependencies"]
+    assert "pygments" in requirement_names(pyproject_dependencies())
+    assert "pygments" in requirement_names(env)
+
+
+def test_ci_runs_the_demo_and_its_report_before_installing_the_test_extras() -> None:
+    script = (REPO / ".ci" / "run").read_text()
+    report = script.index("\nsnakemake --report results/report.html")  # the command, not the echo
+    assert script.index("pip install --quiet -e .\n") < report < script.index("pip install --quiet -e '.[test]'")
