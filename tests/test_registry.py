@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 from pathlib import Path
 
 import jsonschema
@@ -97,6 +97,13 @@ def test_five_checkpoints_with_the_same_flags(registry):
         assert entry == {"url": url, "sha256": None, "flags": PAPER_FLAGS}
 
 
+def test_the_paper_flags_are_written_once():
+    """One anchor holds the paper's flags; the five checkpoints refer to it (issue 12: one source of truth)."""
+    text = DEFAULT_REGISTRY.read_text()
+    assert text.count("attention_resolutions") == 1
+    assert text.count("flags: &paper_flags") == 1 and text.count("flags: *paper_flags") == len(CHECKPOINT_URLS) - 1
+
+
 def test_entries_are_copies(registry):
     entry = dataset_entry("horse_21", registry)
     entry["class_names"].append("unicorn")
@@ -113,7 +120,7 @@ def test_unknown_names(registry):
 
 def _broken(tmp_path: Path, change) -> Path:
     data = yaml.safe_load(DEFAULT_REGISTRY.read_text())
-    data = copy.deepcopy(data)
+    data = json.loads(json.dumps(data))  # every entry its own flags (the file shares them through an anchor)
     change(data)
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(data))
