@@ -27,6 +27,7 @@ from ddpmseg.errors import DdpmsegError
 @pytest.fixture()
 def config() -> dict:
     raw = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    _validated(raw)  # the schema's defaults fill in what config.yaml leaves out
     raw["variants"].update(
         {
             "baseline_11ep": {"epochs_before_stopping": 11},
@@ -134,7 +135,7 @@ def test_paper_config_resolves_to_the_six_datasets_and_five_variants() -> None:
     from ddpmseg.registry import load_registry
 
     raw = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
-    resolved = resolve_registry(raw, load_registry())
+    resolved = resolve_registry(_validated(raw), load_registry())
     check_config(resolved)
     assert list(resolved["variants"]) == ["baseline", "baseline_11ep", "augment", "augment_regularize", "final"]
     assert set(resolved["ddpms"]) == {"lsun_bedroom", "ffhq", "lsun_cat", "lsun_horse"}
@@ -184,13 +185,13 @@ def test_validation_fills_nested_defaults(config) -> None:
         config.pop(key, None)
     config["features"] = {"steps": [50], "blocks": [1]}
     filled = _validated(config)
-    assert filled["demo"]["ddpm_training"] == {"iterations": 150, "batch_size": 8, "lr": 0.0002, "seed": 0}
+    assert filled["demo"]["ddpm_training"] == {"iterations": 100, "batch_size": 8, "lr": 0.0002, "seed": 0}
     assert filled["variant_defaults"]["optimizer"] == "adam" and filled["variant_defaults"]["tta_views"] == []
     assert filled["download"]["retries"] == 3 and filled["training"]["fused_ensemble"] is False
     assert filled["ensemble_size"] == 10 and filled["features"]["batch_size"] == 8
     again = _validated({**copy.deepcopy(config), "demo": {}})  # defaults are copies, never shared
     again["demo"]["ddpm_training"]["iterations"] = 1
-    assert _validated(copy.deepcopy(config))["demo"]["ddpm_training"]["iterations"] == 150
+    assert _validated(copy.deepcopy(config))["demo"]["ddpm_training"]["iterations"] == 100
 
 
 def test_load_config_names_the_file_and_the_key(tmp_path, config) -> None:
