@@ -11,7 +11,9 @@ from pathlib import Path
 
 import common
 import numpy as np
-from common import fmt
+import performance_doc
+import synthetic
+from performance_doc import fmt
 
 NAME = "disk"
 MB = 1e6
@@ -20,8 +22,8 @@ GOAL_MB = 55.0
 
 def array_bytes(store: Path) -> tuple[int, int]:
     """(activation bytes, image + label bytes) of one store, from its file sizes."""
-    activations = sum(common.directory_bytes(path)[0] for path in store.glob("act_t*"))
-    other = sum(common.directory_bytes(store / name)[0] for name in ("images", "labels"))
+    activations = sum(synthetic.directory_bytes(path)[0] for path in store.glob("act_t*"))
+    other = sum(synthetic.directory_bytes(store / name)[0] for name in ("images", "labels"))
     return activations, other
 
 
@@ -43,29 +45,29 @@ def main() -> None:
     views = args.views or (2 if args.quick else 30)
     threads = common.set_threads(args.threads)
 
-    dataset = common.SyntheticDataset(args.workdir, args.shard_size)
+    dataset = synthetic.SyntheticDataset(args.workdir, args.shard_size)
     paths, written = dataset.ensure(views)
     measured = len(paths) * dataset.shard_size  # whole shards
     size = allocated = activations = other = 0
     for path in paths:
-        s, a = common.directory_bytes(path)
+        s, a = synthetic.directory_bytes(path)
         act, rest = array_bytes(path)
         size, allocated, activations, other = size + s, allocated + a, activations + act, other + rest
     per_view = size / measured / MB
-    raw = common.RAW_FP16_BYTES_PER_VIEW / MB
+    raw = synthetic.RAW_FP16_BYTES_PER_VIEW / MB
     rows = [
         ["ddpmseg store, all files (sum of file sizes)", fmt(per_view, 1), fmt(per_view / raw, 3)],
         ["  of which activations", fmt(activations / measured / MB, 1), fmt(activations / measured / MB / raw, 3)],
         ["  of which images and labels", fmt(other / measured / MB, 2), ""],
         ["ddpmseg store, allocated on disk", fmt(allocated / measured / MB, 1), fmt(allocated / measured / MB / raw, 3)],
-        [f"raw float16 native activations ({common.VALUES_PER_VIEW / 1e6:.1f} M values)", fmt(raw, 1), "1.000"],
+        [f"raw float16 native activations ({synthetic.VALUES_PER_VIEW / 1e6:.1f} M values)", fmt(raw, 1), "1.000"],
         [
             "reference: upsampled float32 features in RAM (65536 px × 8448 × 4 B)",
-            fmt(common.REFERENCE_BYTES_PER_VIEW / MB, 0),
-            fmt(common.REFERENCE_BYTES_PER_VIEW / MB / raw, 1),
+            fmt(synthetic.REFERENCE_BYTES_PER_VIEW / MB, 0),
+            fmt(synthetic.REFERENCE_BYTES_PER_VIEW / MB / raw, 1),
         ],
     ]
-    table = common.markdown_table(["per view", "MB (10^6 B)", "× raw float16"], rows)
+    table = performance_doc.markdown_table(["per view", "MB (10^6 B)", "× raw float16"], rows)
     ok = "met" if per_view <= GOAL_MB else "NOT met"
     floor = entropy_floor()
     notes = f"""
@@ -80,7 +82,7 @@ Goal: ≤ {GOAL_MB:g} MB per view: **{ok}** ({per_view:.1f} MB).
 """
     if written:
         notes += f"\n(The stores were written in this run: {written:.0f} s.)\n"
-    common.report(NAME, "Feature stores on disk", table + "\n" + notes, threads, not args.no_readme, timed=False)
+    performance_doc.report(NAME, "Feature stores on disk", table + "\n" + notes, threads, not args.print_only, timed=False)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ import time
 from typing import Any
 
 import common
-from common import GB, fmt
+import performance_doc
+import synthetic
+import workers
+from performance_doc import fmt
+from synthetic import GB
 
 from ddpmseg.classifier import hidden_sizes
 from ddpmseg.store import FeatureStore
@@ -26,13 +30,13 @@ def job_worker(payload: dict[str, Any]) -> dict[str, Any]:
     from ddpmseg.classifier import TrainSettings, train_ensemble, train_member
     from ddpmseg.sampler import PixelSampler
 
-    sampler = PixelSampler(FeatureStore(payload["paths"]), common.IGNORE_LABEL, payload["indices"])
+    sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
     settings = TrainSettings(max_epochs=1, epochs_before_stopping=10**6)
     members = payload["members"]
     if len(members) == 1:
-        train_member(sampler, common.NUMBER_CLASS, settings, 0, members[0], payload["steps"], progress=False)
+        train_member(sampler, synthetic.NUMBER_CLASS, settings, 0, members[0], payload["steps"], progress=False)
     else:
-        train_ensemble(sampler, common.NUMBER_CLASS, settings, 0, members, payload["steps"], progress=False)
+        train_ensemble(sampler, synthetic.NUMBER_CLASS, settings, 0, members, payload["steps"], progress=False)
     return {}
 
 
@@ -50,10 +54,10 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
     from ddpmseg.classifier import TrainSettings, make_optimizer
     from ddpmseg.sampler import PixelSampler
 
-    hidden = hidden_sizes(common.NUMBER_CLASS)[0]
+    hidden = hidden_sizes(synthetic.NUMBER_CLASS)[0]
     generator = torch.Generator().manual_seed(0)
-    features = torch.randn((64, common.FEATURE_DIM), generator=generator)
-    weight = torch.randn((common.FEATURE_DIM, hidden), generator=generator)
+    features = torch.randn((64, synthetic.FEATURE_DIM), generator=generator)
+    weight = torch.randn((synthetic.FEATURE_DIM, hidden), generator=generator)
     grad = torch.randn((64, hidden), generator=generator)
     square = torch.randn((2048, 2048), generator=generator)
 
@@ -67,12 +71,12 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
 
     forward_ms = best_ms(lambda: torch.mm(features, weight))
     gradient_ms = best_ms(lambda: torch.mm(features.T, grad))
-    stacked = torch.nn.Parameter(torch.randn((MEMBERS, common.FEATURE_DIM, hidden), generator=generator))
+    stacked = torch.nn.Parameter(torch.randn((MEMBERS, synthetic.FEATURE_DIM, hidden), generator=generator))
     stacked.grad = torch.randn_like(stacked)
     optimizer = make_optimizer([stacked], TrainSettings())
     adam_ms = best_ms(optimizer.step, 50) / MEMBERS
     square_ms = best_ms(lambda: torch.mm(square, square), 10)
-    sampler = PixelSampler(FeatureStore(payload["paths"]), common.IGNORE_LABEL, payload["indices"])
+    sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
     pixels = [torch.randint(0, len(sampler), (MEMBERS * 64,), generator=generator) for _ in range(50)]
     gather_ms = min(best_ms(lambda: sampler.features(p), 1) for p in pixels) / MEMBERS
     return {
@@ -80,7 +84,7 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
         "forward_ms": forward_ms,
         "gradient_ms": gradient_ms,
         "adam_ms": adam_ms,
-        "product_gflops": 2 * 64 * common.FEATURE_DIM * hidden / forward_ms / 1e6,
+        "product_gflops": 2 * 64 * synthetic.FEATURE_DIM * hidden / forward_ms / 1e6,
         "square_gflops": 2 * 2048**3 / square_ms / 1e6,
     }
 
@@ -94,17 +98,17 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
     from ddpmseg.sampler import PixelSampler
 
     started = time.perf_counter()
-    sampler = PixelSampler(FeatureStore(payload["paths"]), common.IGNORE_LABEL, payload["indices"])
+    sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
     built = time.perf_counter() - started
     settings = TrainSettings(max_epochs=1, epochs_before_stopping=10**6)
     steps, members = payload["steps"], range(MEMBERS)
 
     def run(steps: int) -> list[dict[str, Any]]:
         if payload["mode"] == "fused":
-            results = train_ensemble(sampler, common.NUMBER_CLASS, settings, 0, members, steps, progress=False)
+            results = train_ensemble(sampler, synthetic.NUMBER_CLASS, settings, 0, members, steps, progress=False)
         else:
             results = [
-                train_member(sampler, common.NUMBER_CLASS, settings, 0, m, steps, progress=False) for m in members
+                train_member(sampler, synthetic.NUMBER_CLASS, settings, 0, m, steps, progress=False) for m in members
             ]
         return [log for _, log in results]
 
@@ -127,26 +131,26 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="steps per member S (default 500, --quick 30)")
     args = common.parse_args(p)
     if args.worker:
-        return common.serve_worker(worker, args.worker)
+        return workers.serve_worker(worker, args.worker)
     views = args.views or (1 if args.quick else 3)
     steps = args.steps or (30 if args.quick else 500)
     threads = common.set_threads(args.threads)
 
-    dataset = common.SyntheticDataset(args.workdir, args.shard_size)
+    dataset = synthetic.SyntheticDataset(args.workdir, args.shard_size)
     paths, indices = dataset.store_and_indices(views)
     payload = {"threads": threads, "paths": paths, "indices": indices, "steps": steps, "warmup_steps": 3}
     results = {}
     for mode in ("sequential", "fused"):
         print(f"{mode} ...", flush=True)
-        results[mode] = common.run_worker(__file__, {**payload, "mode": mode})
+        results[mode] = workers.run_worker(__file__, {**payload, "mode": mode})
     print("lower bound ...", flush=True)
-    floor = common.run_worker(__file__, {**payload, "mode": "floor"})
+    floor = workers.run_worker(__file__, {**payload, "mode": "floor"})
     jobs = {}
     for mode, groups in (("jobs", [[m] for m in range(MEMBERS)]), ("one job", [list(range(MEMBERS))])):
         print(f"as pipeline jobs: {mode} ...", flush=True)
         started = time.perf_counter()
         for members in groups:
-            common.run_worker(__file__, {**payload, "mode": "job", "members": members})
+            workers.run_worker(__file__, {**payload, "mode": "job", "members": members})
         jobs[mode] = time.perf_counter() - started
     seq, fused = results["sequential"], results["fused"]
     assert seq["steps"] == fused["steps"] == [steps] * MEMBERS, "both modes must train every member S steps"
@@ -195,7 +199,7 @@ of themselves. Largest difference of a member's final loss between the two modes
 
 Lower bound: what every exact member-step must compute, each part timed alone at its best
 (`floor_worker`): the first layer's forward product {floor['forward_ms']:.2f} ms and weight-gradient
-product {floor['gradient_ms']:.2f} ms (batch 64 × 8448 × {hidden_sizes(common.NUMBER_CLASS)[0]}, hot caches:
+product {floor['gradient_ms']:.2f} ms (batch 64 × 8448 × {hidden_sizes(synthetic.NUMBER_CLASS)[0]}, hot caches:
 {floor['product_gflops']:.0f} GFLOPS, against {floor['square_gflops']:.0f} GFLOPS for a large 2048² product), the fused
 Adam update of the {MEMBERS} members' first-layer weights, {floor['adam_ms']:.2f} ms per member (memory-bound:
 7 passes over 4.3 MB per member), and the gather of the {MEMBERS} members' 64 pixels in one call,
@@ -210,8 +214,8 @@ would be only {bound:.2f}× faster than the separate members measured here ({pea
 product's speed): on this CPU the goal is out of reach of an exact implementation. What fusing does save is the per-step work besides those products
 (the gather, the small layers, the Python loop) and the repeated job start-up.
 """
-    common.report(NAME, "Ensemble training: sequential vs fused", common.markdown_table(header, rows) + "\n" + notes,
-                  threads, not args.no_readme)
+    performance_doc.report(NAME, "Ensemble training: sequential vs fused", performance_doc.markdown_table(header, rows) + "\n" + notes,
+                  threads, not args.print_only)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from typing import Any
 
 import common
 import numpy as np
+import performance_doc
 import torch
-from common import fmt
+from performance_doc import fmt
 
 from ddpmseg.data import to_model_input
 from ddpmseg.ddpm import build_model_and_diffusion
@@ -115,7 +116,7 @@ def main() -> None:
                 print(f"{label}, batch {size} ...", flush=True)
                 whole, forward = measure(model, diffusion, images, labels, size, Path(scratch), repeats)
                 rows.append([label, size, fmt(count / whole), fmt(count / forward), f"{100 * forward / whole:.0f} %"])
-    table = common.markdown_table(
+    table = performance_doc.markdown_table(
         ["device", "batch", "images/s (extract_to_store)", "images/s (forward passes only)", "forward share"], rows
     )
     cpu_gain = float(rows[1][2]) / float(rows[0][2])
@@ -139,7 +140,7 @@ vs 1 on CPU: {cpu_gain:.2f}×.
 
 {gpu}
 """
-    common.report(NAME, "Feature extraction", table + "\n" + notes, threads, not args.no_readme)
+    performance_doc.report(NAME, "Feature extraction", table + "\n" + notes, threads, not args.print_only)
 
 
 if __name__ == "__main__":

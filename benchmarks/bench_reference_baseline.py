@@ -13,9 +13,13 @@ from typing import Any
 
 import common
 import numpy as np
+import performance_doc
+import synthetic
 import torch
 import torch.nn.functional as F
-from common import GB, fmt
+import workers
+from performance_doc import fmt
+from synthetic import GB
 from torch.utils.data import DataLoader, TensorDataset
 
 from ddpmseg.store import FeatureStore
@@ -33,7 +37,7 @@ def reference_worker(payload: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     store = FeatureStore(payload["paths"])
     views = payload["indices"] if payload["indices"] is not None else list(range(len(store)))
-    image, ys, xs, labels = training_pixels(np.stack([store.labels(i) for i in views]), common.IGNORE_LABEL)
+    image, ys, xs, labels = training_pixels(np.stack([store.labels(i) for i in views]), synthetic.IGNORE_LABEL)
     features = torch.empty((len(labels), store.feature_dim), dtype=torch.float32)
     size = store.image_size
     for v, index in enumerate(views):
@@ -49,7 +53,7 @@ def reference_worker(payload: dict[str, Any]) -> dict[str, Any]:
     materialised = time.perf_counter() - started
 
     torch.manual_seed(0)
-    model = build_classifier(store.feature_dim, common.NUMBER_CLASS)
+    model = build_classifier(store.feature_dim, synthetic.NUMBER_CLASS)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = torch.nn.CrossEntropyLoss()
     loader = DataLoader(TensorDataset(features, targets), batch_size=64, shuffle=True, drop_last=True)
@@ -79,7 +83,7 @@ def reference_worker(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(payload: dict[str, Any]) -> dict[str, Any]:
-    return reference_worker(payload) if payload["kind"] == "reference" else common.ddpmseg_training_worker(payload)
+    return reference_worker(payload) if payload["kind"] == "reference" else workers.ddpmseg_training_worker(payload)
 
 
 def main() -> None:
@@ -89,18 +93,18 @@ def main() -> None:
     p.add_argument("--budget-mb", type=float, default=2048.0, help="ddpmseg's memory_budget_mb")
     args = common.parse_args(p)
     if args.worker:
-        return common.serve_worker(worker, args.worker)
+        return workers.serve_worker(worker, args.worker)
     views = args.views or (1 if args.quick else 3)
     steps = args.steps or (200 if args.quick else 2000)
     threads = common.set_threads(args.threads)
 
-    dataset = common.SyntheticDataset(args.workdir, args.shard_size)
+    dataset = synthetic.SyntheticDataset(args.workdir, args.shard_size)
     paths, indices = dataset.store_and_indices(views)
     payload = {"threads": threads, "paths": paths, "indices": indices, "steps": steps, "budget_mb": args.budget_mb}
     print("reference design ...", flush=True)
-    ref = common.run_worker(__file__, {**payload, "kind": "reference"})
+    ref = workers.run_worker(__file__, {**payload, "kind": "reference"})
     print("ddpmseg ...", flush=True)
-    ours = common.run_worker(__file__, {**payload, "kind": "ddpmseg"})
+    ours = workers.run_worker(__file__, {**payload, "kind": "ddpmseg"})
     assert ref["pixels"] == ours["pixels"], "both must train on the same pixels"
 
     speed = ours["steps_per_s"] / ref["steps_per_s"]
@@ -117,7 +121,7 @@ def main() -> None:
          fmt(ours["peak_rss_bytes"] / GB), fmt(ours["time_to_first_step_s"])],
         ["ddpmseg / reference", f"{speed:.2f}×", f"{rss:.3f}×", fmt(ours["time_to_first_step_s"] / ref["time_to_first_step_s"])],
     ]
-    table = common.markdown_table(["training", "steps/s", "peak RSS (GB)", "first step (s)"], rows)
+    table = performance_doc.markdown_table(["training", "steps/s", "peak RSS (GB)", "first step (s)"], rows)
     speed_ok = "met" if speed >= GOAL_SPEED else "NOT met"
     rss_ok = "met" if rss <= GOAL_RSS else "NOT met"
     notes = f"""
@@ -133,7 +137,7 @@ training log). *Peak RSS*: `VmHWM` of each process. *First step*: from the start
 Goals: steps/s ≥ {GOAL_SPEED}× the reference's: **{speed_ok}** ({speed:.2f}×); peak RSS ≤ 1/10 of
 it: **{rss_ok}** ({rss:.3f}×).
 """
-    common.report(NAME, "ddpmseg vs the reference design (training)", table + "\n" + notes, threads, not args.no_readme)
+    performance_doc.report(NAME, "ddpmseg vs the reference design (training)", table + "\n" + notes, threads, not args.print_only)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ step, the time to the first step and whether the activations were streamed.
 from __future__ import annotations
 
 import common
-from common import GB, fmt
+import performance_doc
+import synthetic
+import workers
+from performance_doc import fmt
+from synthetic import GB
 
 NAME = "training_memory"
 GOAL_GB = 4.0
@@ -23,27 +27,27 @@ def main() -> None:
     p.add_argument("--budget-mb", type=float, default=None, help="memory_budget_mb B (default 2048, --quick 256)")
     args = common.parse_args(p)
     if args.worker:
-        return common.serve_worker(common.ddpmseg_training_worker, args.worker)
+        return workers.serve_worker(workers.ddpmseg_training_worker, args.worker)
     views = args.views or ([2, 4, 8] if args.quick else [30, 60, 150])
     steps = args.steps or (100 if args.quick else 3000)
     budget = args.budget_mb or (256.0 if args.quick else 2048.0)
     threads = common.set_threads(args.threads)
 
-    dataset = common.SyntheticDataset(args.workdir, args.shard_size)
+    dataset = synthetic.SyntheticDataset(args.workdir, args.shard_size)
     _, written = dataset.ensure(max(views))
-    idle = common.run_worker(__file__, {"threads": threads, "idle": True})["peak_rss_bytes"]
+    idle = workers.run_worker(__file__, {"threads": threads, "idle": True})["peak_rss_bytes"]
     rows = []
     for count in sorted(views):
         paths, indices = dataset.store_and_indices(count)
         payload = {"threads": threads, "paths": paths, "indices": indices, "budget_mb": budget, "steps": steps}
         print(f"{count} views ...", flush=True)
-        r = common.run_worker(__file__, payload)
+        r = workers.run_worker(__file__, payload)
         mode = f"streamed, buffer {r['buffer_views']} views" if r["streamed"] else "resident"
         rows.append(
             [
                 count,
                 f"{r['pixels'] / 1e6:.2f} M",
-                fmt(count * common.REFERENCE_BYTES_PER_VIEW / GB, 0),
+                fmt(count * synthetic.REFERENCE_BYTES_PER_VIEW / GB, 0),
                 mode,
                 fmt(r["peak_rss_bytes"] / GB),
                 fmt(r["steps_per_s"], 0),
@@ -92,8 +96,8 @@ construction (loading resident activations) to the end of the first step.
 """
     if written:
         notes += f"\n(The synthetic stores were written in this run: {written:.0f} s, not counted above.)\n"
-    body = common.markdown_table(header, rows) + "\n" + notes
-    common.report(NAME, "Training memory and throughput vs training views", body, threads, not args.no_readme)
+    body = performance_doc.markdown_table(header, rows) + "\n" + notes
+    performance_doc.report(NAME, "Training memory and throughput vs training views", body, threads, not args.print_only)
 
 
 if __name__ == "__main__":
