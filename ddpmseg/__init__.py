@@ -7,7 +7,7 @@ Main entry points:
 - :func:`ddpmseg.features.extract_activations` runs the DDPM on a batch of images.
 - :func:`ddpmseg.store.write_store` / :class:`ddpmseg.store.FeatureStore` keep native-resolution
   activations in zarr and read the exact (upsampled) features of any pixel back.
-- :func:`ddpmseg.classifier.train_member` trains one pixel classifier of the ensemble.
+- :func:`ddpmseg.training.train_member` trains one pixel classifier of the ensemble.
 - :func:`ddpmseg.predict.predict_image` labels an image with an ensemble.
 - :func:`ddpmseg.metrics.score` computes mIoU as the paper does.
 """

@@ -1,6 +1,6 @@
 """Checks and derived values of the workflow configuration (after JSON-schema validation).
 
-A method variant is a set of settings: the classifier's (:class:`ddpmseg.classifier.TrainSettings`),
+A method variant is a set of settings: the classifier's (:class:`ddpmseg.training.TrainSettings`),
 training-time augmentation (``augmentation_scale``, ``augmentation_p``, ``augmentation_seed``) and
 test-time augmentation (``tta_views``, ``tta_seed``). ``variant_defaults`` gives every setting; a
 variant overrides some of them.
@@ -9,18 +9,19 @@ variant overrides some of them.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .classifier import TrainSettings
 from .ddpm import check_feature_settings, model_flags
 from .errors import DdpmsegError
 from .features import model_order
+from .training import TrainSettings
 
-CLASSIFIER_KEYS = tuple(TrainSettings.__dataclass_fields__)
 # Named sets of test-time augmentation views (docs/method.md §6).
 NAMED_TTA_VIEWS = {
     "study": [["ToGray", "CoarseDropout"], ["ToGray"], ["ColorJitter", "HorizontalFlip"], ["ColorJitter", "HorizontalFlip", "ChannelShuffle"]],
@@ -54,7 +55,7 @@ def check_config(config: dict[str, Any]) -> None:
         check_feature_settings(flags, config["features"]["steps"], config["features"]["blocks"])
     model_order(config["features"]["blocks"])
     for variant in config["variants"]:
-        TrainSettings(**classifier_settings(variant_settings(config, variant)))
+        TrainSettings.of(variant_settings(config, variant))
         tta_views(config, variant)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise DdpmsegError("seeds: a seed is listed twice")
@@ -68,7 +69,8 @@ def variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
 
 
 def classifier_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    return {key: settings[key] for key in CLASSIFIER_KEYS}
+    """The classifier's training settings among a variant's settings, as a plain dict (a rule's params)."""
+    return asdict(TrainSettings.of(settings))
 
 
 def augmentation_scale(config: dict[str, Any], dataset: str, variant: str) -> int:
@@ -214,6 +216,20 @@ _LONGEST_MESSAGE = 300
 def name_constraint(names: list[str]) -> str:
     """A wildcard regex matching exactly the given names (regex characters in them taken literally)."""
     return "|".join(re.escape(name) for name in names) if names else "(?!)"
+
+
+@functools.cache
+def _schema_variant_defaults(schema: Path) -> dict[str, Any]:
+    import yaml
+
+    properties = yaml.safe_load(schema.read_text())["properties"]["variant_defaults"]["properties"]
+    return {key: prop["default"] for key, prop in properties.items()}
+
+
+def default_variant_settings(schema: str | Path = SCHEMA) -> dict[str, Any]:
+    """The schema's ``variant_defaults`` (the paper's method): every variant setting's one default,
+    for code outside a config (tests, benchmarks). A fresh copy each call."""
+    return copy.deepcopy(_schema_variant_defaults(Path(schema).resolve()))
 
 
 def _defaults_filling_validator(schema_doc: dict[str, Any]) -> Any:

@@ -14,13 +14,7 @@ from PIL import Image
 
 from .archive import check_archive, extract_archive
 from .augment import apply_view, augment_copies, tta_vote, undo_view, view_is_flipped
-from .classifier import (
-    TrainSettings,
-    load_ensemble,
-    save_member,
-    train_ensemble,
-    train_member,
-)
+from .classifier import load_ensemble, save_member
 from .data import (
     Split,
     load_split,
@@ -55,6 +49,7 @@ from .progress import progress_bar
 from .report import collect_tables, read_table, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
+from .training import TrainSettings, train_ensemble, train_member
 from .visualize import colourise, default_palette, panel
 
 
@@ -233,6 +228,7 @@ def train_classifier(
     stores: Sequence[str | Path],
     model_paths: Sequence[str | Path],
     log_paths: Sequence[str | Path],
+    *,
     number_class: int,
     ignore_label: int,
     settings: dict[str, Any],
@@ -240,45 +236,44 @@ def train_classifier(
     members: Sequence[int],
     original_images: int | None = None,
     memory_budget_mb: float | None = None,
-    progress_file: str | Path | None = None,
+    progress_path: str | Path | None = None,
 ) -> None:
     """Train ensemble members of run ``seed`` on the training stores; save each one's weights and JSON log.
 
     One member is trained alone; several are trained together in one batched computation
-    (:func:`ddpmseg.classifier.train_ensemble`). With augmented copies after the first
-    ``original_images`` views, an epoch keeps the number of steps of the un-augmented set (the study's
+    (:func:`ddpmseg.training.train_ensemble`). With augmented copies after the first
+    ``original_images`` views, an epoch keeps the number of batches of the un-augmented set (the study's
     protocol) while drawing from all views. Activations beyond ``memory_budget_mb`` are streamed.
-    ``progress_file`` keeps the training state after every epoch (outside the job's declared outputs,
+    ``progress_path`` keeps the training state after every epoch (outside the job's declared outputs,
     which Snakemake deletes when a job fails), so a killed job resumes; it is removed when done.
     """
-    train_settings = TrainSettings(**settings)
+    train_settings = TrainSettings.of(settings)
     store = FeatureStore(stores)
     sampler = PixelSampler(store, ignore_label, memory_budget_mb=memory_budget_mb)
     mode = f"streamed in groups of {sampler.buffer_views} views" if sampler.streaming else "held in memory"
     print(f"{sampler.views} training views, {len(sampler)} labelled pixels; activations {mode}")
     if len(sampler) < train_settings.batch_size:
         raise DdpmsegError(f"{store.paths[0]}: only {len(sampler)} labelled training pixels, fewer than one batch")
-    steps_per_epoch = None
+    batches_per_epoch = None
     if original_images is not None and original_images < len(store):
-        steps_per_epoch = sampler.pixels_of_first(original_images) // train_settings.batch_size
-        print(f"{original_images} original views: {steps_per_epoch} steps per epoch")
+        batches_per_epoch = sampler.pixels_of_first(original_images) // train_settings.batch_size
+        print(f"{original_images} original views: {batches_per_epoch} batches per epoch")
+    training = dict(batches_per_epoch=batches_per_epoch, progress_path=progress_path)
     if len(members) == 1:
-        results = [
-            train_member(sampler, number_class, train_settings, seed, members[0], steps_per_epoch, checkpoint=progress_file)
-        ]
+        results = [train_member(sampler, number_class, train_settings, seed, members[0], **training)]
     else:
-        results = train_ensemble(
-            sampler, number_class, train_settings, seed, members, steps_per_epoch, checkpoint=progress_file
-        )
+        results = train_ensemble(sampler, number_class, train_settings, seed, members, **training)
     for (model, log), model_path, log_path in zip(results, model_paths, log_paths, strict=True):
         log["training_views"] = sampler.views
         log["streamed"] = sampler.streaming
         log["noise_seed"] = store.attrs["noise_seed"]
-        print(f"member {log['member']}: steps {log['steps']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
-        save_member(model_path, model, store.feature_dim, number_class, train_settings.dropout)
+        print(f"member {log['member']}: batches {log['batches']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
+        save_member(
+            model_path, model, in_features=store.feature_dim, number_class=number_class, dropout=train_settings.dropout
+        )
         save_json(log_path, log)
-    if progress_file is not None:
-        Path(progress_file).unlink(missing_ok=True)
+    if progress_path is not None:
+        Path(progress_path).unlink(missing_ok=True)
 
 
 def predict_split(

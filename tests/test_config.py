@@ -9,11 +9,12 @@ import torch
 import yaml
 from conftest import REPO_ROOT
 
-from ddpmseg.classifier import TrainSettings, build_classifier, make_optimizer
+from ddpmseg.classifier import build_classifier
 from ddpmseg.config import (
     augmentation_set,
     check_config,
     classifier_settings,
+    default_variant_settings,
     imageset_count,
     parse_augmentation_set,
     shard_ranges,
@@ -22,6 +23,7 @@ from ddpmseg.config import (
     variant_tta_sets,
 )
 from ddpmseg.errors import DdpmsegError
+from ddpmseg.training import TrainSettings, make_optimizer
 
 
 @pytest.fixture()
@@ -36,9 +38,21 @@ def config() -> dict:
     return raw
 
 
+def test_training_settings_take_their_defaults_from_the_schema_only() -> None:
+    with pytest.raises(TypeError):
+        TrainSettings()  # no defaults of its own to drift from the schema's
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    declared = schema["properties"]["variant_defaults"]["properties"]
+    defaults = default_variant_settings()
+    assert defaults == {key: prop["default"] for key, prop in declared.items()}
+    settings = classifier_settings(defaults)
+    assert set(settings) == set(TrainSettings.__dataclass_fields__)
+    assert TrainSettings.of(defaults) == TrainSettings(**settings)
+
+
 def test_regularised_variant_has_dropout_and_adamw_baseline_neither(config) -> None:
-    final = TrainSettings(**classifier_settings(variant_settings(config, "final")))
-    baseline = TrainSettings(**classifier_settings(variant_settings(config, "baseline")))
+    final = TrainSettings.of(variant_settings(config, "final"))
+    baseline = TrainSettings.of(variant_settings(config, "baseline"))
     final_model = build_classifier(16, 5, final.dropout)
     baseline_model = build_classifier(16, 5, baseline.dropout)
     assert sum(isinstance(m, torch.nn.Dropout) for m in final_model) == 2
