@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .store import LayerGroups
+from .upsample import LayerGroups
 
 
 def mode_vote(labels: torch.Tensor, number_class: int) -> torch.Tensor:

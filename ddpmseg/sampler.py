@@ -1,7 +1,7 @@
 """Training pixels: every labelled pixel of the training views, in shuffled minibatches of exact features.
 
 Features are never materialised upsampled: the native-resolution activations of the views (float16,
-channel-last, :class:`ddpmseg.store.LayerGroups`) are held in memory and each minibatch's features are
+channel-last, :class:`ddpmseg.upsample.LayerGroups`) are held in memory and each minibatch's features are
 gathered and upsampled on the fly.
 
 Memory budget. When the activations of all training views fit in ``memory_budget_mb``, they are
@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .data import remove_small_annotations
-from .store import FeatureStore, LayerGroups
+from .store import FeatureStore
+from .upsample import LayerGroups
 
 MiB = 1 << 20
 

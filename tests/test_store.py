@@ -11,7 +11,8 @@ from conftest import TINY_FLAGS
 from ddpmseg.ddpm import load_ddpm
 from ddpmseg.features import extract_to_store, shared_noise
 from ddpmseg.sampler import PixelSampler
-from ddpmseg.store import FeatureStore, LayerGroups, bilinear_taps, gather_features
+from ddpmseg.store import FeatureStore
+from ddpmseg.upsample import LayerGroups, bilinear_taps, gather_features
 
 STEPS = [10, 400]
 BLOCKS = [0, 2, 3]
