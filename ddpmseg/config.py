@@ -13,7 +13,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,6 @@ from .errors import DdpmsegError
 from .features import model_order
 from .training import TrainSettings
 
-# Named sets of test-time augmentation views (docs/method.md §6).
-NAMED_TTA_VIEWS = {
-    "study": [["ToGray", "CoarseDropout"], ["ToGray"], ["ColorJitter", "HorizontalFlip"], ["ColorJitter", "HorizontalFlip", "ChannelShuffle"]],
-    "study_code": [
-        ["ToGray", "CoarseDropout"],
-        ["ColorJitter", "HorizontalFlip"],
-        ["CoarseDropout", "ColorJitter"],
-        ["ColorJitter", "HorizontalFlip", "ChannelShuffle"],
-    ],
-}
 SPLIT_COUNTS = {"train": "training_number", "test": "testing_number"}
 
 
@@ -87,17 +77,40 @@ def augmentation_set(config: dict[str, Any], dataset: str, variant: str) -> str 
     if scale <= 1:
         return None
     settings = variant_settings(config, variant)
-    return f"aug-x{scale}-p{settings['augmentation_p']:g}-s{settings['augmentation_seed']}"
+    return AugmentationSettings(scale=scale, p=settings["augmentation_p"], seed=settings["augmentation_seed"]).name
 
 
-def parse_augmentation_set(name: str) -> dict[str, Any]:
-    """Settings encoded in an augmentation set name."""
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """Settings of a set of augmented training copies, as its name encodes them (``aug-x5-p0.4-s0``)."""
+
+    scale: int
+    p: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The image set's name, which :func:`parse_augmentation_set` reads back."""
+        return f"aug-x{self.scale}-p{self.p:g}-s{self.seed}"
+
+    @property
+    def copies(self) -> int:
+        """Augmented copies of each training image (the original is not one of them)."""
+        return self.scale - 1
+
+
+def parse_augmentation_set(name: str) -> AugmentationSettings:
+    """Settings encoded in an augmentation set name (see :func:`augmentation_set`)."""
     scale, p, seed = name.removeprefix("aug-").split("-")
-    return {"scale": int(scale[1:]), "p": float(p[1:]), "seed": int(seed[1:])}
+    return AugmentationSettings(scale=int(scale[1:]), p=float(p[1:]), seed=int(seed[1:]))
 
 
 def tta_views(config: dict[str, Any], variant: str) -> list[list[str]]:
-    """The test-time augmentation views of a variant ([] = no TTA)."""
+    """The test-time augmentation views of a variant ([] = no TTA); a name stands for one of
+    :data:`ddpmseg.tta.NAMED_TTA_VIEWS`."""
+    # albumentations is imported when views are read, not with the config
+    from .tta import NAMED_TTA_VIEWS
+
     views = variant_settings(config, variant)["tta_views"]
     if isinstance(views, str):
         if views not in NAMED_TTA_VIEWS:
@@ -134,7 +147,7 @@ def shard_count(count: int, shard_size: int) -> int:
 
 def tta_set(view: list[str], seed: int) -> str:
     """Name of the image set of one test-time augmentation view."""
-    from .augment import view_key
+    from .tta import view_key
 
     return f"tta-s{seed}-{view_key(view)}"
 
@@ -153,7 +166,7 @@ def imageset_count(config: dict[str, Any], dataset: str, imageset: str) -> int:
     """Number of images of an image set: a split, augmented training copies or a TTA view of the test split."""
     entry = config["datasets"][dataset]
     if imageset.startswith("aug-"):
-        return entry["training_number"] * (parse_augmentation_set(imageset)["scale"] - 1)
+        return entry["training_number"] * parse_augmentation_set(imageset).copies
     return entry[SPLIT_COUNTS[imageset_split(imageset)]]
 
 

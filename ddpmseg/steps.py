@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from .archive import check_archive, extract_archive
-from .augment import apply_view, augment_copies, tta_vote, undo_view, view_is_flipped
+from .augment import augment_copies
 from .classifier import load_ensemble, save_member
+from .config import AugmentationSettings
 from .data import (
     Split,
     load_split,
@@ -50,6 +51,7 @@ from .report import collect_tables, read_table, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
 from .training import TrainSettings, train_ensemble, train_member
+from .tta import apply_view, tta_vote, undo_view, view_is_flipped
 from .visualize import colourise, default_palette, panel
 
 
@@ -365,18 +367,19 @@ def score_predictions(
 def augment_training_set(
     split: Split | dict,
     out: str | Path,
+    *,
     training_number: int,
     image_size: int,
     number_class: int,
     ignore_label: int,
-    scale: int,
-    p: float,
-    seed: int,
+    augmentation: AugmentationSettings,
 ) -> None:
     """Write ``scale - 1`` augmented copies of every training image and mask (archive layout, ``real/train``)."""
     names, images, masks = load_split(split, training_number, 0, training_number, image_size, number_class, ignore_label)
-    copies_images, copies_masks = augment_copies(images, masks, scale - 1, seed, ignore_label, p)
-    copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(scale - 1)]  # image-major
+    copies_images, copies_masks = augment_copies(
+        images, masks, augmentation.copies, augmentation.seed, ignore_label, p=augmentation.p
+    )
+    copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(augmentation.copies)]  # image-major
     with atomic_directory(out) as tmp:
         folder = tmp / "real" / "train"
         folder.mkdir(parents=True)

@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 
 from ddpmseg.classifier import build_classifier
 from ddpmseg.config import (
+    AugmentationSettings,
     augmentation_set,
     check_config,
     classifier_settings,
@@ -50,6 +51,16 @@ def test_training_settings_take_their_defaults_from_the_schema_only() -> None:
     assert TrainSettings.of(defaults) == TrainSettings(**settings)
 
 
+def test_schema_allows_exactly_the_tta_transforms_and_named_views() -> None:
+    from ddpmseg.tta import NAMED_TTA_VIEWS, TTA_TRANSFORMS
+
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    views = schema["$defs"]["variant_settings"]["properties"]["tta_views"]
+    listed = next(option for option in views["oneOf"] if option["type"] == "array")
+    assert listed["items"]["items"]["enum"] == list(TTA_TRANSFORMS)
+    assert all(f'"{name}"' in views["description"] for name in NAMED_TTA_VIEWS)
+
+
 def test_regularised_variant_has_dropout_and_adamw_baseline_neither(config) -> None:
     final = TrainSettings.of(variant_settings(config, "final"))
     baseline = TrainSettings.of(variant_settings(config, "baseline"))
@@ -78,7 +89,9 @@ def test_augmentation_sets_are_shared_and_dataset_scale_wins(config) -> None:
     assert augmentation_set(config, dataset, "augment") == augmentation_set(config, dataset, "final") == "aug-x5-p0.4-s0"
     config["datasets"][dataset]["augmentation_scale"] = 4  # bedroom_28 in the study
     name = augmentation_set(config, dataset, "final")
-    assert name == "aug-x4-p0.4-s0" and parse_augmentation_set(name) == {"scale": 4, "p": 0.4, "seed": 0}
+    assert name == "aug-x4-p0.4-s0"
+    settings = parse_augmentation_set(name)
+    assert settings == AugmentationSettings(scale=4, p=0.4, seed=0) and settings.copies == 3 and settings.name == name
     assert imageset_count(config, dataset, name) == config["datasets"][dataset]["training_number"] * 3
 
 
