@@ -47,9 +47,9 @@ from .files import (
 )
 from .predict import predict_image, uncertainty_score
 from .progress import progress_bar
-from .report import collect_tables, read_table, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
+from .tables import collect_tables, read_table, score_run, write_csv
 from .training import TrainSettings, train_ensemble, train_member
 from .tta import apply_view, tta_vote, undo_view, view_is_flipped
 from .visualize import colourise, default_palette, panel
@@ -354,7 +354,8 @@ def score_predictions(
             folder = "labels"
         preds = [np.load(predictions / folder / f"{name}.npy") for name in store.names]
         scores[kind] = score_run(
-            preds, gts, store.names, [uncertainty[n] for n in store.names], number_class, ignore_label, class_names
+            preds, gts, store.names, [uncertainty[n] for n in store.names],
+            number_class=number_class, ignore_label=ignore_label, class_names=class_names,
         )
     (miou, per_class, per_image), (miou_plain, per_class_plain, per_image_plain) = scores[""], scores["_plain"]
     per_class["iou_plain"] = per_class_plain["iou"]
