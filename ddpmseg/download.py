@@ -50,7 +50,7 @@ import yaml
 
 from . import __version__
 from .errors import DdpmsegError
-from .files import atomic_path, sha256_file
+from .files import atomic_path, finish_part, sha256_file
 from .progress import progress_bar
 
 try:  # POSIX only: serialises concurrent lock-file updates (parallel Snakemake jobs)
@@ -136,7 +136,7 @@ def download(
     except DdpmsegError:
         _discard_part(part)
         raise
-    os.replace(part, dest)
+    finish_part(part, dest)
     _validator_file(part).unlink(missing_ok=True)
     return digest
 
