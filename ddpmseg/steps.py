@@ -59,6 +59,7 @@ def train_demo_ddpm(
     dataset_root: str | Path,
     checkpoint: str | Path,
     log_json: str | Path,
+    *,
     flags: dict[str, Any],
     iterations: int,
     batch_size: int,
@@ -83,7 +84,9 @@ def train_demo_ddpm(
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
-    losses = train_ddpm(model, diffusion, images, iterations, batch_size, lr, seed, progress)
+    losses = train_ddpm(
+        model, diffusion, images, iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, progress=progress
+    )
     bar.close()
     save_torch(checkpoint, {k: v.detach().cpu() for k, v in model.state_dict().items()})
     save_json(
@@ -107,6 +110,7 @@ def validate_dataset(
     splits: dict[str, Split | dict],
     counts: dict[str, int],
     summary_json: str | Path,
+    *,
     image_size: int,
     number_class: int,
     ignore_label: int,
@@ -116,8 +120,8 @@ def validate_dataset(
     for name, split in splits.items():
         split = Split.of(split)
         summary[name] = summarize_split(
-            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square,
-            training=name == "train",
+            split.images, counts[name], image_size, number_class, ignore_label, masks=split.masks,
+            non_square=split.non_square, training=name == "train",
         )
     save_json(summary_json, {"number_class": number_class, "ignore_label": ignore_label, **summary})
 
@@ -160,6 +164,7 @@ def validate_ddpm(
 def fetch(
     url: str,
     dest: str | Path,
+    *,
     sha256: str | None,
     lock_file: str | Path | None,
     lock_key: str,
@@ -176,7 +181,8 @@ def fetch(
     """
     is_checkpoint = Path(dest).suffix == ".pt"
     digest = download(
-        url, dest, sha256, lock_file, retries, backoff_s, timeout_s, lock_key=lock_key,
+        url, dest, sha256=sha256, lock_file=lock_file, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+        lock_key=lock_key,
         content_check=None if is_checkpoint else check_archive, record=not is_checkpoint,
     )
     print(f"{dest}: sha256 {digest}")
@@ -197,6 +203,7 @@ def extract_dataset(
 
 def extract_features(
     split: Split | dict,
+    *,
     count: int,
     start: int,
     stop: int,
@@ -213,7 +220,9 @@ def extract_features(
 ) -> None:
     """Extract one shard (images ``start:stop`` of a split's first ``count``) into a zarr store."""
     flags = model_flags(flags)
-    names, images, masks = load_split(split, count, start, stop, flags["image_size"], number_class, ignore_label)
+    names, images, masks = load_split(
+        split, count, start, stop, image_size=flags["image_size"], number_class=number_class, ignore_label=ignore_label
+    )
     model, diffusion = load_ddpm(checkpoint, flags)
     print(f"device: {next(model.parameters()).device}, model dtype: {model.dtype}")
     attrs = {
@@ -223,7 +232,10 @@ def extract_features(
         "number_class": number_class,
         "ignore_label": ignore_label,
     }
-    extract_to_store(model, diffusion, images, masks, names, steps, blocks, noise_seed, batch_size, out, attrs)
+    extract_to_store(
+        model, diffusion, images, masks, names, steps=steps, blocks=blocks, noise_seed=noise_seed, batch_size=batch_size,
+        out=out, attrs=attrs,
+    )
 
 
 def train_classifier(
@@ -280,8 +292,9 @@ def train_classifier(
 
 def predict_split(
     stores: Sequence[str | Path],
-    members: Sequence[str | Path],
+    member_paths: Sequence[str | Path],
     out_dir: str | Path,
+    *,
     number_class: int,
     ignore_label: int,
     palette: Sequence[Sequence[int]] | None = None,
@@ -297,7 +310,7 @@ def predict_split(
     """
     out_dir = Path(out_dir)
     store = FeatureStore(stores)
-    ensemble = load_ensemble(members)
+    models = load_ensemble(member_paths)
     palette = palette or default_palette(number_class)
     shards = len(stores)
     views = [
@@ -310,7 +323,7 @@ def predict_split(
     rows = []
     for index in progress_bar(range(len(store)), desc="predict", unit="image"):
         name = store.names[index]
-        plain, js = predict_image(ensemble, store.activations(index), store.image_size, number_class)
+        plain, js = predict_image(models, store.activations(index), store.image_size, number_class)
         plain = plain.numpy().astype(np.int32)
         final = plain
         truth_rgb = colourise(store.labels(index), palette, ignore_label)
@@ -318,7 +331,7 @@ def predict_split(
         if views:
             votes = [plain]
             for view, view_store, folder in views:
-                labels, _ = predict_image(ensemble, view_store.activations(index), store.image_size, number_class)
+                labels, _ = predict_image(models, view_store.activations(index), store.image_size, number_class)
                 valid = np.load(folder / "valid" / f"{name}.npy")
                 votes.append(undo_view(labels.numpy().astype(np.int32), valid, view, ignore_label))
             final = tta_vote(np.stack(votes), ignore_label, 0, number_class).astype(np.int32)
@@ -336,6 +349,7 @@ def score_predictions(
     predictions: str | Path,
     stores: Sequence[str | Path],
     out_dir: str | Path,
+    *,
     number_class: int,
     ignore_label: int,
     class_names: Sequence[str] | None = None,
@@ -376,7 +390,10 @@ def augment_training_set(
     augmentation: AugmentationSettings,
 ) -> None:
     """Write ``scale - 1`` augmented copies of every training image and mask (archive layout, ``real/train``)."""
-    names, images, masks = load_split(split, training_number, 0, training_number, image_size, number_class, ignore_label)
+    names, images, masks = load_split(
+        split, training_number, 0, training_number,
+        image_size=image_size, number_class=number_class, ignore_label=ignore_label,
+    )
     copies_images, copies_masks = augment_copies(
         images, masks, augmentation.copies, augmentation.seed, ignore_label, p=augmentation.p
     )
@@ -392,6 +409,7 @@ def augment_training_set(
 def make_tta_view(
     split: Split | dict,
     out: str | Path,
+    *,
     testing_number: int,
     image_size: int,
     number_class: int,
@@ -401,7 +419,9 @@ def make_tta_view(
 ) -> None:
     """Write one test-time augmentation view of the test split: view images, masks in the view's frame
     (ignore_label where the view removed content) and ``valid/<name>.npy`` (False where it did)."""
-    names, images, masks = load_split(split, testing_number, 0, testing_number, image_size, number_class, ignore_label)
+    names, images, masks = load_split(
+        split, testing_number, 0, testing_number, image_size=image_size, number_class=number_class, ignore_label=ignore_label
+    )
     with atomic_directory(out) as tmp:
         folder = tmp / "real" / "test"
         folder.mkdir(parents=True)
