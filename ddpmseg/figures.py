@@ -85,7 +85,7 @@ def plot_training_curves(logs: Sequence[tuple[int, int, Mapping[str, Any]]], pat
     figure = _new_figure(7.0, 4.2)
     axes = figure.add_subplot()
     seeds = list(dict.fromkeys(seed for seed, _, _ in logs))
-    members = {seed: 0 for seed in seeds}
+    member_counts = {seed: 0 for seed in seeds}
     longest = 1
     for seed, member, log in logs:
         losses = [float(x) for x in log.get("epoch_losses", [])]
@@ -96,10 +96,10 @@ def plot_training_curves(logs: Sequence[tuple[int, int, Mapping[str, Any]]], pat
         colour = f"C{seeds.index(seed) % 10}"
         axes.plot(epochs, losses, color=colour, linewidth=1.2, alpha=0.85, marker="o" if len(losses) <= 20 else None,
                   markersize=3)
-        members[seed] += 1
+        member_counts[seed] += 1
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=f"C{k % 10}", label=f"seed {s} ({members[s]} member{'s' if members[s] != 1 else ''})")
+    handles = [Line2D([], [], color=f"C{k % 10}", label=f"seed {s} ({member_counts[s]} member{'s' if member_counts[s] != 1 else ''})")
                for k, s in enumerate(seeds)]
     axes.legend(handles=handles, fontsize="small", loc="upper right")
     values = [float(x) for _, _, log in logs for x in log.get("epoch_losses", [])]

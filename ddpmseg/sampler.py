@@ -172,9 +172,9 @@ class PixelSampler:
         total = len(self) // batch_size if batches is None else min(batches, len(self) // batch_size)
         order = torch.randperm(self.views, generator=view_generator)
         groups = [order[k : k + self.buffer_views] for k in range(0, self.views, self.buffer_views)]
-        members = len(pixel_generators)
-        carry_features = torch.empty((members, 0, self.feature_dim))
-        carry_labels = torch.empty((members, 0), dtype=torch.long)
+        member_count = len(pixel_generators)
+        carry_features = torch.empty((member_count, 0, self.feature_dim))
+        carry_labels = torch.empty((member_count, 0), dtype=torch.long)
         done = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
@@ -198,7 +198,7 @@ class PixelSampler:
                         break
                     # one gather for all members: its fixed costs are paid once per batch, not per member
                     pixels = torch.stack([order[start : start + need] for order in orders])
-                    features = self._gather(resident, local, pixels.view(-1)).view(members, need, self.feature_dim)
+                    features = self._gather(resident, local, pixels.view(-1)).view(member_count, need, self.feature_dim)
                     labels = self.labels[pixels].long()
                     if need < batch_size:  # the first batch of a group completes the previous group's leftovers
                         features = torch.cat([carry_features, features], dim=1)
@@ -209,7 +209,7 @@ class PixelSampler:
                     yield features, labels
                 if done < total and start < len(pool_pixels):  # left over: opens the next group's first batch
                     pixels = torch.stack([order[start:] for order in orders])
-                    gathered = self._gather(resident, local, pixels.view(-1)).view(members, -1, self.feature_dim)
+                    gathered = self._gather(resident, local, pixels.view(-1)).view(member_count, -1, self.feature_dim)
                     carry_features = torch.cat([carry_features, gathered], dim=1)
                     carry_labels = torch.cat([carry_labels, self.labels[pixels].long()], dim=1)
             if pending is not None:
