@@ -12,7 +12,13 @@ from ddpmseg.classifier import build_classifier, load_member, save_member
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.sampler import PixelSampler, member_seed, view_order_seed
 from ddpmseg.store import FeatureStore
-from ddpmseg.training import StoppingRule, TrainSettings, train_ensemble, train_member
+from ddpmseg.training import (
+    StoppingRule,
+    TrainingProgress,
+    TrainSettings,
+    train_ensemble,
+    train_member,
+)
 
 
 def test_architecture_by_number_of_classes() -> None:
@@ -265,3 +271,16 @@ def test_progress_of_another_training_is_discarded(tmp_path) -> None:
     other = train_settings(batch_size=32, max_epochs=2, epochs_before_stopping=5, lr=0.01)
     _, log = train_member(sampler, 3, other, 0, 0, show_progress=False, progress_path=checkpoint)
     assert log["resumed_after_epoch"] is None and log["epochs"] == 2
+
+
+def test_training_progress_loads_only_its_own_training(tmp_path) -> None:
+    from ddpmseg.files import save_torch
+
+    progress = TrainingProgress(tmp_path / "p.pt", fingerprint={"seed": 1, "members": [0]})
+    assert progress.load() is None  # nothing saved yet
+    save_torch(progress.path, {"fingerprint": {"seed": 1, "members": [0]}, "epoch": 3})
+    assert progress.load()["epoch"] == 3
+    assert TrainingProgress(progress.path, fingerprint={"seed": 2, "members": [0]}).load() is None
+    assert not progress.path.exists()  # another training's state is discarded
+    progress.path.write_bytes(b"not a torch file")
+    assert progress.load() is None and not progress.path.exists()
