@@ -27,16 +27,21 @@ GOAL = 3.0
 
 def job_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """One training job as the pipeline runs it: read the stores, train the given members, exit."""
-    from ddpmseg.classifier import TrainSettings, train_ensemble, train_member
+    from ddpmseg.config import default_variant_settings
     from ddpmseg.sampler import PixelSampler
+    from ddpmseg.training import TrainSettings, train_ensemble, train_member
 
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
-    settings = TrainSettings(max_epochs=1, epochs_before_stopping=10**6)
+    settings = TrainSettings.of({**default_variant_settings(), "max_epochs": 1, "epochs_before_stopping": 10**6})
     members = payload["members"]
     if len(members) == 1:
-        train_member(sampler, synthetic.NUMBER_CLASS, settings, 0, members[0], payload["steps"], progress=False)
+        train_member(
+            sampler, synthetic.NUMBER_CLASS, settings, 0, members[0], batches_per_epoch=payload["steps"], show_progress=False
+        )
     else:
-        train_ensemble(sampler, synthetic.NUMBER_CLASS, settings, 0, members, payload["steps"], progress=False)
+        train_ensemble(
+            sampler, synthetic.NUMBER_CLASS, settings, 0, members, batches_per_epoch=payload["steps"], show_progress=False
+        )
     return {}
 
 
@@ -51,8 +56,9 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from ddpmseg.classifier import TrainSettings, make_optimizer
+    from ddpmseg.config import default_variant_settings
     from ddpmseg.sampler import PixelSampler
+    from ddpmseg.training import TrainSettings, make_optimizer
 
     hidden = hidden_sizes(synthetic.NUMBER_CLASS)[0]
     generator = torch.Generator().manual_seed(0)
@@ -73,7 +79,7 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
     gradient_ms = best_ms(lambda: torch.mm(features.T, grad))
     stacked = torch.nn.Parameter(torch.randn((MEMBERS, synthetic.FEATURE_DIM, hidden), generator=generator))
     stacked.grad = torch.randn_like(stacked)
-    optimizer = make_optimizer([stacked], TrainSettings())
+    optimizer = make_optimizer([stacked], TrainSettings.of(default_variant_settings()))
     adam_ms = best_ms(optimizer.step, 50) / MEMBERS
     square_ms = best_ms(lambda: torch.mm(square, square), 10)
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
@@ -94,21 +100,25 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
         return job_worker(payload)
     if payload["mode"] == "floor":
         return floor_worker(payload)
-    from ddpmseg.classifier import TrainSettings, train_ensemble, train_member
+    from ddpmseg.config import default_variant_settings
     from ddpmseg.sampler import PixelSampler
+    from ddpmseg.training import TrainSettings, train_ensemble, train_member
 
     started = time.perf_counter()
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
     built = time.perf_counter() - started
-    settings = TrainSettings(max_epochs=1, epochs_before_stopping=10**6)
+    settings = TrainSettings.of({**default_variant_settings(), "max_epochs": 1, "epochs_before_stopping": 10**6})
     steps, members = payload["steps"], range(MEMBERS)
 
     def run(steps: int) -> list[dict[str, Any]]:
         if payload["mode"] == "fused":
-            results = train_ensemble(sampler, synthetic.NUMBER_CLASS, settings, 0, members, steps, progress=False)
+            results = train_ensemble(
+                sampler, synthetic.NUMBER_CLASS, settings, 0, members, batches_per_epoch=steps, show_progress=False
+            )
         else:
             results = [
-                train_member(sampler, synthetic.NUMBER_CLASS, settings, 0, m, steps, progress=False) for m in members
+                train_member(sampler, synthetic.NUMBER_CLASS, settings, 0, m, batches_per_epoch=steps, show_progress=False)
+                for m in members
             ]
         return [log for _, log in results]
 
@@ -120,7 +130,7 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
         "pixels": len(sampler),
         "build_s": built,
         "wall_s": wall,
-        "steps": [log["steps"] for log in logs],
+        "steps": [log["batches"] for log in logs],
         "final_losses": [log["final_loss"] for log in logs],
     }
 

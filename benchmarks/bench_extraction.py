@@ -52,7 +52,7 @@ def forward_passes(model: torch.nn.Module, diffusion: Any, images: np.ndarray, b
     noise = shared_noise(0, images.shape[1])
     for start in range(0, len(images), batch):
         x = torch.from_numpy(np.stack([to_model_input(im) for im in images[start : start + batch]]))
-        extract_activations(model, diffusion, x, STEPS, BLOCKS, noise)
+        extract_activations(model, diffusion, x, steps=STEPS, blocks=BLOCKS, noise=noise)
 
 
 def measure(
@@ -72,7 +72,10 @@ def measure(
     for repeat in range(repeats):
         started = time.perf_counter()
         out = scratch / f"batch{batch}-{repeat}.zarr"
-        extract_to_store(model, diffusion, images, labels, names, STEPS, BLOCKS, 0, batch, out, {}, progress=False)
+        extract_to_store(
+            model, diffusion, images, labels, names, steps=STEPS, blocks=BLOCKS, noise_seed=0, batch_size=batch, out=out,
+            attrs={}, progress=False,
+        )
         whole.append(time.perf_counter() - started)
         started = time.perf_counter()
         forward_passes(model, diffusion, images, batch)
@@ -96,7 +99,9 @@ def main() -> None:
     model.eval()
     parameters = sum(p.numel() for p in model.parameters())
     every_block = list(range(len(model.output_blocks)))
-    probe = extract_activations(model, diffusion, torch.zeros((1, 3, 128, 128)), STEPS[:1], every_block, shared_noise(0, 128))
+    probe = extract_activations(
+        model, diffusion, torch.zeros((1, 3, 128, 128)), steps=STEPS[:1], blocks=every_block, noise=shared_noise(0, 128)
+    )
     shapes = ", ".join(f"{b}: {t.shape[1]}×{t.shape[2]}²" for (_, b), t in probe.items())
     print(f"{len(model.output_blocks)} decoder blocks (channels × size²): {shapes}")
     print(f"kept blocks {BLOCKS}, steps {STEPS}")

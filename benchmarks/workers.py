@@ -102,7 +102,7 @@ class StepClock:
 
 def log_steps_per_s(log: dict[str, Any]) -> float:
     """Steps per second after the first step, from a training log."""
-    return (log["steps"] - 1) / (log["wall_time_s"] - log["time_to_first_step_s"])
+    return (log["batches"] - 1) / (log["wall_time_s"] - log["time_to_first_batch_s"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,8 +115,9 @@ def ddpmseg_training_worker(payload: dict[str, Any]) -> dict[str, Any]:
     ``time_to_first_step_s`` counts from the start of the sampler's construction (which loads resident
     activations) to the end of the first optimizer step.
     """
-    from ddpmseg.classifier import TrainSettings, train_member
+    from ddpmseg.config import default_variant_settings
     from ddpmseg.sampler import PixelSampler
+    from ddpmseg.training import TrainSettings, train_member
 
     started = time.perf_counter()
     store = FeatureStore(payload["paths"])
@@ -125,18 +126,18 @@ def ddpmseg_training_worker(payload: dict[str, Any]) -> dict[str, Any]:
     clock = StepClock()
     epoch = sampler.ensemble_epoch  # what train_member draws its batches from
     sampler.ensemble_epoch = lambda *args, **kwargs: clock.wrap(epoch(*args, **kwargs))  # type: ignore[method-assign]
-    settings = TrainSettings(max_epochs=1, epochs_before_stopping=10**6)
-    _, log = train_member(sampler, NUMBER_CLASS, settings, 0, 0, steps_per_epoch=payload["steps"], progress=False)
+    settings = TrainSettings.of({**default_variant_settings(), "max_epochs": 1, "epochs_before_stopping": 10**6})
+    _, log = train_member(sampler, NUMBER_CLASS, settings, 0, 0, batches_per_epoch=payload["steps"], show_progress=False)
     return {
         "views": sampler.views,
         "pixels": len(sampler),
         "streamed": sampler.streaming,
         "buffer_views": sampler.buffer_views,
         "build_s": built,
-        "steps": log["steps"],
-        "time_to_first_step_s": built + log["time_to_first_step_s"],
+        "steps": log["batches"],
+        "time_to_first_step_s": built + log["time_to_first_batch_s"],
         "steps_per_s": log_steps_per_s(log),
         "steady_steps_per_s": clock.steps_per_s(),
-        "second_half_steps_per_s": clock.steps_per_s(max(1, log["steps"] // 2)),
+        "second_half_steps_per_s": clock.steps_per_s(max(1, log["batches"] // 2)),
         "epoch_end_s": clock.epoch_end_s(),
     }

@@ -5,11 +5,11 @@ Main entry points:
 
 - :func:`ddpmseg.ddpm.load_ddpm` loads a guided-diffusion checkpoint with its model flags.
 - :func:`ddpmseg.features.extract_activations` runs the DDPM on a batch of images.
-- :func:`ddpmseg.store.write_store` / :class:`ddpmseg.store.FeatureStore` keep native-resolution
-  activations in zarr and read the exact (upsampled) features of any pixel back.
-- :func:`ddpmseg.classifier.train_member` trains one pixel classifier of the ensemble.
+- :class:`ddpmseg.store.StoreWriter` / :class:`ddpmseg.store.FeatureStore` keep native-resolution
+  activations in zarr; :mod:`ddpmseg.upsample` computes the exact (upsampled) features of any pixel.
+- :func:`ddpmseg.training.train_member` trains one pixel classifier of the ensemble.
 - :func:`ddpmseg.predict.predict_image` labels an image with an ensemble.
-- :func:`ddpmseg.metrics.score` computes mIoU as the paper does.
+- :func:`ddpmseg.metrics.dataset_miou` computes mIoU as the paper does; :mod:`ddpmseg.tables` collects the tables.
 """
 
 __version__ = "0.1.0"

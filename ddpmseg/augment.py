@@ -1,4 +1,4 @@
-"""Training augmentation and test-time augmentation of the study (docs/method.md §6), with albumentations 2.
+"""Training augmentation of the study (docs/method.md §6), with albumentations 2.
 
 Training: each extra copy of a training image is the image and its mask passed through
 ColorJitter, ToGray, HorizontalFlip, CoarseDropout, RandomResizedCrop, Rotate and ElasticTransform,
@@ -13,9 +13,7 @@ Seeding: albumentations' ``Compose(seed=s)`` gives *every* transform a generator
 s, so on the first call all transforms of equal p fire together or not at all. :func:`seed_pipeline`
 instead seeds each transform from its own child of a ``numpy.random.SeedSequence``.
 
-Test-time augmentation: a view is a list of transform names, all applied (p = 1) in the listed
-order; the labels predicted on a view are mapped back to the image's frame by :func:`undo_view` and
-merged over views by :func:`tta_vote`.
+Test-time augmentation (:mod:`ddpmseg.tta`) uses the same transforms and seeding.
 """
 
 from __future__ import annotations
@@ -46,24 +44,9 @@ ELASTIC_SIGMA = 50.0
 GEOMETRIC_TRANSFORMS = ("HorizontalFlip", "CoarseDropout", "RandomResizedCrop", "Rotate", "ElasticTransform")
 COLOUR_TRANSFORMS = ("ColorJitter", "ToGray", "ChannelShuffle")
 
-TTA_TRANSFORMS = ("ToGray", "CoarseDropout", "ColorJitter", "HorizontalFlip", "ChannelShuffle")
-# The 4 views of the report's table, and those of the study's code (each besides the image itself).
-STUDY_TTA_VIEWS = [
-    ["ToGray", "CoarseDropout"],
-    ["ToGray"],
-    ["ColorJitter", "HorizontalFlip"],
-    ["ColorJitter", "HorizontalFlip", "ChannelShuffle"],
-]
-STUDY_CODE_TTA_VIEWS = [
-    ["ToGray", "CoarseDropout"],
-    ["ColorJitter", "HorizontalFlip"],
-    ["CoarseDropout", "ColorJitter"],
-    ["ColorJitter", "HorizontalFlip", "ChannelShuffle"],
-]
-
-# First entropy word of every seed, so training copies and TTA views never share a random stream.
-_TRAIN_STREAM = 0x7472  # "tr"
-_TTA_STREAM = 0x7474  # "tt"
+# First entropy word of every seed, so training copies and TTA views (ddpmseg.tta.TTA_STREAM) never
+# share a random stream.
+TRAIN_STREAM = 0x7472  # "tr"
 
 
 def hole_size_range(image_size: int) -> tuple[int, int]:
@@ -73,7 +56,8 @@ def hole_size_range(image_size: int) -> tuple[int, int]:
     return low, high
 
 
-def _coarse_dropout(image_size: int, fill_mask: int, p: float) -> A.CoarseDropout:
+def coarse_dropout(image_size: int, fill_mask: int, p: float) -> A.CoarseDropout:
+    """The study's CoarseDropout, its holes scaled to ``image_size`` (:func:`hole_size_range`)."""
     holes = hole_size_range(image_size)
     return A.CoarseDropout(
         num_holes_range=DROPOUT_HOLES,
@@ -113,7 +97,7 @@ def training_transforms(
         A.ColorJitter(**COLOR_JITTER, p=p),
         A.ToGray(p=p),
         A.HorizontalFlip(p=p),
-        _coarse_dropout(image_size, ignore_label, p),
+        coarse_dropout(image_size, ignore_label, p),
         A.RandomResizedCrop(
             size=(image_size, image_size),
             scale=CROP_SCALE,
@@ -154,7 +138,7 @@ def seed_pipeline(pipeline: A.Compose, entropy: Sequence[int]) -> None:
         transform.set_random_seed(int(child.generate_state(1)[0]))
 
 
-def _check_seed(seed: int, what: str) -> None:
+def check_seed(seed: int, what: str) -> None:
     if int(seed) < 0:
         raise DdpmsegError(f"{what} {seed} must be a non-negative integer")
 
@@ -175,6 +159,7 @@ def augment_copies(
     copies: int,
     seed: int,
     ignore_label: int,
+    *,
     p: float = AUGMENT_P,
     indices: Sequence[int] | np.ndarray | None = None,
     elastic_alpha: float = ELASTIC_ALPHA,
@@ -208,7 +193,7 @@ def augment_copies(
         raise DdpmsegError(f"ignore_label {ignore_label} does not fit the masks' dtype {masks.dtype}")
     if copies < 0:
         raise DdpmsegError(f"augmentation copies {copies} must be non-negative")
-    _check_seed(seed, "augmentation seed")
+    check_seed(seed, "augmentation seed")
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     if indices.shape != (n,) or (n and indices.min() < 0):
         raise DdpmsegError(
@@ -222,128 +207,8 @@ def augment_copies(
     for i in range(n):
         codes, lookup = _encode_mask(masks[i], ignore_label)
         for c in range(copies):
-            seed_pipeline(pipeline, [_TRAIN_STREAM, seed, indices[i], c])
+            seed_pipeline(pipeline, [TRAIN_STREAM, seed, indices[i], c])
             result = pipeline(image=images[i], mask=codes)
             out_images[i * copies + c] = result["image"]
             out_masks[i * copies + c] = lookup[result["mask"]]
     return out_images, out_masks
-
-
-def _check_view(view: Sequence[str]) -> list[str]:
-    if isinstance(view, str) or not all(isinstance(name, str) for name in view):
-        raise DdpmsegError(
-            f"TTA view {view!r} must be a list of transform names from {', '.join(TTA_TRANSFORMS)}"
-        )
-    for name in view:
-        if name not in TTA_TRANSFORMS:
-            raise DdpmsegError(
-                f"TTA view {list(view)}: unknown transform '{name}', allowed: {', '.join(TTA_TRANSFORMS)}"
-            )
-    if len(set(view)) != len(view):
-        raise DdpmsegError(f"TTA view {list(view)} names a transform twice")
-    return list(view)
-
-
-def view_key(view: Sequence[str]) -> str:
-    """A short, stable, file-system-safe name of a view, e.g. 'togray+coarsedropout'; 'original' for []."""
-    view = _check_view(view)
-    return "+".join(name.lower() for name in view) if view else "original"
-
-
-def view_is_flipped(view: Sequence[str]) -> bool:
-    """Whether the view mirrors the image left-right (its labels must be flipped back)."""
-    return "HorizontalFlip" in _check_view(view)
-
-
-def _view_transform(name: str, image_size: int) -> A.BasicTransform:
-    if name == "ToGray":
-        return A.ToGray(p=1.0)
-    if name == "CoarseDropout":
-        return _coarse_dropout(image_size, 0, 1.0)
-    if name == "ColorJitter":
-        return A.ColorJitter(**COLOR_JITTER, p=1.0)
-    if name == "HorizontalFlip":
-        return A.HorizontalFlip(p=1.0)
-    return A.ChannelShuffle(p=1.0)
-
-
-def apply_view(
-    image: np.ndarray, view: Sequence[str], seed: int, image_index: int, ignore_label: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(view image (S, S, 3) uint8, valid (S, S) bool) of one image under one TTA view.
-
-    Every transform of the view is applied, in the listed order, with the training settings
-    (ColorJitter 0.5/0.5/0.5/0.2, 2 to 4 dropout holes of 40 to 60 px at 256 px scaled with S).
-    ``valid`` is False where a dropout hole removed the content, in the view's frame (the image is 0
-    there). The result is a function of (seed, image_index, view) and the image. ``ignore_label`` is
-    not needed (``valid`` is boolean; :func:`undo_view` takes it) and is accepted only for symmetry.
-    """
-    view = _check_view(view)
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.shape[0] != image.shape[1]:
-        raise DdpmsegError(f"TTA image must be (S, S, 3) uint8, got {image.shape} {image.dtype}")
-    _check_seed(seed, "TTA seed")
-    _check_seed(image_index, "TTA image index")
-    valid = np.ones(image.shape[:2], dtype=np.uint8)
-    if not view:
-        return image.copy(), valid.astype(bool)
-    pipeline = A.Compose([_view_transform(name, image.shape[0]) for name in view])
-    codes = [TTA_TRANSFORMS.index(name) for name in view]
-    seed_pipeline(pipeline, [_TTA_STREAM, seed, image_index, len(codes), *codes])
-    result = pipeline(image=image, mask=valid)
-    return result["image"], result["mask"].astype(bool)
-
-
-def undo_view(labels: np.ndarray, valid: np.ndarray, view: Sequence[str], ignore_label: int) -> np.ndarray:
-    """Labels predicted on a view, in the original image's frame: ignore_label where ``valid`` is False,
-    then the horizontal flip undone (both arrays are in the view's frame)."""
-    view = _check_view(view)
-    labels = np.asarray(labels)
-    valid = np.asarray(valid, dtype=bool)
-    if labels.ndim != 2 or labels.shape != valid.shape:
-        raise DdpmsegError(f"TTA labels {labels.shape} and valid {valid.shape} must be the same 2-D shape")
-    mapped = np.where(valid, labels, np.asarray(ignore_label, dtype=labels.dtype))
-    if "HorizontalFlip" in view:
-        mapped = mapped[:, ::-1]
-    return np.ascontiguousarray(mapped)
-
-
-def tta_vote(
-    labels: np.ndarray, ignore_label: int, original: int = 0, number_class: int | None = None
-) -> np.ndarray:
-    """Per-pixel majority over V views' labels (V, ...) already mapped back, ignoring ignore_label votes.
-
-    Ties go to the un-augmented view ``labels[original]`` when its label is among the tied maxima,
-    else to the smallest tied label; a pixel whose every vote is ignore_label takes the original
-    view's label. Labels must lie in [0, number_class) or equal ignore_label (which may be a class id:
-    its votes are still ignored); ``number_class`` None means 1 + the largest other label. Returns
-    labels.shape[1:] in labels' dtype.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim < 2 or labels.shape[0] < 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DdpmsegError(
-            f"TTA labels must be integers of shape (views, ...), got {labels.shape} {labels.dtype}"
-        )
-    views = labels.shape[0]
-    if not 0 <= original < views:
-        raise DdpmsegError(f"TTA original view {original} is not one of the {views} views")
-    flat = labels.reshape(views, -1)
-    if number_class is None:
-        voted_labels = flat[flat != ignore_label]
-        number_class = int(voted_labels.max()) + 1 if voted_labels.size else 1
-    bad = ((flat < 0) | (flat >= number_class)) & (flat != ignore_label)
-    if bad.any():
-        raise DdpmsegError(
-            f"TTA label {flat[bad][0]} outside [0, {number_class}) and not the ignore_label {ignore_label}"
-        )
-    counts = np.zeros((number_class, flat.shape[1]), dtype=np.int32)
-    for c in range(number_class):
-        if c != ignore_label:
-            counts[c] = (flat == c).sum(axis=0)
-    best = counts.max(axis=0)
-    smallest_tied = counts.argmax(axis=0)  # argmax returns the first, i.e. smallest, of the tied labels
-    base = flat[original]
-    base_counts = counts[np.clip(base, 0, number_class - 1), np.arange(flat.shape[1])]
-    base_wins = (base != ignore_label) & (base_counts == best)
-    voted = np.where(base_wins | (best == 0), base, smallest_tied).astype(labels.dtype)
-    return voted.reshape(labels.shape[1:])

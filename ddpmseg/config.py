@@ -1,6 +1,6 @@
 """Checks and derived values of the workflow configuration (after JSON-schema validation).
 
-A method variant is a set of settings: the classifier's (:class:`ddpmseg.classifier.TrainSettings`),
+A method variant is a set of settings: the classifier's (:class:`ddpmseg.training.TrainSettings`),
 training-time augmentation (``augmentation_scale``, ``augmentation_p``, ``augmentation_seed``) and
 test-time augmentation (``tta_views``, ``tta_seed``). ``variant_defaults`` gives every setting; a
 variant overrides some of them.
@@ -9,28 +9,19 @@ variant overrides some of them.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .classifier import TrainSettings
 from .ddpm import check_feature_settings, model_flags
 from .errors import DdpmsegError
 from .features import model_order
+from .training import TrainSettings
 
-CLASSIFIER_KEYS = tuple(TrainSettings.__dataclass_fields__)
-# Named sets of test-time augmentation views (docs/method.md §6).
-NAMED_TTA_VIEWS = {
-    "study": [["ToGray", "CoarseDropout"], ["ToGray"], ["ColorJitter", "HorizontalFlip"], ["ColorJitter", "HorizontalFlip", "ChannelShuffle"]],
-    "study_code": [
-        ["ToGray", "CoarseDropout"],
-        ["ColorJitter", "HorizontalFlip"],
-        ["CoarseDropout", "ColorJitter"],
-        ["ColorJitter", "HorizontalFlip", "ChannelShuffle"],
-    ],
-}
 SPLIT_COUNTS = {"train": "training_number", "test": "testing_number"}
 
 
@@ -54,7 +45,7 @@ def check_config(config: dict[str, Any]) -> None:
         check_feature_settings(flags, config["features"]["steps"], config["features"]["blocks"])
     model_order(config["features"]["blocks"])
     for variant in config["variants"]:
-        TrainSettings(**classifier_settings(variant_settings(config, variant)))
+        TrainSettings.of(variant_settings(config, variant))
         tta_views(config, variant)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise DdpmsegError("seeds: a seed is listed twice")
@@ -68,7 +59,8 @@ def variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
 
 
 def classifier_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    return {key: settings[key] for key in CLASSIFIER_KEYS}
+    """The classifier's training settings among a variant's settings, as a plain dict (a rule's params)."""
+    return asdict(TrainSettings.of(settings))
 
 
 def augmentation_scale(config: dict[str, Any], dataset: str, variant: str) -> int:
@@ -85,17 +77,40 @@ def augmentation_set(config: dict[str, Any], dataset: str, variant: str) -> str 
     if scale <= 1:
         return None
     settings = variant_settings(config, variant)
-    return f"aug-x{scale}-p{settings['augmentation_p']:g}-s{settings['augmentation_seed']}"
+    return AugmentationSettings(scale=scale, p=settings["augmentation_p"], seed=settings["augmentation_seed"]).name
 
 
-def parse_augmentation_set(name: str) -> dict[str, Any]:
-    """Settings encoded in an augmentation set name."""
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """Settings of a set of augmented training copies, as its name encodes them (``aug-x5-p0.4-s0``)."""
+
+    scale: int
+    p: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The image set's name, which :func:`parse_augmentation_set` reads back."""
+        return f"aug-x{self.scale}-p{self.p:g}-s{self.seed}"
+
+    @property
+    def copies(self) -> int:
+        """Augmented copies of each training image (the original is not one of them)."""
+        return self.scale - 1
+
+
+def parse_augmentation_set(name: str) -> AugmentationSettings:
+    """Settings encoded in an augmentation set name (see :func:`augmentation_set`)."""
     scale, p, seed = name.removeprefix("aug-").split("-")
-    return {"scale": int(scale[1:]), "p": float(p[1:]), "seed": int(seed[1:])}
+    return AugmentationSettings(scale=int(scale[1:]), p=float(p[1:]), seed=int(seed[1:]))
 
 
 def tta_views(config: dict[str, Any], variant: str) -> list[list[str]]:
-    """The test-time augmentation views of a variant ([] = no TTA)."""
+    """The test-time augmentation views of a variant ([] = no TTA); a name stands for one of
+    :data:`ddpmseg.tta.NAMED_TTA_VIEWS`."""
+    # albumentations is imported when views are read, not with the config
+    from .tta import NAMED_TTA_VIEWS
+
     views = variant_settings(config, variant)["tta_views"]
     if isinstance(views, str):
         if views not in NAMED_TTA_VIEWS:
@@ -132,7 +147,7 @@ def shard_count(count: int, shard_size: int) -> int:
 
 def tta_set(view: list[str], seed: int) -> str:
     """Name of the image set of one test-time augmentation view."""
-    from .augment import view_key
+    from .tta import view_key
 
     return f"tta-s{seed}-{view_key(view)}"
 
@@ -151,7 +166,7 @@ def imageset_count(config: dict[str, Any], dataset: str, imageset: str) -> int:
     """Number of images of an image set: a split, augmented training copies or a TTA view of the test split."""
     entry = config["datasets"][dataset]
     if imageset.startswith("aug-"):
-        return entry["training_number"] * (parse_augmentation_set(imageset)["scale"] - 1)
+        return entry["training_number"] * parse_augmentation_set(imageset).copies
     return entry[SPLIT_COUNTS[imageset_split(imageset)]]
 
 
@@ -214,6 +229,20 @@ _LONGEST_MESSAGE = 300
 def name_constraint(names: list[str]) -> str:
     """A wildcard regex matching exactly the given names (regex characters in them taken literally)."""
     return "|".join(re.escape(name) for name in names) if names else "(?!)"
+
+
+@functools.cache
+def _schema_variant_defaults(schema: Path) -> dict[str, Any]:
+    import yaml
+
+    properties = yaml.safe_load(schema.read_text())["properties"]["variant_defaults"]["properties"]
+    return {key: prop["default"] for key, prop in properties.items()}
+
+
+def default_variant_settings(schema: str | Path = SCHEMA) -> dict[str, Any]:
+    """The schema's ``variant_defaults`` (the paper's method): every variant setting's one default,
+    for code outside a config (tests, benchmarks). A fresh copy each call."""
+    return copy.deepcopy(_schema_variant_defaults(Path(schema).resolve()))
 
 
 def _defaults_filling_validator(schema_doc: dict[str, Any]) -> Any:

@@ -451,7 +451,7 @@ def read_sample(sample: Sample, number_class: int, ignore_label: int) -> tuple[n
 
 
 def load_split(
-    split: Split | dict, count: int, start: int, stop: int, image_size: int, number_class: int, ignore_label: int
+    split: Split | dict, count: int, start: int, stop: int, *, image_size: int, number_class: int, ignore_label: int
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Names, images (n, S, S, 3) uint8 and masks (n, S, S) of images ``start:stop`` of a split's first ``count``."""
     split = Split.of(split)
@@ -488,9 +488,9 @@ def summarize_split(
     image_size: int,
     number_class: int,
     ignore_label: int,
+    *,
     masks: str | Path | None = None,
     non_square: str | None = None,
-    *,
     training: bool = False,
 ) -> dict:
     """Check every sample of a split (see :func:`list_samples`, :func:`load_sample`) and summarise it.

@@ -295,6 +295,7 @@ def train_ddpm(
     model: torch.nn.Module,
     diffusion: Any,
     images: np.ndarray,
+    *,
     iterations: int,
     batch_size: int,
     lr: float,

@@ -123,7 +123,7 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def write_demo_dataset(
-    root: str | Path, seed: int, image_size: int, train: int, test: int, unlabelled: int
+    root: str | Path, *, seed: int, image_size: int, train: int, test: int, unlabelled: int
 ) -> None:
     """Write ``root/real/{train,test}/NNNN.png`` + ``.npy`` and ``root/unlabelled/NNNNN.png`` atomically."""
     with atomic_directory(root) as tmp:

@@ -50,7 +50,7 @@ import yaml
 
 from . import __version__
 from .errors import DdpmsegError
-from .files import atomic_path, sha256_file
+from .files import atomic_path, finish_part, sha256_file
 from .progress import progress_bar
 
 try:  # POSIX only: serialises concurrent lock-file updates (parallel Snakemake jobs)
@@ -85,6 +85,7 @@ def part_path(dest: str | os.PathLike) -> Path:
 def download(
     url: str,
     dest: str | os.PathLike,
+    *,
     sha256: str | None = None,
     lock_file: str | os.PathLike | None = None,
     retries: int = 3,
@@ -92,7 +93,6 @@ def download(
     timeout_s: float = 60,
     progress: bool = True,
     lock_key: str | None = None,
-    *,
     content_check: Callable[[Path], object] | None = None,
     record: bool = True,
 ) -> str:
@@ -128,7 +128,9 @@ def download(
         _copy(url, source, part, progress)
     else:
         refuse_html = not dest.name.lower().endswith((".html", ".htm"))
-        _fetch(url, part, retries, backoff_s, timeout_s, progress, refuse_html)
+        _fetch(
+            url, part, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, progress=progress, refuse_html=refuse_html
+        )
 
     digest = sha256_file(part)
     try:
@@ -136,7 +138,7 @@ def download(
     except DdpmsegError:
         _discard_part(part)
         raise
-    os.replace(part, dest)
+    finish_part(part, dest)
     _validator_file(part).unlink(missing_ok=True)
     return digest
 
@@ -304,7 +306,7 @@ def _copy(url: str, source: Path, part: Path, progress: bool) -> None:
 
 
 def _fetch(
-    url: str, part: Path, retries: int, backoff_s: float, timeout_s: float, progress: bool, refuse_html: bool
+    url: str, part: Path, *, retries: int, backoff_s: float, timeout_s: float, progress: bool, refuse_html: bool
 ) -> None:
     failures = 0
     while True:
@@ -358,7 +360,7 @@ def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool, refuse_h
             mode = "ab"
         else:  # 200: the whole body (Range not asked, ignored, or If-Range found the file changed)
             offset, mode = 0, "wb"
-        _receive(url, response, part, mode, offset, progress)
+        _receive(url, response, part, mode=mode, offset=offset, progress=progress)
 
 
 def _check_complete_part(url: str, part: Path, offset: int, kept: dict[str, str], headers: Any) -> None:
@@ -392,7 +394,7 @@ def _refuse_html(url: str, headers: Any) -> None:
         )
 
 
-def _receive(url: str, response: Any, part: Path, mode: str, offset: int, progress: bool) -> None:
+def _receive(url: str, response: Any, part: Path, *, mode: str, offset: int, progress: bool) -> None:
     """Write the body to ``part``; every byte that arrived stays there when the transfer is cut."""
     length_header = response.headers.get("Content-Length")
     length = int(length_header) if length_header and length_header.isdigit() else None

@@ -1,4 +1,4 @@
-"""What a configuration will cost: views to extract, disk for the stores, forward passes, training steps.
+"""What a configuration will cost: views to extract, disk for the stores, forward passes, training batches.
 
 Run ``python -m ddpmseg.estimate config/paper.yaml`` for a table. Sizes and forward-pass costs come
 from the model: the decoder activations' shapes and the floating-point operations of the extraction's
@@ -105,25 +105,25 @@ def dataset_imagesets(config: dict[str, Any], name: str) -> dict[str, int]:
     return {s: imageset_count(config, name, s) for s in sets}
 
 
-def training_steps(config: dict[str, Any], name: str, size: int) -> int:
-    """Member training steps of a dataset over every variant and seed (an upper bound: every pixel
+def training_batches(config: dict[str, Any], name: str, size: int) -> int:
+    """Member training batches of a dataset over every variant and seed (an upper bound: every pixel
     labelled, the stopping rule firing right after ``epochs_before_stopping`` epochs)."""
     dataset = config["datasets"][name]
-    members = len(config["seeds"]) * config["ensemble_size"]
-    steps = 0
+    member_count = len(config["seeds"]) * config["ensemble_size"]
+    batches = 0
     for variant in config["variants"]:
         settings = variant_settings(config, variant)
         per_epoch = dataset["training_number"] * size * size // settings["batch_size"]
         epochs = min(settings["max_epochs"], settings["epochs_before_stopping"] + 1)
-        steps += members * per_epoch * epochs
-    return steps
+        batches += member_count * per_epoch * epochs
+    return batches
 
 
 def plan(
     config: dict[str, Any], *, gflops: float = CPU_GFLOPS, job_overhead_s: float = JOB_OVERHEAD_S
 ) -> list[dict[str, Any]]:
     """Per dataset: views to extract (train, augmented copies, test, TTA views), store size, forward
-    passes, extraction jobs and seconds, and training steps. Extraction counts (passes, jobs, stores)
+    passes, extraction jobs and seconds, and training batches. Extraction counts (passes, jobs, stores)
     include :func:`extraction_runs`."""
     rows = []
     runs = extraction_runs(config)
@@ -149,7 +149,7 @@ def plan(
                 "forward_passes": forward_passes,
                 "extraction_jobs": jobs,
                 "extraction_s": forward_passes * forward_seconds(flags, blocks, gflops) + jobs * job_overhead_s,
-                "training_steps": training_steps(config, name, model_flags(flags)["image_size"]),
+                "training_batches": training_batches(config, name, model_flags(flags)["image_size"]),
             }
         )
     return rows
@@ -193,24 +193,25 @@ def main(argv: list[str] | None = None) -> None:
                         help="forward-pass throughput in GFLOP/s (default: 2 CPU cores, anchored at the paper's 8 s per pass at 256 px)")
     parser.add_argument("--job-overhead-s", type=float, default=JOB_OVERHEAD_S,
                         help="fixed seconds per extraction job (start, imports, model load)")
-    parser.add_argument("--step-ms", type=float, default=10.0, help="milliseconds per training step of one member")
+    parser.add_argument("--batch-ms", "--step-ms", dest="batch_ms", type=float, default=10.0,
+                        help="milliseconds per training batch of one member (--step-ms: its former name)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     rows = plan(config, gflops=args.gflops, job_overhead_s=args.job_overhead_s)
     total = {"dataset": "total", **{k: sum(r[k] for r in rows) for k in rows[0] if k != "dataset"}}
-    print("| dataset | views (train+aug / test+TTA) | stores | forward passes | extraction | training steps (M) | training |")
+    print("| dataset | views (train+aug / test+TTA) | stores | forward passes | extraction | training batches (M) | training |")
     print("|---|---|---|---|---|---|---|")
     for r in rows + [total]:
         print(
             f"| {r['dataset']} | {r['views']} ({r['train_views']} / {r['test_views']}) | {format_size(r['store_bytes'])} | "
             f"{r['forward_passes']} | {format_duration(r['extraction_s'])} | "
-            f"{r['training_steps'] / 1e6:.1f} | {format_duration(r['training_steps'] * args.step_ms / 1e3)} |"
+            f"{r['training_batches'] / 1e6:.1f} | {format_duration(r['training_batches'] * args.batch_ms / 1e3)} |"
         )
     print()
     print(f"Extraction: {noise_note(config)}; {total['extraction_jobs']} jobs.")
     print(
         f"Times: forward passes at {args.gflops:g} GFLOP/s (2 CPU cores) plus {args.job_overhead_s:g} s per "
-        f"extraction job; training at {args.step_ms:g} ms per member step (an upper bound)."
+        f"extraction job; training at {args.batch_ms:g} ms per member batch (an upper bound)."
     )
 
 

@@ -52,6 +52,7 @@ def extract_activations(
     model: torch.nn.Module,
     diffusion: Any,
     images: torch.Tensor,
+    *,
     steps: Sequence[int],
     blocks: Sequence[int],
     noise: torch.Tensor,
@@ -101,6 +102,7 @@ def extract_to_store(
     images: np.ndarray,
     labels: np.ndarray,
     names: Sequence[str],
+    *,
     steps: Sequence[int],
     blocks: Sequence[int],
     noise_seed: int,
@@ -121,6 +123,6 @@ def extract_to_store(
         starts = range(0, len(images), batch_size)
         for start in progress_bar(starts, desc=f"extract {Path(out).name}", unit="batch", disable=not progress):
             batch = np.stack([to_model_input(image) for image in images[start : start + batch_size]])
-            activations = extract_activations(model, diffusion, torch.from_numpy(batch), steps, blocks, noise)
+            activations = extract_activations(model, diffusion, torch.from_numpy(batch), steps=steps, blocks=blocks, noise=noise)
             writer.write(start, activations, images[start : start + batch_size], labels[start : start + batch_size])
         writer.close()

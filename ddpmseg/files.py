@@ -94,6 +94,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def finish_part(part: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a complete file kept beside ``path`` under a lasting temporary name (a download's
+    ``.part``, which outlives a killed process so that the next one resumes it) its final name,
+    atomically. Unlike :func:`atomic_path`'s temporaries, it is created with the umask's mode."""
+    os.replace(part, path)
+
+
 def save_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .store import LayerGroups
+from .upsample import LayerGroups
 
 
 def mode_vote(labels: torch.Tensor, number_class: int) -> torch.Tensor:
@@ -36,7 +36,7 @@ def uncertainty_score(js: torch.Tensor, fraction: float = 0.1) -> float:
 
 @torch.no_grad()
 def predict_image(
-    members: Sequence[nn.Module],
+    models: Sequence[nn.Module],
     layers: Sequence[torch.Tensor],
     image_size: int,
     number_class: int,
@@ -54,7 +54,7 @@ def predict_image(
     for start in range(0, len(pixels), chunk):
         index = pixels[start : start + chunk]
         features = grouped.features(torch.zeros_like(index), index // image_size, index % image_size)
-        logits = torch.stack([member(features) for member in members])  # (M, P, K)
+        logits = torch.stack([model(features) for model in models])  # (M, P, K)
         labels.append(mode_vote(logits.argmax(dim=2), number_class))
         js.append(js_uncertainty(logits.softmax(dim=2)))
     return torch.cat(labels).reshape(image_size, image_size), torch.cat(js).reshape(image_size, image_size)

@@ -1,7 +1,7 @@
 """Training pixels: every labelled pixel of the training views, in shuffled minibatches of exact features.
 
 Features are never materialised upsampled: the native-resolution activations of the views (float16,
-channel-last, :class:`ddpmseg.store.LayerGroups`) are held in memory and each minibatch's features are
+channel-last, :class:`ddpmseg.upsample.LayerGroups`) are held in memory and each minibatch's features are
 gathered and upsampled on the fly.
 
 Memory budget. When the activations of all training views fit in ``memory_budget_mb``, they are
@@ -17,7 +17,7 @@ changes little, and the grouping is redrawn every epoch.
 
 Data order. The order of the views (one draw per epoch) comes from a generator shared by every member
 of a run; the order of pixels within a group comes from each member's own generator. A member thus sees
-the same data whether it is trained alone or fused with others (:func:`ddpmseg.classifier.train_ensemble`),
+the same data whether it is trained alone or fused with others (:func:`ddpmseg.training.train_ensemble`),
 which then share one buffer.
 """
 
@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .data import remove_small_annotations
-from .store import FeatureStore, LayerGroups
+from .store import FeatureStore
+from .upsample import LayerGroups
 
 MiB = 1 << 20
 
@@ -149,10 +150,10 @@ class PixelSampler:
         view_generator: torch.Generator,
         pixel_generator: torch.Generator,
         batch_size: int,
-        steps: int | None = None,
+        batches: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of one member: (features (B, D), labels (B,)) batches."""
-        for features, labels in self.ensemble_epoch(view_generator, [pixel_generator], batch_size, steps):
+        for features, labels in self.ensemble_epoch(view_generator, [pixel_generator], batch_size, batches):
             yield features[0], labels[0]
 
     def ensemble_epoch(
@@ -160,20 +161,20 @@ class PixelSampler:
         view_generator: torch.Generator,
         pixel_generators: Sequence[torch.Generator],
         batch_size: int,
-        steps: int | None = None,
+        batches: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch for M members sharing the buffer: (features (M, B, D), labels (M, B)) per step.
+        """One epoch for M members sharing the buffer: (features (M, B, D), labels (M, B)) per batch.
 
         Member m's pixel order comes from ``pixel_generators[m]``; the view order from ``view_generator``
         (drawn once per epoch, also when everything is resident, so that both modes consume it alike).
-        ``steps`` caps the number of batches (the study keeps the un-augmented epoch length).
+        ``batches`` caps the number of batches (the study keeps the un-augmented epoch length).
         """
-        total = len(self) // batch_size if steps is None else min(steps, len(self) // batch_size)
+        total = len(self) // batch_size if batches is None else min(batches, len(self) // batch_size)
         order = torch.randperm(self.views, generator=view_generator)
         groups = [order[k : k + self.buffer_views] for k in range(0, self.views, self.buffer_views)]
-        members = len(pixel_generators)
-        carry_features = torch.empty((members, 0, self.feature_dim))
-        carry_labels = torch.empty((members, 0), dtype=torch.long)
+        member_count = len(pixel_generators)
+        carry_features = torch.empty((member_count, 0, self.feature_dim))
+        carry_labels = torch.empty((member_count, 0), dtype=torch.long)
         done = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
@@ -195,9 +196,9 @@ class PixelSampler:
                     need = batch_size - carry_labels.shape[1]
                     if start + need > len(pool_pixels):
                         break
-                    # one gather for all members: its fixed costs are paid once per step, not per member
+                    # one gather for all members: its fixed costs are paid once per batch, not per member
                     pixels = torch.stack([order[start : start + need] for order in orders])
-                    features = self._gather(resident, local, pixels.view(-1)).view(members, need, self.feature_dim)
+                    features = self._gather(resident, local, pixels.view(-1)).view(member_count, need, self.feature_dim)
                     labels = self.labels[pixels].long()
                     if need < batch_size:  # the first batch of a group completes the previous group's leftovers
                         features = torch.cat([carry_features, features], dim=1)
@@ -208,7 +209,7 @@ class PixelSampler:
                     yield features, labels
                 if done < total and start < len(pool_pixels):  # left over: opens the next group's first batch
                     pixels = torch.stack([order[start:] for order in orders])
-                    gathered = self._gather(resident, local, pixels.view(-1)).view(members, -1, self.feature_dim)
+                    gathered = self._gather(resident, local, pixels.view(-1)).view(member_count, -1, self.feature_dim)
                     carry_features = torch.cat([carry_features, gathered], dim=1)
                     carry_labels = torch.cat([carry_labels, self.labels[pixels].long()], dim=1)
             if pending is not None:

@@ -13,14 +13,9 @@ import torch
 from PIL import Image
 
 from .archive import check_archive, extract_archive
-from .augment import apply_view, augment_copies, tta_vote, undo_view, view_is_flipped
-from .classifier import (
-    TrainSettings,
-    load_ensemble,
-    save_member,
-    train_ensemble,
-    train_member,
-)
+from .augment import augment_copies
+from .classifier import load_ensemble, save_member
+from .config import AugmentationSettings
 from .data import (
     Split,
     load_split,
@@ -52,9 +47,11 @@ from .files import (
 )
 from .predict import predict_image, uncertainty_score
 from .progress import progress_bar
-from .report import collect_tables, read_table, score_run, write_csv
 from .sampler import PixelSampler
 from .store import FeatureStore
+from .tables import collect_tables, read_table, score_run, write_csv
+from .training import TrainSettings, train_ensemble, train_member
+from .tta import apply_view, tta_vote, undo_view, view_is_flipped
 from .visualize import colourise, default_palette, panel
 
 
@@ -62,6 +59,7 @@ def train_demo_ddpm(
     dataset_root: str | Path,
     checkpoint: str | Path,
     log_json: str | Path,
+    *,
     flags: dict[str, Any],
     iterations: int,
     batch_size: int,
@@ -86,7 +84,9 @@ def train_demo_ddpm(
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
-    losses = train_ddpm(model, diffusion, images, iterations, batch_size, lr, seed, progress)
+    losses = train_ddpm(
+        model, diffusion, images, iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, progress=progress
+    )
     bar.close()
     save_torch(checkpoint, {k: v.detach().cpu() for k, v in model.state_dict().items()})
     save_json(
@@ -110,6 +110,7 @@ def validate_dataset(
     splits: dict[str, Split | dict],
     counts: dict[str, int],
     summary_json: str | Path,
+    *,
     image_size: int,
     number_class: int,
     ignore_label: int,
@@ -119,8 +120,8 @@ def validate_dataset(
     for name, split in splits.items():
         split = Split.of(split)
         summary[name] = summarize_split(
-            split.images, counts[name], image_size, number_class, ignore_label, split.masks, split.non_square,
-            training=name == "train",
+            split.images, counts[name], image_size, number_class, ignore_label, masks=split.masks,
+            non_square=split.non_square, training=name == "train",
         )
     save_json(summary_json, {"number_class": number_class, "ignore_label": ignore_label, **summary})
 
@@ -163,6 +164,7 @@ def validate_ddpm(
 def fetch(
     url: str,
     dest: str | Path,
+    *,
     sha256: str | None,
     lock_file: str | Path | None,
     lock_key: str,
@@ -179,7 +181,8 @@ def fetch(
     """
     is_checkpoint = Path(dest).suffix == ".pt"
     digest = download(
-        url, dest, sha256, lock_file, retries, backoff_s, timeout_s, lock_key=lock_key,
+        url, dest, sha256=sha256, lock_file=lock_file, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+        lock_key=lock_key,
         content_check=None if is_checkpoint else check_archive, record=not is_checkpoint,
     )
     print(f"{dest}: sha256 {digest}")
@@ -200,6 +203,7 @@ def extract_dataset(
 
 def extract_features(
     split: Split | dict,
+    *,
     count: int,
     start: int,
     stop: int,
@@ -216,7 +220,9 @@ def extract_features(
 ) -> None:
     """Extract one shard (images ``start:stop`` of a split's first ``count``) into a zarr store."""
     flags = model_flags(flags)
-    names, images, masks = load_split(split, count, start, stop, flags["image_size"], number_class, ignore_label)
+    names, images, masks = load_split(
+        split, count, start, stop, image_size=flags["image_size"], number_class=number_class, ignore_label=ignore_label
+    )
     model, diffusion = load_ddpm(checkpoint, flags)
     print(f"device: {next(model.parameters()).device}, model dtype: {model.dtype}")
     attrs = {
@@ -226,13 +232,17 @@ def extract_features(
         "number_class": number_class,
         "ignore_label": ignore_label,
     }
-    extract_to_store(model, diffusion, images, masks, names, steps, blocks, noise_seed, batch_size, out, attrs)
+    extract_to_store(
+        model, diffusion, images, masks, names, steps=steps, blocks=blocks, noise_seed=noise_seed, batch_size=batch_size,
+        out=out, attrs=attrs,
+    )
 
 
 def train_classifier(
     stores: Sequence[str | Path],
     model_paths: Sequence[str | Path],
     log_paths: Sequence[str | Path],
+    *,
     number_class: int,
     ignore_label: int,
     settings: dict[str, Any],
@@ -240,51 +250,51 @@ def train_classifier(
     members: Sequence[int],
     original_images: int | None = None,
     memory_budget_mb: float | None = None,
-    progress_file: str | Path | None = None,
+    progress_path: str | Path | None = None,
 ) -> None:
     """Train ensemble members of run ``seed`` on the training stores; save each one's weights and JSON log.
 
     One member is trained alone; several are trained together in one batched computation
-    (:func:`ddpmseg.classifier.train_ensemble`). With augmented copies after the first
-    ``original_images`` views, an epoch keeps the number of steps of the un-augmented set (the study's
+    (:func:`ddpmseg.training.train_ensemble`). With augmented copies after the first
+    ``original_images`` views, an epoch keeps the number of batches of the un-augmented set (the study's
     protocol) while drawing from all views. Activations beyond ``memory_budget_mb`` are streamed.
-    ``progress_file`` keeps the training state after every epoch (outside the job's declared outputs,
+    ``progress_path`` keeps the training state after every epoch (outside the job's declared outputs,
     which Snakemake deletes when a job fails), so a killed job resumes; it is removed when done.
     """
-    train_settings = TrainSettings(**settings)
+    train_settings = TrainSettings.of(settings)
     store = FeatureStore(stores)
     sampler = PixelSampler(store, ignore_label, memory_budget_mb=memory_budget_mb)
     mode = f"streamed in groups of {sampler.buffer_views} views" if sampler.streaming else "held in memory"
     print(f"{sampler.views} training views, {len(sampler)} labelled pixels; activations {mode}")
     if len(sampler) < train_settings.batch_size:
         raise DdpmsegError(f"{store.paths[0]}: only {len(sampler)} labelled training pixels, fewer than one batch")
-    steps_per_epoch = None
+    batches_per_epoch = None
     if original_images is not None and original_images < len(store):
-        steps_per_epoch = sampler.pixels_of_first(original_images) // train_settings.batch_size
-        print(f"{original_images} original views: {steps_per_epoch} steps per epoch")
+        batches_per_epoch = sampler.pixels_of_first(original_images) // train_settings.batch_size
+        print(f"{original_images} original views: {batches_per_epoch} batches per epoch")
+    training = dict(batches_per_epoch=batches_per_epoch, progress_path=progress_path)
     if len(members) == 1:
-        results = [
-            train_member(sampler, number_class, train_settings, seed, members[0], steps_per_epoch, checkpoint=progress_file)
-        ]
+        results = [train_member(sampler, number_class, train_settings, seed, members[0], **training)]
     else:
-        results = train_ensemble(
-            sampler, number_class, train_settings, seed, members, steps_per_epoch, checkpoint=progress_file
-        )
+        results = train_ensemble(sampler, number_class, train_settings, seed, members, **training)
     for (model, log), model_path, log_path in zip(results, model_paths, log_paths, strict=True):
         log["training_views"] = sampler.views
         log["streamed"] = sampler.streaming
         log["noise_seed"] = store.attrs["noise_seed"]
-        print(f"member {log['member']}: steps {log['steps']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
-        save_member(model_path, model, store.feature_dim, number_class, train_settings.dropout)
+        print(f"member {log['member']}: batches {log['batches']}, epochs {log['epochs']}, final loss {log['final_loss']:.4f}")
+        save_member(
+            model_path, model, in_features=store.feature_dim, number_class=number_class, dropout=train_settings.dropout
+        )
         save_json(log_path, log)
-    if progress_file is not None:
-        Path(progress_file).unlink(missing_ok=True)
+    if progress_path is not None:
+        Path(progress_path).unlink(missing_ok=True)
 
 
 def predict_split(
     stores: Sequence[str | Path],
-    members: Sequence[str | Path],
+    member_paths: Sequence[str | Path],
     out_dir: str | Path,
+    *,
     number_class: int,
     ignore_label: int,
     palette: Sequence[Sequence[int]] | None = None,
@@ -300,7 +310,7 @@ def predict_split(
     """
     out_dir = Path(out_dir)
     store = FeatureStore(stores)
-    ensemble = load_ensemble(members)
+    models = load_ensemble(member_paths)
     palette = palette or default_palette(number_class)
     shards = len(stores)
     views = [
@@ -313,7 +323,7 @@ def predict_split(
     rows = []
     for index in progress_bar(range(len(store)), desc="predict", unit="image"):
         name = store.names[index]
-        plain, js = predict_image(ensemble, store.activations(index), store.image_size, number_class)
+        plain, js = predict_image(models, store.activations(index), store.image_size, number_class)
         plain = plain.numpy().astype(np.int32)
         final = plain
         truth_rgb = colourise(store.labels(index), palette, ignore_label)
@@ -321,7 +331,7 @@ def predict_split(
         if views:
             votes = [plain]
             for view, view_store, folder in views:
-                labels, _ = predict_image(ensemble, view_store.activations(index), store.image_size, number_class)
+                labels, _ = predict_image(models, view_store.activations(index), store.image_size, number_class)
                 valid = np.load(folder / "valid" / f"{name}.npy")
                 votes.append(undo_view(labels.numpy().astype(np.int32), valid, view, ignore_label))
             final = tta_vote(np.stack(votes), ignore_label, 0, number_class).astype(np.int32)
@@ -339,6 +349,7 @@ def score_predictions(
     predictions: str | Path,
     stores: Sequence[str | Path],
     out_dir: str | Path,
+    *,
     number_class: int,
     ignore_label: int,
     class_names: Sequence[str] | None = None,
@@ -357,7 +368,8 @@ def score_predictions(
             folder = "labels"
         preds = [np.load(predictions / folder / f"{name}.npy") for name in store.names]
         scores[kind] = score_run(
-            preds, gts, store.names, [uncertainty[n] for n in store.names], number_class, ignore_label, class_names
+            preds, gts, store.names, [uncertainty[n] for n in store.names],
+            number_class=number_class, ignore_label=ignore_label, class_names=class_names,
         )
     (miou, per_class, per_image), (miou_plain, per_class_plain, per_image_plain) = scores[""], scores["_plain"]
     per_class["iou_plain"] = per_class_plain["iou"]
@@ -370,18 +382,22 @@ def score_predictions(
 def augment_training_set(
     split: Split | dict,
     out: str | Path,
+    *,
     training_number: int,
     image_size: int,
     number_class: int,
     ignore_label: int,
-    scale: int,
-    p: float,
-    seed: int,
+    augmentation: AugmentationSettings,
 ) -> None:
     """Write ``scale - 1`` augmented copies of every training image and mask (archive layout, ``real/train``)."""
-    names, images, masks = load_split(split, training_number, 0, training_number, image_size, number_class, ignore_label)
-    copies_images, copies_masks = augment_copies(images, masks, scale - 1, seed, ignore_label, p)
-    copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(scale - 1)]  # image-major
+    names, images, masks = load_split(
+        split, training_number, 0, training_number,
+        image_size=image_size, number_class=number_class, ignore_label=ignore_label,
+    )
+    copies_images, copies_masks = augment_copies(
+        images, masks, augmentation.copies, augmentation.seed, ignore_label, p=augmentation.p
+    )
+    copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(augmentation.copies)]  # image-major
     with atomic_directory(out) as tmp:
         folder = tmp / "real" / "train"
         folder.mkdir(parents=True)
@@ -393,6 +409,7 @@ def augment_training_set(
 def make_tta_view(
     split: Split | dict,
     out: str | Path,
+    *,
     testing_number: int,
     image_size: int,
     number_class: int,
@@ -402,7 +419,9 @@ def make_tta_view(
 ) -> None:
     """Write one test-time augmentation view of the test split: view images, masks in the view's frame
     (ignore_label where the view removed content) and ``valid/<name>.npy`` (False where it did)."""
-    names, images, masks = load_split(split, testing_number, 0, testing_number, image_size, number_class, ignore_label)
+    names, images, masks = load_split(
+        split, testing_number, 0, testing_number, image_size=image_size, number_class=number_class, ignore_label=ignore_label
+    )
     with atomic_directory(out) as tmp:
         folder = tmp / "real" / "test"
         folder.mkdir(parents=True)

@@ -13,11 +13,18 @@ import torch
 import yaml
 from PIL import Image
 
+from ddpmseg.config import default_variant_settings
 from ddpmseg.ddpm import build_model_and_diffusion
 from ddpmseg.files import atomic_directory
 from ddpmseg.store import StoreWriter
+from ddpmseg.training import TrainSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_settings(**overrides) -> TrainSettings:
+    """Training settings: the schema's ``variant_defaults`` (the paper's), with ``overrides``."""
+    return TrainSettings.of({**default_variant_settings(), **overrides})
 
 # A small UNet built with the same guided-diffusion functions as the paper's models.
 TINY_FLAGS = {

@@ -12,20 +12,24 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ddpmseg.augment import (
     COLOUR_TRANSFORMS,
     GEOMETRIC_TRANSFORMS,
-    STUDY_CODE_TTA_VIEWS,
-    STUDY_TTA_VIEWS,
-    apply_view,
     augment_copies,
     hole_size_range,
     seed_pipeline,
     training_pipeline,
     training_transforms,
+)
+from ddpmseg.errors import DdpmsegError
+from ddpmseg.tta import (
+    NAMED_TTA_VIEWS,
+    apply_view,
     tta_vote,
     undo_view,
     view_is_flipped,
     view_key,
 )
-from ddpmseg.errors import DdpmsegError
+
+STUDY_TTA_VIEWS = list(NAMED_TTA_VIEWS["study"])
+STUDY_CODE_TTA_VIEWS = list(NAMED_TTA_VIEWS["study_code"])
 
 S = 64
 IGNORE = 255

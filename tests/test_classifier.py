@@ -5,21 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import IGNORE, write_identity_store
+from conftest import IGNORE, train_settings, write_identity_store
 from torch import nn
 
-from ddpmseg.classifier import (
-    StoppingRule,
-    TrainSettings,
-    build_classifier,
-    load_member,
-    save_member,
-    train_ensemble,
-    train_member,
-)
+from ddpmseg.classifier import build_classifier, load_member, save_member
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.sampler import PixelSampler, member_seed, view_order_seed
 from ddpmseg.store import FeatureStore
+from ddpmseg.training import (
+    StoppingRule,
+    TrainingProgress,
+    TrainSettings,
+    train_ensemble,
+    train_member,
+)
 
 
 def test_architecture_by_number_of_classes() -> None:
@@ -57,8 +56,8 @@ def scripted_stop(losses: list[tuple[int, float]], rule: StoppingRule) -> int | 
 def test_stopping_rule_on_scripted_losses() -> None:
     # Epochs 0..3 never stop, whatever the losses (the rule applies from epoch index 4).
     early = [(epoch, 1.0) for epoch in range(4) for _ in range(100)]
-    # Epoch 4: first step sets the best (0.5); 50 worse steps leave the counter at 50 (no stop);
-    # one step beating it (0.4) resets; then 51 steps that do not beat it (equal counts as not beating).
+    # Epoch 4: first batch sets the best (0.5); 50 worse batches leave the counter at 50 (no stop);
+    # one batch beating it (0.4) resets; then 51 batches that do not beat it (equal counts as not beating).
     epoch4 = [(4, 0.5)] + [(4, 0.6)] * 50 + [(4, 0.4)] + [(4, 0.4)] * 50 + [(4, 0.45)]
     losses = early + epoch4 + [(4, 0.1)] * 5
     stop = scripted_stop(losses, StoppingRule(4, 50))
@@ -86,15 +85,15 @@ class ToySampler:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def ensemble_epoch(self, view_generator, generators, batch_size, steps=None):
+    def ensemble_epoch(self, view_generator, generators, batch_size, batches=None):
         orders = [torch.randperm(len(self), generator=generator) for generator in generators]
-        count = len(self) // batch_size if steps is None else min(steps, len(self) // batch_size)
+        count = len(self) // batch_size if batches is None else min(batches, len(self) // batch_size)
         for k in range(count):
             pixels = torch.stack([order[k * batch_size : (k + 1) * batch_size] for order in orders])
             yield self.points[pixels], self.targets[pixels]
 
 
-def train_plainly(sampler, number_class: int, settings: TrainSettings, seed: int, member: int, steps_per_epoch=None):
+def train_plainly(sampler, number_class: int, settings: TrainSettings, seed: int, member: int, batches_per_epoch=None):
     """The independent reference: ``build_classifier`` and ``torch.optim.Adam`` on the sampler's batches
     of one member, written as any torch user would (no stopping rule: tests keep it from firing)."""
     torch.manual_seed(member_seed(seed, member))
@@ -104,7 +103,7 @@ def train_plainly(sampler, number_class: int, settings: TrainSettings, seed: int
     pixels = torch.Generator().manual_seed(member_seed(seed, member))
     model.train()
     for _ in range(settings.max_epochs):
-        for features, labels in sampler.epoch(views, pixels, settings.batch_size, steps_per_epoch):
+        for features, labels in sampler.epoch(views, pixels, settings.batch_size, batches_per_epoch):
             loss = nn.functional.cross_entropy(model(features), labels)
             optimizer.zero_grad()
             loss.backward()
@@ -113,49 +112,49 @@ def train_plainly(sampler, number_class: int, settings: TrainSettings, seed: int
 
 
 def test_train_member_learns_and_is_deterministic(tmp_path) -> None:
-    settings = TrainSettings(max_epochs=6, epochs_before_stopping=4, patience=3)
-    model_a, log_a = train_member(ToySampler(), 2, settings, seed=3, member=1, progress=False)
-    model_b, log_b = train_member(ToySampler(), 2, settings, seed=3, member=1, progress=False)
-    model_c, _ = train_member(ToySampler(), 2, settings, seed=3, member=2, progress=False)
+    settings = train_settings(max_epochs=6, epochs_before_stopping=4, patience=3)
+    model_a, log_a = train_member(ToySampler(), 2, settings, seed=3, member=1, show_progress=False)
+    model_b, log_b = train_member(ToySampler(), 2, settings, seed=3, member=1, show_progress=False)
+    model_c, _ = train_member(ToySampler(), 2, settings, seed=3, member=2, show_progress=False)
     for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
         assert torch.equal(a, b)
     assert not torch.equal(model_a[0].weight, model_c[0].weight)
     assert log_a["epoch_losses"][-1] < log_a["epoch_losses"][0]
-    assert log_a["epochs"] == 6 and log_a["steps"] <= 6 * 10
+    assert log_a["epochs"] == 6 and log_a["batches"] <= 6 * 10
     points = ToySampler().points
     with torch.no_grad():
         accuracy = (model_a(points).argmax(1) == (points[:, 0] > 0)).float().mean()
     assert accuracy > 0.95
-    save_member(tmp_path / "m.pt", model_a, 2, 2, 0.0)
+    save_member(tmp_path / "m.pt", model_a, in_features=2, number_class=2, dropout=0.0)
     loaded = load_member(tmp_path / "m.pt")
     with torch.no_grad():
         torch.testing.assert_close(loaded(points), model_a(points))
 
 
 def test_training_stops_where_the_rule_says() -> None:
-    # lr 0 and identical points: every step has exactly the same loss. 10 steps per epoch; epochs 0-3
-    # (40 steps) never stop; step 41 sets the best; steps 42..92 do not beat it; the 51st of them stops.
+    # lr 0 and identical points: every batch has exactly the same loss. 10 batches per epoch; epochs 0-3
+    # (40 batches) never stop; batch 41 sets the best; batches 42..92 do not beat it; the 51st of them stops.
     sampler = ToySampler()
     sampler.points = torch.ones_like(sampler.points)
-    settings = TrainSettings(lr=0.0, max_epochs=100, epochs_before_stopping=4, patience=50)
-    _, log = train_member(sampler, 2, settings, seed=0, member=0, progress=False)
+    settings = train_settings(lr=0.0, max_epochs=100, epochs_before_stopping=4, patience=50)
+    _, log = train_member(sampler, 2, settings, seed=0, member=0, show_progress=False)
     assert log["stopped_early"]
-    assert log["steps"] == 40 + 1 + 51
+    assert log["batches"] == 40 + 1 + 51
     assert log["epochs"] == 10
 
 
 def test_unknown_optimizer_is_refused() -> None:
     with pytest.raises(DdpmsegError, match="optimizer 'sgd'"):
-        TrainSettings(optimizer="sgd")
+        train_settings(optimizer="sgd")
 
 
-def assert_same_member(fused: nn.Sequential, alone: nn.Sequential, steps: int, lr: float = 1e-3) -> None:
+def assert_same_member(fused: nn.Sequential, alone: nn.Sequential, batches: int, lr: float = 1e-3) -> None:
     """The same member up to float rounding.
 
     The bias of a Linear followed by BatchNorm gets a gradient that vanishes in exact arithmetic
     (BatchNorm removes constant shifts), i.e. pure rounding noise, which Adam normalises into updates of
     up to lr; the shifted pre-activations then move a few ReLUs. So a few entries may differ by up to
-    ``steps * lr``, while on average the weights agree to ~1e-6. A different initialisation, data order
+    ``batches * lr``, while on average the weights agree to ~1e-6. A different initialisation, data order
     or dropout mask gives mean differences of 1e-3 or more (checked when writing this test).
     """
     loose = set()
@@ -168,7 +167,7 @@ def assert_same_member(fused: nn.Sequential, alone: nn.Sequential, steps: int, l
             assert torch.equal(a, b), name
             continue
         difference = (a - b).abs()
-        assert difference.max() <= steps * lr, name
+        assert difference.max() <= batches * lr, name
         if name not in loose:
             assert difference.mean() <= 1e-5, f"{name}: mean difference {difference.mean():.2e}"
 
@@ -177,43 +176,43 @@ def assert_same_member(fused: nn.Sequential, alone: nn.Sequential, steps: int, l
 def test_fused_ensemble_gives_each_member_its_separate_weights(tmp_path, dropout) -> None:
     write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
     sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
-    settings = TrainSettings(batch_size=16, max_epochs=2, epochs_before_stopping=5, dropout=dropout)
-    fused = train_ensemble(sampler, 3, settings, seed=7, members=[0, 1, 2], steps_per_epoch=2, progress=False)
+    settings = train_settings(batch_size=16, max_epochs=2, epochs_before_stopping=5, dropout=dropout)
+    fused = train_ensemble(sampler, 3, settings, seed=7, members=[0, 1, 2], batches_per_epoch=2, show_progress=False)
     for member, (model, log) in enumerate(fused):
-        alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, steps_per_epoch=2, progress=False)
-        assert log["steps"] == alone_log["steps"] == 4
-        reference = train_plainly(sampler, 3, settings, seed=7, member=member, steps_per_epoch=2)
-        assert_same_member(model, reference, steps=4)
-        assert_same_member(alone, reference, steps=4)
+        alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, batches_per_epoch=2, show_progress=False)
+        assert log["batches"] == alone_log["batches"] == 4
+        reference = train_plainly(sampler, 3, settings, seed=7, member=member, batches_per_epoch=2)
+        assert_same_member(model, reference, batches=4)
+        assert_same_member(alone, reference, batches=4)
     assert not torch.equal(fused[0][0][0].weight, fused[1][0][0].weight)
 
 
 def test_fused_members_stop_on_their_own(tmp_path) -> None:
     write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
     sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
-    settings = TrainSettings(batch_size=16, max_epochs=4, epochs_before_stopping=1, patience=3, dropout=0.3)
-    fused = train_ensemble(sampler, 3, settings, seed=7, members=[0, 1, 2], progress=False)
-    steps = []
+    settings = train_settings(batch_size=16, max_epochs=4, epochs_before_stopping=1, patience=3, dropout=0.3)
+    fused = train_ensemble(sampler, 3, settings, seed=7, members=[0, 1, 2], show_progress=False)
+    batches = []
     for member, (model, log) in enumerate(fused):
-        alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, progress=False)
+        alone, alone_log = train_member(sampler, 3, settings, seed=7, member=member, show_progress=False)
         assert log["stopped_early"] and alone_log["stopped_early"]
-        assert log["steps"] == alone_log["steps"] and log["epochs"] == alone_log["epochs"]
+        assert log["batches"] == alone_log["batches"] and log["epochs"] == alone_log["epochs"]
         np.testing.assert_allclose(log["epoch_losses"], alone_log["epoch_losses"], rtol=1e-3)
-        steps.append(log["steps"])
-    assert len(set(steps)) > 1  # members stopped at different steps: the batch shrank mid-training
+        batches.append(log["batches"])
+    assert len(set(batches)) > 1  # members stopped after different numbers of batches: the batch shrank mid-training
 
 
 def test_fused_ensemble_with_streamed_sampler_gives_each_member_its_separate_weights(tmp_path) -> None:
     write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
     store = FeatureStore(tmp_path / "s.zarr")
     sampler = PixelSampler(store, IGNORE, memory_budget_mb=0.002)
-    assert sampler.streaming and sampler.buffer_views == 1  # one view per group: 4 steps of 32 cross groups
-    settings = TrainSettings(batch_size=32, max_epochs=1, epochs_before_stopping=5)
-    streamed = train_ensemble(sampler, 3, settings, seed=1, members=[0, 1], steps_per_epoch=4, progress=False)
-    resident = train_ensemble(PixelSampler(store, IGNORE), 3, settings, seed=1, members=[0, 1], steps_per_epoch=4, progress=False)
+    assert sampler.streaming and sampler.buffer_views == 1  # one view per group: 4 batches of 32 cross groups
+    settings = train_settings(batch_size=32, max_epochs=1, epochs_before_stopping=5)
+    streamed = train_ensemble(sampler, 3, settings, seed=1, members=[0, 1], batches_per_epoch=4, show_progress=False)
+    resident = train_ensemble(PixelSampler(store, IGNORE), 3, settings, seed=1, members=[0, 1], batches_per_epoch=4, show_progress=False)
     assert (streamed[1][0][0].weight - resident[1][0][0].weight).abs().mean() > 1e-4  # buffered order differs
-    alone = train_plainly(sampler, 3, settings, seed=1, member=1, steps_per_epoch=4)
-    assert_same_member(streamed[1][0], alone, steps=4)
+    alone = train_plainly(sampler, 3, settings, seed=1, member=1, batches_per_epoch=4)
+    assert_same_member(streamed[1][0], alone, batches=4)
 
 
 class Killed(Exception):
@@ -222,10 +221,10 @@ class Killed(Exception):
 
 def kill_after_epochs(monkeypatch, epochs: int) -> None:
     """Make training die right after its ``epochs``-th completed epoch has been saved."""
-    import ddpmseg.classifier as classifier
+    import ddpmseg.training as training
 
     saves = {"count": 0}
-    original = classifier.save_torch
+    original = training.save_torch
 
     def save_then_die(path, state):
         original(path, state)
@@ -233,19 +232,19 @@ def kill_after_epochs(monkeypatch, epochs: int) -> None:
         if saves["count"] == epochs:
             raise Killed
 
-    monkeypatch.setattr(classifier, "save_torch", save_then_die)
+    monkeypatch.setattr(training, "save_torch", save_then_die)
 
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(tmp_path, monkeypatch, fused) -> None:
     write_identity_store(tmp_path / "s.zarr", views=6, extra_channels=10, identity=False)
     sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
-    settings = TrainSettings(batch_size=32, max_epochs=5, epochs_before_stopping=2, patience=4, dropout=0.2)
+    settings = train_settings(batch_size=32, max_epochs=5, epochs_before_stopping=2, patience=4, dropout=0.2)
 
     def train(checkpoint=None):
         if fused:
-            return train_ensemble(sampler, 3, settings, 3, [0, 1, 2], progress=False, checkpoint=checkpoint)
-        return [train_member(sampler, 3, settings, 3, 1, progress=False, checkpoint=checkpoint)]
+            return train_ensemble(sampler, 3, settings, 3, [0, 1, 2], show_progress=False, progress_path=checkpoint)
+        return [train_member(sampler, 3, settings, 3, 1, show_progress=False, progress_path=checkpoint)]
 
     uninterrupted = train()
     checkpoint = tmp_path / "progress" / "state.pt"
@@ -257,7 +256,7 @@ def test_killed_training_resumes_from_its_last_epoch_with_the_same_result(tmp_pa
     resumed = train(checkpoint)
     for (model, log), (expected, expected_log) in zip(resumed, uninterrupted):
         assert log["resumed_after_epoch"] == 2
-        assert log["steps"] == expected_log["steps"] and log["epoch_losses"] == expected_log["epoch_losses"]
+        assert log["batches"] == expected_log["batches"] and log["epoch_losses"] == expected_log["epoch_losses"]
         for a, b in zip(model.state_dict().values(), expected.state_dict().values()):
             assert torch.equal(a, b)  # bit for bit: the resumed run is the uninterrupted one
 
@@ -266,9 +265,22 @@ def test_progress_of_another_training_is_discarded(tmp_path) -> None:
     write_identity_store(tmp_path / "s.zarr", views=4, extra_channels=10, identity=False)
     sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE)
     checkpoint = tmp_path / "state.pt"
-    short = TrainSettings(batch_size=32, max_epochs=2, epochs_before_stopping=5)
-    train_member(sampler, 3, short, 0, 0, progress=False, checkpoint=checkpoint)
+    short = train_settings(batch_size=32, max_epochs=2, epochs_before_stopping=5)
+    train_member(sampler, 3, short, 0, 0, show_progress=False, progress_path=checkpoint)
     assert checkpoint.is_file()
-    other = TrainSettings(batch_size=32, max_epochs=2, epochs_before_stopping=5, lr=0.01)
-    _, log = train_member(sampler, 3, other, 0, 0, progress=False, checkpoint=checkpoint)
+    other = train_settings(batch_size=32, max_epochs=2, epochs_before_stopping=5, lr=0.01)
+    _, log = train_member(sampler, 3, other, 0, 0, show_progress=False, progress_path=checkpoint)
     assert log["resumed_after_epoch"] is None and log["epochs"] == 2
+
+
+def test_training_progress_loads_only_its_own_training(tmp_path) -> None:
+    from ddpmseg.files import save_torch
+
+    progress = TrainingProgress(tmp_path / "p.pt", fingerprint={"seed": 1, "members": [0]})
+    assert progress.load() is None  # nothing saved yet
+    save_torch(progress.path, {"fingerprint": {"seed": 1, "members": [0]}, "epoch": 3})
+    assert progress.load()["epoch"] == 3
+    assert TrainingProgress(progress.path, fingerprint={"seed": 2, "members": [0]}).load() is None
+    assert not progress.path.exists()  # another training's state is discarded
+    progress.path.write_bytes(b"not a torch file")
+    assert progress.load() is None and not progress.path.exists()

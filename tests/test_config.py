@@ -9,11 +9,13 @@ import torch
 import yaml
 from conftest import REPO_ROOT
 
-from ddpmseg.classifier import TrainSettings, build_classifier, make_optimizer
+from ddpmseg.classifier import build_classifier
 from ddpmseg.config import (
+    AugmentationSettings,
     augmentation_set,
     check_config,
     classifier_settings,
+    default_variant_settings,
     imageset_count,
     parse_augmentation_set,
     shard_ranges,
@@ -22,6 +24,7 @@ from ddpmseg.config import (
     variant_tta_sets,
 )
 from ddpmseg.errors import DdpmsegError
+from ddpmseg.training import TrainSettings, make_optimizer
 
 
 @pytest.fixture()
@@ -37,9 +40,31 @@ def config() -> dict:
     return raw
 
 
+def test_training_settings_take_their_defaults_from_the_schema_only() -> None:
+    with pytest.raises(TypeError):
+        TrainSettings()  # no defaults of its own to drift from the schema's
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    declared = schema["properties"]["variant_defaults"]["properties"]
+    defaults = default_variant_settings()
+    assert defaults == {key: prop["default"] for key, prop in declared.items()}
+    settings = classifier_settings(defaults)
+    assert set(settings) == set(TrainSettings.__dataclass_fields__)
+    assert TrainSettings.of(defaults) == TrainSettings(**settings)
+
+
+def test_schema_allows_exactly_the_tta_transforms_and_named_views() -> None:
+    from ddpmseg.tta import NAMED_TTA_VIEWS, TTA_TRANSFORMS
+
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    views = schema["$defs"]["variant_settings"]["properties"]["tta_views"]
+    listed = next(option for option in views["oneOf"] if option["type"] == "array")
+    assert listed["items"]["items"]["enum"] == list(TTA_TRANSFORMS)
+    assert all(f'"{name}"' in views["description"] for name in NAMED_TTA_VIEWS)
+
+
 def test_regularised_variant_has_dropout_and_adamw_baseline_neither(config) -> None:
-    final = TrainSettings(**classifier_settings(variant_settings(config, "final")))
-    baseline = TrainSettings(**classifier_settings(variant_settings(config, "baseline")))
+    final = TrainSettings.of(variant_settings(config, "final"))
+    baseline = TrainSettings.of(variant_settings(config, "baseline"))
     final_model = build_classifier(16, 5, final.dropout)
     baseline_model = build_classifier(16, 5, baseline.dropout)
     assert sum(isinstance(m, torch.nn.Dropout) for m in final_model) == 2
@@ -65,7 +90,9 @@ def test_augmentation_sets_are_shared_and_dataset_scale_wins(config) -> None:
     assert augmentation_set(config, dataset, "augment") == augmentation_set(config, dataset, "final") == "aug-x5-p0.4-s0"
     config["datasets"][dataset]["augmentation_scale"] = 4  # bedroom_28 in the study
     name = augmentation_set(config, dataset, "final")
-    assert name == "aug-x4-p0.4-s0" and parse_augmentation_set(name) == {"scale": 4, "p": 0.4, "seed": 0}
+    assert name == "aug-x4-p0.4-s0"
+    settings = parse_augmentation_set(name)
+    assert settings == AugmentationSettings(scale=4, p=0.4, seed=0) and settings.copies == 3 and settings.name == name
     assert imageset_count(config, dataset, name) == config["datasets"][dataset]["training_number"] * 3
 
 

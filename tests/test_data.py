@@ -257,11 +257,15 @@ def test_validate_dataset_refuses_unlabelled_training_masks_only(tmp_path) -> No
     root = make_dataset(tmp_path / "d")
     splits = {name: {"images": str(split_dir(root, name))} for name in ("train", "test")}
     np.save(root / "real" / "test" / "000.npy", np.full((32, 32), 255, np.uint8))
-    validate_dataset(splits, {"train": 3, "test": 2}, tmp_path / "summary.json", 32, 3, 255)
+    validate_dataset(
+        splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+    )
     assert json.loads((tmp_path / "summary.json").read_text())["test"]["unscored_masks"] == ["000"]
     np.save(root / "real" / "train" / "002.npy", np.full((32, 32), 255, np.uint8))
     with pytest.raises(DdpmsegError, match=r"train/002\.npy: every pixel is the ignore_label 255"):
-        validate_dataset(splits, {"train": 3, "test": 2}, tmp_path / "summary.json", 32, 3, 255)
+        validate_dataset(
+            splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+        )
 
 
 def test_mask_suffixes_match_in_any_case(tmp_path) -> None:

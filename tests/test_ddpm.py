@@ -52,8 +52,8 @@ def test_trained_checkpoint_loads_weights_only_and_gives_identical_activations(t
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     loaded, loaded_diffusion = load_ddpm(tmp_path / "trained.pt", TINY_FLAGS, device="cpu")
     noise = shared_noise(0, 32)
-    ours = extract_activations(model.eval(), diffusion, images[:2], [50, 500], [1, 3], noise)
-    theirs = extract_activations(loaded, loaded_diffusion, images[:2], [50, 500], [1, 3], noise)
+    ours = extract_activations(model.eval(), diffusion, images[:2], steps=[50, 500], blocks=[1, 3], noise=noise)
+    theirs = extract_activations(loaded, loaded_diffusion, images[:2], steps=[50, 500], blocks=[1, 3], noise=noise)
     assert list(ours) == [(50, 1), (50, 3), (500, 1), (500, 3)]
     for key in ours:
         assert torch.equal(ours[key], theirs[key])

@@ -47,7 +47,7 @@ def archive_bytes() -> bytes:
 
 
 def run_fetch(url, dest, lock, key) -> None:
-    fetch(url, dest, None, lock, key, 0, 0.01, 5)
+    fetch(url, dest, sha256=None, lock_file=lock, lock_key=key, retries=0, backoff_s=0.01, timeout_s=5)
 
 
 def test_fetch_of_a_corrupt_archive_records_nothing_and_the_right_one_then_passes(server, tmp_path):

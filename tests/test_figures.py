@@ -10,18 +10,15 @@ import pytest
 from PIL import Image
 
 from ddpmseg.figures import (
-    benchmark_rule,
-    markdown_to_html,
     panel_columns,
-    per_class_html,
     plot_example,
     plot_per_class_iou,
     plot_training_curves,
-    read_benchmarks,
-    resources_html,
     select_examples,
-    summarize_benchmarks,
 )
+from ddpmseg.report_html import miou_html, per_class_html, resources_html
+from ddpmseg.resources import benchmark_rule, read_benchmarks, summarize_benchmarks
+from ddpmseg.tables import collect_tables, read_table, write_csv
 from ddpmseg.visualize import default_palette, panel
 
 
@@ -30,18 +27,44 @@ def distinct_colours(path) -> int:
         return len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0))
 
 
-def test_markdown_tables_become_html_tables() -> None:
-    text = (
-        "# mIoU (%), mean ± std over seeds\n\n| variant | a | b |\n|---|---|---|\n| baseline | 1.00 ± 0.10 | – |\n"
-        "| final | 2.00 ± 0.20 (Δ +1.00) | 3 <x> |\n\nΔ: difference\nto the baseline.\n\n## Second\n\nNo <dataset>.\n"
-    )
-    html = markdown_to_html(text)
-    assert "<h1>mIoU (%), mean ± std over seeds</h1>" in html and "<h2>Second</h2>" in html
-    assert "<th>variant</th><th>a</th><th>b</th>" in html
-    assert '<td class="num">2.00 ± 0.20 (Δ +1.00)</td>' in html
-    assert "<td>–</td>" in html and "3 &lt;x&gt;" in html  # escaped
-    assert "<p>Δ: difference to the baseline.</p>" in html and "No &lt;dataset&gt;." in html
-    assert "---" not in html
+def write_scores(folder, miou: float) -> None:
+    folder.mkdir(parents=True)
+    write_csv(folder / "summary.csv", pd.DataFrame([{"miou": miou, "miou_plain": miou - 1, "images": 1}]))
+    write_csv(folder / "per_class.csv", pd.DataFrame({"class_id": [0], "class_name": ["a"], "iou": [miou], "iou_plain": [miou]}))
+    write_csv(folder / "per_image.csv", pd.DataFrame({"image": ["x"], "miou": [miou], "miou_plain": [miou], "uncertainty": [0.1]}))
+
+
+def test_miou_html_is_the_markdown_table_rendered_from_miou_csv(tmp_path) -> None:
+    runs = []
+    for variant, mious in {"baseline": [60.0, 62.0], "final": [66.0, 64.0], "<mine>": [1.0]}.items():
+        for seed, miou in enumerate(mious):
+            write_scores(tmp_path / "scores" / variant / str(seed), miou)
+            runs.append({"dataset": "horse_21", "variant": variant, "seed": seed, "scores": tmp_path / "scores" / variant / str(seed)})
+    variants = ["baseline", "final", "<mine>"]
+    collect_tables(runs, tmp_path / "t", variants, ["horse_21", "cells"])
+    html = miou_html(read_table(tmp_path / "t" / "miou.csv"), variants, ["horse_21", "cells"])
+    assert "<h1>mIoU (%), mean ± std over seeds</h1>" in html and "<h2>Measured beside published" in html
+    assert "<th>variant</th><th>horse_21</th><th>cells</th>" in html
+    assert '<td class="num">65.00 ± 1.41 (Δ +4.00)</td>' in html and "<td>–</td>" in html
+    assert "<td>&lt;mine&gt;</td>" in html  # escaped
+    assert "<th>horse_21 measured</th><th>horse_21 published</th>" in html and '<td class="num">63.74</td>' in html
+    assert "<p>Δ: difference of the mean to the baseline variant&#x27;s.</p>" in html
+    assert "horse_21 65.0 ± 0.8" in html
+    # every cell of miou.md's tables is in the HTML, and nothing of the Markdown syntax
+    markdown = (tmp_path / "t" / "miou.md").read_text()
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("| variant"):
+            for cell in line.strip("| ").split(" | "):
+                assert f">{cell.replace('<', '&lt;').replace('>', '&gt;')}</td>" in html
+    assert "|" not in html and "---" not in html
+
+
+def test_miou_html_without_published_numbers(tmp_path) -> None:
+    write_scores(tmp_path / "s", 50.0)
+    collect_tables([{"dataset": "d", "variant": "v", "seed": 0, "scores": tmp_path / "s"}], tmp_path / "t", ["v"], ["d"])
+    html = miou_html(read_table(tmp_path / "t" / "miou.csv"), ["v"], ["d"])
+    assert '<td class="num">50.00 (1 seed)</td>' in html
+    assert "<p>No dataset of this run is covered by the published numbers (docs/method.md §6).</p>" in html
 
 
 def per_class_table() -> pd.DataFrame:
@@ -124,10 +147,10 @@ def test_benchmarks_are_aggregated_per_rule(tmp_path) -> None:
 
 def test_report_figures_find_the_panel_of_an_image_named_na(tmp_path) -> None:
     from ddpmseg.figures import make_report_figures
-    from ddpmseg.report import write_csv
 
-    tables = {"miou_md": tmp_path / "miou.md", "per_class": tmp_path / "per_class.csv", "per_image": tmp_path / "per_image.csv"}
-    tables["miou_md"].write_text("# mIoU\n\n| variant | d |\n|---|---|\n| v | 50.00 (1 seed) |\n")
+    tables = {"miou": tmp_path / "miou.csv", "per_class": tmp_path / "per_class.csv", "per_image": tmp_path / "per_image.csv"}
+    write_csv(tables["miou"], pd.DataFrame([{"dataset": "d", "variant": "v", "mean": 50.0, "std": np.nan, "seeds": 1,
+                                             "mean_plain": 50.0, "std_plain": np.nan, "delta_vs_baseline": np.nan}]))
     write_csv(tables["per_class"], pd.DataFrame({"dataset": ["d"] * 2, "variant": ["v"] * 2, "seed": [0, 0], "class_id": [0, 1],
                                                  "class_name": ["None", "NA"], "iou": [40.0, 60.0]}))
     write_csv(tables["per_image"], pd.DataFrame({"dataset": ["d"] * 2, "variant": ["v"] * 2, "seed": [0, 0],
@@ -145,6 +168,7 @@ def test_report_figures_find_the_panel_of_an_image_named_na(tmp_path) -> None:
     outputs.update(resources_csv=tmp_path / "out" / "resources.csv", per_class=[tmp_path / "out" / "per_class.png"],
                    curves=[tmp_path / "out" / "curves.png"], examples=[tmp_path / "out" / "best.png", tmp_path / "out" / "worst.png"])
     run = {"dataset": "d", "variant": "v", "seed": 0}
-    make_report_figures(tables, [({**run, "member": 0}, log)], [(run, folder)], [tmp_path / "benchmarks" / "score" / "d.tsv"],
-                        outputs, ["d"], ["v"], {"d": ["None", "NA"]}, {"d": None}, {"d": 2})
+    make_report_figures(tables=tables, member_logs=[({**run, "member": 0}, log)], predictions=[(run, folder)],
+                        benchmarks=[tmp_path / "benchmarks" / "score" / "d.tsv"], outputs=outputs, datasets=["d"],
+                        variants=["v"], class_names={"d": ["None", "NA"]}, palettes={"d": None}, number_class={"d": 2})
     assert distinct_colours(outputs["examples"][0]) > 20 and distinct_colours(outputs["examples"][1]) > 20

@@ -8,7 +8,7 @@ import torch
 
 from ddpmseg.classifier import build_classifier
 from ddpmseg.predict import js_uncertainty, mode_vote, predict_image, uncertainty_score
-from ddpmseg.store import gather_features
+from ddpmseg.upsample import gather_features
 
 
 def test_mode_vote_ties_go_to_smallest_label() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpmseg.report import collect_tables, score_run, write_csv
+from ddpmseg.tables import collect_tables, score_run, write_csv
 
 
 def write_run(folder, miou: float, image_names=("0001", "0002")) -> None:
@@ -49,7 +49,7 @@ def test_tables_mean_std_over_seeds(tmp_path) -> None:
 def test_score_run_percent_and_tables() -> None:
     gt = [np.array([[0, 1], [1, 1]])]
     pred = [np.array([[0, 1], [0, 1]])]
-    miou, per_class, per_image = score_run(pred, gt, ["x"], [0.3], 2, 255, ["bg", "fg"])
+    miou, per_class, per_image = score_run(pred, gt, ["x"], [0.3], number_class=2, ignore_label=255, class_names=["bg", "fg"])
     # class 0: I 1, U 2; class 1: I 2, U 3
     assert miou == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)
     assert per_class["class_name"].tolist() == ["bg", "fg"]
@@ -116,7 +116,7 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
         prediction[0, : index] = 1 - prediction[0, : index]  # image k: k wrong pixels in the first row
         np.save(predictions / "labels" / f"{name}.npy", prediction)
     write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": names, "uncertainty": [0.5, 0.1, 0.2, 0.3, 0.4]}))
-    score_predictions(predictions, [tmp_path / "store.zarr"], tmp_path / "scores", 2, 255)
+    score_predictions(predictions, [tmp_path / "store.zarr"], tmp_path / "scores", number_class=2, ignore_label=255)
     per_image = raw_cells(tmp_path / "scores" / "per_image.csv")
     assert per_image["image"].tolist() == names
     assert per_image["uncertainty"].astype(float).tolist() == [0.5, 0.1, 0.2, 0.3, 0.4]

@@ -84,10 +84,10 @@ def test_pixel_count_multiple_of_batch_is_visited_exactly_once(tmp_path) -> None
     assert sorted(seen) == sorted(expected)
 
 
-def test_steps_cap_and_ensemble_members_have_own_orders(tmp_path) -> None:
+def test_batches_cap_and_ensemble_members_have_own_orders(tmp_path) -> None:
     write_identity_store(tmp_path / "s.zarr", views=6)
     sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE, memory_budget_mb=0.002)
-    batches = list(sampler.epoch(torch.Generator().manual_seed(0), torch.Generator().manual_seed(0), 8, steps=3))
+    batches = list(sampler.epoch(torch.Generator().manual_seed(0), torch.Generator().manual_seed(0), 8, batches=3))
     assert len(batches) == 3
     generators = [torch.Generator().manual_seed(s) for s in (5, 6)]
     fused = list(sampler.ensemble_epoch(torch.Generator().manual_seed(9), generators, 8))

@@ -11,7 +11,8 @@ from conftest import TINY_FLAGS
 from ddpmseg.ddpm import load_ddpm
 from ddpmseg.features import extract_to_store, shared_noise
 from ddpmseg.sampler import PixelSampler
-from ddpmseg.store import FeatureStore, LayerGroups, bilinear_taps, gather_features
+from ddpmseg.store import FeatureStore
+from ddpmseg.upsample import LayerGroups, bilinear_taps, gather_features
 
 STEPS = [10, 400]
 BLOCKS = [0, 2, 3]
@@ -64,8 +65,8 @@ def test_store_features_equal_interpolated_hooked_activations(tmp_path, tiny_che
     labels = rng.integers(0, 4, size=(5, size, size))
     out = tmp_path / "shard0.zarr"
     extract_to_store(
-        model, diffusion, images, labels, [f"im{i}" for i in range(5)], STEPS, BLOCKS, 7, 2, out,
-        {"checkpoint_sha256": "x"}, progress=False,
+        model, diffusion, images, labels, [f"im{i}" for i in range(5)], steps=STEPS, blocks=BLOCKS, noise_seed=7,
+        batch_size=2, out=out, attrs={"checkpoint_sha256": "x"}, progress=False,
     )
     store = FeatureStore(out)
     assert store.names == [f"im{i}" for i in range(5)]
@@ -92,8 +93,8 @@ def test_store_layers_are_native_resolution_float16_chunked_per_image(tmp_path, 
 
     model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
     images = np.zeros((3, 32, 32, 3), dtype=np.uint8)
-    extract_to_store(model, diffusion, images, np.zeros((3, 32, 32)), ["a", "b", "c"], STEPS, BLOCKS, 0, 2,
-                     tmp_path / "s.zarr", {"checkpoint_sha256": "abc"}, progress=False)
+    extract_to_store(model, diffusion, images, np.zeros((3, 32, 32)), ["a", "b", "c"], steps=STEPS, blocks=BLOCKS,
+                     noise_seed=0, batch_size=2, out=tmp_path / "s.zarr", attrs={"checkpoint_sha256": "abc"}, progress=False)
     group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
     assert group.metadata.zarr_format == 3
     attrs = dict(group.attrs)
@@ -118,8 +119,8 @@ def test_sampler_features_equal_store_features(tmp_path, tiny_checkpoint) -> Non
     labels[0, :10, :] = 1
     labels[1, 5:25, 3:9] = 0
     labels[1, 0, 0] = 2  # a 1-pixel class: removed as a small annotation
-    extract_to_store(model, diffusion, images, labels, ["a", "b"], STEPS, BLOCKS, 0, 2, tmp_path / "s.zarr",
-                     {"checkpoint_sha256": "x"}, progress=False)
+    extract_to_store(model, diffusion, images, labels, ["a", "b"], steps=STEPS, blocks=BLOCKS, noise_seed=0, batch_size=2,
+                     out=tmp_path / "s.zarr", attrs={"checkpoint_sha256": "x"}, progress=False)
     store = FeatureStore(tmp_path / "s.zarr")
     sampler = PixelSampler(store, ignore_label=255)
     assert len(sampler) == 10 * 32 + 20 * 6
@@ -159,8 +160,8 @@ def test_grouped_layers_equal_per_layer_gather_to_float16_rounding() -> None:
 def test_store_load_groups_equals_load_all(tmp_path, tiny_checkpoint) -> None:
     model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
     images = np.random.default_rng(3).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
-    extract_to_store(model, diffusion, images, np.zeros((3, 32, 32)), ["a", "b", "c"], STEPS, BLOCKS, 0, 2,
-                     tmp_path / "s.zarr", {"checkpoint_sha256": "x"}, progress=False)
+    extract_to_store(model, diffusion, images, np.zeros((3, 32, 32)), ["a", "b", "c"], steps=STEPS, blocks=BLOCKS,
+                     noise_seed=0, batch_size=2, out=tmp_path / "s.zarr", attrs={"checkpoint_sha256": "x"}, progress=False)
     store = FeatureStore(tmp_path / "s.zarr")
     grouped = store.load_groups([2, 0])
     image = torch.tensor([0, 1, 1, 0])
@@ -183,8 +184,8 @@ def test_each_noise_seed_gives_its_own_features_equal_to_a_recomputation(tmp_pat
     stores = {}
     for seed in (0, 1):
         out = tmp_path / f"noise{seed}.zarr"
-        extract_to_store(model, diffusion, images, np.zeros((2, size, size)), ["a", "b"], STEPS, BLOCKS, seed, 2, out,
-                         {"checkpoint_sha256": "x"}, progress=False)
+        extract_to_store(model, diffusion, images, np.zeros((2, size, size)), ["a", "b"], steps=STEPS, blocks=BLOCKS,
+                         noise_seed=seed, batch_size=2, out=out, attrs={"checkpoint_sha256": "x"}, progress=False)
         stores[seed] = FeatureStore(out)
         assert stores[seed].attrs["noise_seed"] == seed
         noise = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed))  # the reference's draw
@@ -207,8 +208,9 @@ def test_blocks_are_taken_in_the_models_order_whatever_the_listed_order(tmp_path
     size = TINY_FLAGS["image_size"]
     images = np.random.default_rng(3).integers(0, 256, size=(1, size, size, 3), dtype=np.uint8)
     for name, blocks in (("sorted", [0, 2, 3]), ("unsorted", [3, 0, 2])):
-        extract_to_store(model, diffusion, images, np.zeros((1, size, size)), ["a"], STEPS, blocks, 0, 1,
-                         tmp_path / f"{name}.zarr", {"checkpoint_sha256": "x"}, progress=False)
+        extract_to_store(model, diffusion, images, np.zeros((1, size, size)), ["a"], steps=STEPS, blocks=blocks,
+                         noise_seed=0, batch_size=1, out=tmp_path / f"{name}.zarr", attrs={"checkpoint_sha256": "x"},
+                         progress=False)
     ordered, unordered = FeatureStore(tmp_path / "sorted.zarr"), FeatureStore(tmp_path / "unsorted.zarr")
     assert unordered.attrs["blocks"] == [0, 2, 3]
     torch.testing.assert_close(_store_features(unordered, 0), _store_features(ordered, 0), rtol=0, atol=0)

@@ -63,7 +63,7 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
     stores = sorted((workdir / "results/features/tiny/test/noise0").glob("shard*.zarr"))
     assert [s.name for s in stores] == ["shard0.zarr"]
     log = yaml.safe_load((workdir / "results/models/tiny/final/seed1/member1.json").read_text())
-    assert {"steps", "epochs", "final_loss", "wall_time_s"} <= set(log)
+    assert {"batches", "epochs", "final_loss", "wall_time_s"} <= set(log)
     assert log["settings"]["optimizer"] == "adamw" and log["settings"]["dropout"] == 0.2
     assert log["training_views"] == 10  # 5 originals + 5 augmented copies
     assert log["noise_seed"] == 1  # run seed 1 trains on the features of its own noise

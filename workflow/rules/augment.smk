@@ -14,7 +14,7 @@ rule augment_training_set:
         runtime=30,
     params:
         split=lambda wc: split_source(wc.dataset, "train"),
-        settings=lambda wc: parse_augmentation_set(wc.augset),
+        settings=lambda wc: vars(parse_augmentation_set(wc.augset)),
         training_number=lambda wc: dataset_config(wc)["training_number"],
         image_size=image_size,
         number_class=lambda wc: dataset_config(wc)["number_class"],

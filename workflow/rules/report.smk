@@ -1,6 +1,6 @@
 rule make_report_figures:
     input:
-        miou_md="results/tables/miou.md",
+        miou="results/tables/miou.csv",
         per_class="results/tables/per_class.csv",
         per_image="results/tables/per_image.csv",
         member_logs=[

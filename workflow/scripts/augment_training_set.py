@@ -1,6 +1,7 @@
 import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
 
 from ddpmseg.cli import run_script
+from ddpmseg.config import AugmentationSettings
 from ddpmseg.steps import augment_training_set
 
 
@@ -9,13 +10,11 @@ def main(smk):
     augment_training_set(
         p.split,
         smk.output.images,
-        p.training_number,
-        p.image_size,
-        p.number_class,
-        p.ignore_label,
-        p.settings["scale"],
-        p.settings["p"],
-        p.settings["seed"],
+        training_number=p.training_number,
+        image_size=p.image_size,
+        number_class=p.number_class,
+        ignore_label=p.ignore_label,
+        augmentation=AugmentationSettings(**p.settings),
     )
 
 

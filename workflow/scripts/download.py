@@ -9,12 +9,12 @@ def main(smk):
     fetch(
         p.verify["url"],
         smk.output[0],
-        p.verify["sha256"],
-        p.verify["lock_file"],
-        p.verify["lock_key"],
-        p.retries,
-        p.backoff_s,
-        p.timeout_s,
+        sha256=p.verify["sha256"],
+        lock_file=p.verify["lock_file"],
+        lock_key=p.verify["lock_key"],
+        retries=p.retries,
+        backoff_s=p.backoff_s,
+        timeout_s=p.timeout_s,
     )
 
 

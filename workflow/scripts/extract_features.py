@@ -9,19 +9,9 @@ def main(smk):
     start, stop = p.shard
     extract_features(
         p.split,
-        p.split_size,
-        start,
-        stop,
-        smk.input.checkpoint,
-        smk.input.check,
-        p.flags,
-        p.steps,
-        p.blocks,
-        p.noise_seed,
-        p.batch_size,
-        p.number_class,
-        p.ignore_label,
-        smk.output.store,
+        count=p.split_size, start=start, stop=stop, checkpoint=smk.input.checkpoint, check_json=smk.input.check,
+        flags=p.flags, steps=p.steps, blocks=p.blocks, noise_seed=p.noise_seed, batch_size=p.batch_size,
+        number_class=p.number_class, ignore_label=p.ignore_label, out=smk.output.store,
     )
 
 

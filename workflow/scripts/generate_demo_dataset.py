@@ -6,7 +6,9 @@ from ddpmseg.demo import write_demo_dataset
 
 def main(smk):
     p = smk.params
-    write_demo_dataset(smk.output[0], p.seed, p.image_size, p.train, p.test, p.unlabelled)
+    write_demo_dataset(
+        smk.output[0], seed=p.seed, image_size=p.image_size, train=p.train, test=p.test, unlabelled=p.unlabelled
+    )
 
 
 run_script(snakemake, main)  # noqa: F821 - injected by Snakemake

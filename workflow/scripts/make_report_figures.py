@@ -7,7 +7,7 @@ from ddpmseg.figures import make_report_figures
 def main(smk):
     p, i, o = smk.params, smk.input, smk.output
     make_report_figures(
-        tables={"miou_md": i.miou_md, "per_class": i.per_class, "per_image": i.per_image},
+        tables={"miou": i.miou, "per_class": i.per_class, "per_image": i.per_image},
         member_logs=list(zip(p.member_runs, i.member_logs, strict=True)),
         predictions=list(zip(p.prediction_runs, i.predictions, strict=True)),
         benchmarks=list(i.benchmarks),

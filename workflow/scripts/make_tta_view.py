@@ -9,12 +9,8 @@ def main(smk):
     make_tta_view(
         p.split,
         smk.output.images,
-        p.testing_number,
-        p.image_size,
-        p.number_class,
-        p.ignore_label,
-        p.view,
-        p.seed,
+        testing_number=p.testing_number, image_size=p.image_size, number_class=p.number_class,
+        ignore_label=p.ignore_label, view=p.view, seed=p.seed,
     )
 
 

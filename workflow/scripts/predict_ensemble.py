@@ -10,12 +10,12 @@ def main(smk):
         list(smk.input.stores),
         list(smk.input.members),
         smk.output.predictions,
-        p.number_class,
-        p.ignore_label,
-        p.palette,
-        p.tta_views,
-        list(smk.input.tta_stores),
-        list(smk.input.tta_folders),
+        number_class=p.number_class,
+        ignore_label=p.ignore_label,
+        palette=p.palette,
+        tta_views=p.tta_views,
+        tta_stores=list(smk.input.tta_stores),
+        tta_folders=list(smk.input.tta_folders),
     )
 
 

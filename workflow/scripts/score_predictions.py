@@ -12,9 +12,9 @@ def main(smk):
         smk.input.predictions,
         list(smk.input.stores),
         Path(smk.output.summary).parent,
-        p.number_class,
-        p.ignore_label,
-        p.class_names,
+        number_class=p.number_class,
+        ignore_label=p.ignore_label,
+        class_names=p.class_names,
     )
 
 

@@ -10,14 +10,8 @@ def main(smk):
         list(smk.input.stores),
         list(smk.output.models),
         list(smk.output.logs),
-        p.number_class,
-        p.ignore_label,
-        p.settings,
-        p.seed,
-        p.members,
-        p.original_images,
-        p.memory_budget_mb,
-        p.progress_file,
+        number_class=p.number_class, ignore_label=p.ignore_label, settings=p.settings, seed=p.seed, members=p.members,
+        original_images=p.original_images, memory_budget_mb=p.memory_budget_mb, progress_path=p.progress_file,
     )
 
 

@@ -10,11 +10,11 @@ def main(smk):
         smk.input.dataset,
         smk.output.checkpoint,
         smk.output.log_json,
-        p.flags,
-        p.iterations,
-        p.batch_size,
-        p.lr,
-        p.seed,
+        flags=p.flags,
+        iterations=p.iterations,
+        batch_size=p.batch_size,
+        lr=p.lr,
+        seed=p.seed,
     )
 
 

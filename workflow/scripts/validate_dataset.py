@@ -6,7 +6,14 @@ from ddpmseg.steps import validate_dataset
 
 def main(smk):
     p = smk.params
-    validate_dataset(p.splits, p.counts, smk.output.summary, p.image_size, p.number_class, p.ignore_label)
+    validate_dataset(
+        p.splits,
+        p.counts,
+        smk.output.summary,
+        image_size=p.image_size,
+        number_class=p.number_class,
+        ignore_label=p.ignore_label,
+    )
 
 
 run_script(snakemake, main)  # noqa: F821 - injected by Snakemake

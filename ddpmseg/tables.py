@@ -1,4 +1,8 @@
-"""Scores of one run and the collected tables (pandas)."""
+"""Scores of one run and the tables collected over runs (pandas).
+
+The mIoU tables are built as DataFrames of display cells (:func:`miou_cells`,
+:func:`published_comparison`); ``miou.md`` and the report's HTML are two renderings of them.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,19 @@ from .files import atomic_path, save_text
 from .metrics import dataset_miou, image_miou, scored_classes
 from .published import PAPER, STUDY
 
+MISSING = "–"  # a cell with no value
+MIOU_TITLE = "mIoU (%), mean ± std over seeds"
+DELTA_NOTE = "Δ: difference of the mean to the baseline variant's."
+PUBLISHED_TITLE = "Measured beside published (docs/method.md §6, one run each)"
+NOT_PUBLISHED = "No dataset of this run is covered by the published numbers (docs/method.md §6)."
+
 
 def score_run(
     preds: Sequence[np.ndarray],
     gts: Sequence[np.ndarray],
     names: Sequence[str],
     uncertainty: Sequence[float],
+    *,
     number_class: int,
     ignore_label: int,
     class_names: Sequence[str] | None = None,
@@ -72,42 +83,71 @@ def summarize_seeds(per_seed: pd.DataFrame, baseline: str | None = "baseline") -
     return summary
 
 
-def markdown_table(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> str:
-    """Rows: variants; columns: datasets; cells: mIoU % as mean ± std over seeds, with Δ to baseline."""
-    lines = ["| variant | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+def per_class_summary(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample std (ddof=1) over seeds of the IoU of every (dataset, variant, class)."""
+    grouped = per_class.groupby(["dataset", "variant", "class_id"], sort=False)["iou"]
+    return grouped.agg(mean="mean", std="std", seeds="count").reset_index()
+
+
+def miou_cells(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
+    """The mIoU table: a ``variant`` column, then one column per dataset; cells: mIoU % as mean ± std
+    over seeds, with Δ to the baseline (``summary`` as :func:`summarize_seeds` returns it)."""
     cells = {}
     for r in summary.itertuples():
         cell = format_cell(r.mean, r.std, r.seeds)
         if r.variant != "baseline" and not np.isnan(r.delta_vs_baseline):
             cell += f" (Δ {r.delta_vs_baseline:+.2f})"
         cells[(r.dataset, r.variant)] = cell
-    for variant in variants:
-        row = [cells.get((dataset, variant), "–") for dataset in datasets]
-        lines.append(f"| {variant} | " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[variant, *(cells.get((dataset, variant), MISSING) for dataset in datasets)] for variant in variants]
+    return pd.DataFrame(rows, columns=["variant", *datasets])
 
 
-def published_table(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> str:
-    """Measured mean mIoU beside the study's published numbers, for the datasets and variants it covers."""
+def published_comparison(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
+    """Measured mean mIoU beside the study's published numbers, for the datasets and variants it
+    covers: a ``variant`` column, then ``<dataset> measured`` and ``<dataset> published`` per covered
+    dataset (no rows and no dataset columns when it covers none)."""
     covered = [d for d in datasets if any(d in STUDY.get(v, {}) for v in variants)]
+    columns = ["variant", *(f"{d} {kind}" for d in covered for kind in ("measured", "published"))]
     if not covered:
-        return "No dataset of this run is covered by the published numbers (docs/method.md §6).\n"
+        return pd.DataFrame(columns=columns)
     means = {(r.dataset, r.variant): r.mean for r in summary.itertuples()}
-    lines = ["| variant | " + " | ".join(f"{d} measured | {d} published" for d in covered) + " |"]
-    lines.append("|---|" + "---|---|" * len(covered))
+    rows = []
     for variant in variants:
-        cells = []
+        cells = [variant]
         for dataset in covered:
             measured = means.get((dataset, variant))
             published = STUDY.get(variant, {}).get(dataset)
-            cells.append("–" if measured is None else f"{measured:.2f}")
-            cells.append("–" if published is None else f"{published:.2f}")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+            cells.append(MISSING if measured is None else f"{measured:.2f}")
+            cells.append(MISSING if published is None else f"{published:.2f}")
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paper_results_note(datasets: Sequence[str]) -> str | None:
+    """The paper's DDPM results for those of ``datasets`` it reports (None: none)."""
     paper = [f"{d} {PAPER[d][0]} ± {PAPER[d][1]}" for d in datasets if d in PAPER]
-    if paper:
-        lines.append("")
-        lines.append("The paper's DDPM results (baseline protocol, mean ± std over runs): " + ", ".join(paper) + ".")
+    if not paper:
+        return None
+    return "The paper's DDPM results (baseline protocol, mean ± std over runs): " + ", ".join(paper) + "."
+
+
+def markdown_table(cells: pd.DataFrame) -> str:
+    """A DataFrame of display cells as a Markdown pipe table."""
+    lines = ["| " + " | ".join(cells.columns) + " |", "|---|" + "---|" * (len(cells.columns) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def miou_markdown(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequence[str]) -> str:
+    """``miou.md``: the mIoU table, then the measured numbers beside the published ones."""
+    comparison = published_comparison(summary, variants, datasets)
+    text = f"# {MIOU_TITLE}\n\n" + markdown_table(miou_cells(summary, variants, datasets)) + f"\n{DELTA_NOTE}\n"
+    text += f"\n## {PUBLISHED_TITLE}\n\n"
+    if comparison.empty:
+        return text + NOT_PUBLISHED + "\n"
+    text += markdown_table(comparison)
+    note = paper_results_note(datasets)
+    return text + ("" if note is None else f"\n{note}\n")
 
 
 def collect_tables(
@@ -136,12 +176,5 @@ def collect_tables(
     write_csv(out_dir / "miou.csv", summary)
     write_csv(out_dir / "per_class.csv", per_class_table[key_columns + [c for c in per_class_table if c not in key_columns]])
     write_csv(out_dir / "per_image.csv", per_image_table[key_columns + [c for c in per_image_table if c not in key_columns]])
-    text = (
-        "# mIoU (%), mean ± std over seeds\n\n"
-        + markdown_table(summary, variants, datasets)
-        + "\nΔ: difference of the mean to the baseline variant's.\n"
-        + "\n## Measured beside published (docs/method.md §6, one run each)\n\n"
-        + published_table(summary, variants, datasets)
-    )
-    save_text(out_dir / "miou.md", text)
+    save_text(out_dir / "miou.md", miou_markdown(summary, variants, datasets))
     return summary
