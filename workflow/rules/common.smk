@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -36,7 +37,9 @@ try:
     check_config(config)
     check_paths(config)
 except DdpmsegError as error:
-    raise WorkflowError(f"config: {error}") from None
+    # One line, and the last one: a WorkflowError would be followed by Snakemake's location of the raise.
+    print(f"config: {error}", file=sys.stderr)
+    sys.exit(1)
 
 DATASETS = list(config["datasets"])
 VARIANTS = list(config["variants"])
