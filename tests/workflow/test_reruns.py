@@ -8,7 +8,7 @@ import shutil
 
 import torch
 from conftest import REPO, make_custom_dataset
-from test_workflow import dry_run
+from test_pipeline import dry_run
 
 
 def copied_run(demo_run, tmp_path):
@@ -82,7 +82,7 @@ def test_adding_a_dataset_plans_that_datasets_jobs_and_the_tables(demo_run, tmp_
 
 def test_editing_the_readme_or_a_test_plans_nothing(demo_run) -> None:
     workdir, config = demo_run
-    touched = [REPO / "README.md", REPO / "tests" / "test_metrics.py"]
+    touched = [REPO / "README.md", REPO / "tests" / "unit" / "test_metrics.py"]
     times = [(p.stat().st_atime, p.stat().st_mtime) for p in touched]
     try:
         for path in touched:
