@@ -9,8 +9,16 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import IGNORE, write_identity_store
+from conftest import (
+    FEATURE_BLOCKS,
+    FEATURE_STEPS,
+    IGNORE,
+    TINY_FLAGS,
+    write_identity_store,
+)
 
+from ddpmseg.ddpm import load_ddpm
+from ddpmseg.features import extract_to_store
 from ddpmseg.files import atomic_directory
 from ddpmseg.sampler import PixelSampler
 from ddpmseg.store import FeatureStore, StoreWriter
@@ -172,3 +180,24 @@ def test_paper_budget_holds_every_un_augmented_training_set_and_streams_the_augm
         scale = entry.get("augmentation_scale", 5)
         assert not fits_in_budget(view_bytes, views * scale, budget), (name, scale)
     assert not fits_in_budget(view_bytes, 50, 2048)  # the former default streamed ade_bedroom_30's baseline
+
+
+def test_sampler_features_equal_store_features(tmp_path, tiny_checkpoint) -> None:
+    model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    labels = np.full((2, 32, 32), 255)
+    labels[0, :10, :] = 1
+    labels[1, 5:25, 3:9] = 0
+    labels[1, 0, 0] = 2  # a 1-pixel class: removed as a small annotation
+    extract_to_store(model, diffusion, images, labels, ["a", "b"], FEATURE_STEPS, FEATURE_BLOCKS, 0, 2, tmp_path / "s.zarr",
+                     {"checkpoint_sha256": "x"}, progress=False)
+    store = FeatureStore(tmp_path / "s.zarr")
+    sampler = PixelSampler(store, ignore_label=255)
+    assert len(sampler) == 10 * 32 + 20 * 6
+    assert set(sampler.labels.tolist()) == {0, 1}
+    pixels = torch.arange(0, len(sampler), 37)
+    got = sampler.features(pixels)
+    for row, p in enumerate(pixels.tolist()):
+        image, y, x = int(sampler.image[p]), int(sampler.ys[p]), int(sampler.xs[p])
+        torch.testing.assert_close(got[row], store.pixel_features(image, [y], [x])[0], rtol=1e-3, atol=1e-3)

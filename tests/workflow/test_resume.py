@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, snakemake
 
 # One dataset, one variant, one seed; members train long enough (no early stop for 40 epochs) to be
@@ -21,6 +22,8 @@ RESUME_CONFIG["seeds"] = [0]
 RESUME_CONFIG["variant_defaults"] = {"max_epochs": 40, "epochs_before_stopping": 40, "patience": 5}
 
 TABLES = ["miou.md", "miou.csv", "per_seed.csv", "per_class.csv", "per_image.csv"]
+
+pytestmark = pytest.mark.workflow
 
 
 def start(workdir: Path) -> subprocess.Popen:
