@@ -162,6 +162,7 @@ def raw_cells(path) -> pd.DataFrame:
 
 
 def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The real snakemake on ``config`` (written to ``workdir``/test-config.yaml) in ``workdir``, 2 cores."""
     config_path = workdir / "test-config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # config order = table order
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path), "--cores", "2", *args]
