@@ -13,6 +13,7 @@ from conftest import (
     FEATURE_BLOCKS,
     FEATURE_STEPS,
     IGNORE,
+    REPO,
     TINY_FLAGS,
     write_identity_store,
 )
@@ -171,7 +172,6 @@ def test_paper_budget_holds_every_un_augmented_training_set_and_streams_the_augm
     """config/paper.yaml's budget against the paper's activation sizes (docs/method.md §3): every
     baseline shuffles all its pixels each epoch as the reference does; the 4-5x augmented sets stream."""
     import yaml
-    from conftest import REPO
 
     from ddpmseg.registry import load_registry
     from ddpmseg.sampler import fits_in_budget

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG, TINY_FLAGS, make_dataset, snakemake
+from conftest import TINY_CONFIG, TINY_FLAGS, LoopbackServer, make_dataset, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -34,8 +34,6 @@ def registry_config(archive_url: str, checkpoint_url: str) -> dict:
 
 
 def test_registry_dataset_and_checkpoint_are_downloaded_verified_and_locked(tmp_path, tiny_checkpoint) -> None:
-    from test_download import LoopbackServer
-
     make_archive(tmp_path / "datasets.tar.gz", "horse_21")
     server = LoopbackServer()
     try:
