@@ -1,13 +1,21 @@
-"""Shared fixtures: a tiny guided-diffusion UNet saved as a real checkpoint, and dataset builders."""
+"""Shared fixtures and helpers of the unit tests (tests/unit) and the workflow tests (tests/workflow):
+the tiny test config (.test/config.yaml), a tiny guided-diffusion UNet saved as a real checkpoint,
+dataset and feature-store builders, a loopback HTTP server, and the real ``snakemake`` with its dry-run
+job counts. Test files import helpers only from here, never from each other."""
 
 from __future__ import annotations
 
 import copy
+import http.server
+import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -19,27 +27,34 @@ from ddpmseg.files import atomic_directory
 from ddpmseg.store import StoreWriter
 from ddpmseg.training import TrainSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 def train_settings(**overrides) -> TrainSettings:
     """Training settings: the schema's ``variant_defaults`` (the paper's), with ``overrides``."""
     return TrainSettings.of({**default_variant_settings(), **overrides})
 
+
+# The tiny test config, a file a person can run: snakemake --cores 2 --configfile .test/config.yaml.
+# Its key order is the tables' order (yaml keeps it). Tests deep-copy it before changing it.
+TINY_CONFIG = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 # A small UNet built with the same guided-diffusion functions as the paper's models.
-TINY_FLAGS = {
-    "image_size": 32,
-    "num_channels": 32,
-    "num_res_blocks": 1,
-    "channel_mult": "1,2",
-    "attention_resolutions": "16",
-    "num_head_channels": 16,
-    "learn_sigma": True,
-    "diffusion_steps": 1000,
-    "noise_schedule": "linear",
-    "resblock_updown": True,
-    "use_scale_shift_norm": True,
-}
+TINY_FLAGS = TINY_CONFIG["ddpms"]["tiny_ddpm"]["flags"]
+# Diffusion steps and decoder blocks the unit tests extract from the tiny UNet (block 0 is below the
+# image resolution).
+FEATURE_STEPS = [10, 400]
+FEATURE_BLOCKS = [0, 2, 3]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test under tests/workflow, and only those, carries the ``workflow`` marker, so that
+    ``pytest -m "not workflow"`` and ``pytest tests/unit`` select the same tests."""
+    workflow_dir = REPO / "tests" / "workflow"
+    wrong = [item.nodeid for item in items
+             if (workflow_dir in item.path.parents) != (item.get_closest_marker("workflow") is not None)]
+    if wrong:
+        raise pytest.UsageError("the workflow marker must be on exactly the tests under tests/workflow: " + ", ".join(wrong))
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +85,20 @@ def make_dataset(root: Path, train: int = 3, test: int = 2, size: int = 32, numb
 
 
 IGNORE = 255
+
+
+# Five saturated colours, none black (the fill colour); class ids deliberately not contiguous, so a
+# mask resampled with anything but nearest neighbour would show ids outside this set.
+SCENE_PALETTE = np.array([[230, 30, 30], [30, 200, 30], [30, 30, 230], [230, 230, 30], [200, 30, 200]], np.uint8)
+SCENE_CLASS_IDS = np.array([0, 3, 7, 12, 20])
+
+
+def colour_scene(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Four quadrants and a central disc, each of one colour; the mask holds the class id of each pixel."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    region = (yy >= size // 2) * 2 + (xx >= size // 2)
+    region[(yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 5) ** 2] = 4
+    return SCENE_PALETTE[region], SCENE_CLASS_IDS[region].astype(np.int32)
 
 
 def write_identity_store(path, views: int, size: int = 12, seed: int = 0, extra_channels: int = 6, identity: bool = True):
@@ -132,48 +161,16 @@ def make_custom_dataset(root: Path, seed: int = 0) -> dict:
     return entry
 
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+NA_NAMES = ["NA", "null", "None", "nan", "0001"]  # names pandas reads as missing values or numbers by default
 
-TINY_CONFIG = {
-    "datasets": {
-        "tiny": {
-            "source": "demo",
-            "ddpm": "tiny_ddpm",
-            "number_class": 5,
-            "ignore_label": 255,
-            "training_number": 5,
-            "testing_number": 3,
-            "class_names": ["background", "disc", "square", "triangle", "ring"],
-        }
-    },
-    "ddpms": {"tiny_ddpm": {"source": "demo", "flags": TINY_FLAGS}},
-    "demo": {
-        "seed": 0,
-        "image_size": 32,
-        "train_images": 5,
-        "test_images": 3,
-        "unlabelled_images": 6,
-        "ddpm_training": {"iterations": 2, "batch_size": 2, "lr": 0.0001, "seed": 0},
-    },
-    "features": {"steps": [50, 300], "blocks": [1, 2], "batch_size": 2, "shard_size": 4},  # noise per run seed
-    "variant_defaults": {"max_epochs": 2, "epochs_before_stopping": 1, "patience": 5},
-    "variants": {
-        "baseline": {},
-        "final": {
-            "dropout": 0.2,
-            "optimizer": "adamw",
-            "weight_decay": 0.0001,
-            "augmentation_scale": 2,
-            "tta_views": [["HorizontalFlip"], ["ToGray", "CoarseDropout"]],
-        },
-    },
-    "seeds": [0, 1],
-    "ensemble_size": 2,
-}
+
+def raw_cells(path) -> pd.DataFrame:
+    """Every cell as the text written, independent of ddpmseg's reading."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The real snakemake on ``config`` (written to ``workdir``/test-config.yaml) in ``workdir``, 2 cores."""
     config_path = workdir / "test-config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # config order = table order
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path), "--cores", "2", *args]
@@ -190,3 +187,147 @@ def demo_run(tmp_path_factory):
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, config
+
+
+def folder_config(dataset_root: Path, checkpoint: Path, flags: dict | None = None) -> dict:
+    """The tiny config on one dataset 'mine' in the archive layout at ``dataset_root`` and a checkpoint file."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["datasets"] = {
+        "mine": {"source": "folder", "path": str(dataset_root), "ddpm": "tiny", "number_class": 3,
+                 "ignore_label": 255, "training_number": 3, "testing_number": 2}
+    }
+    config["ddpms"] = {"tiny": {"source": "file", "checkpoint": str(checkpoint), "flags": flags or TINY_FLAGS}}
+    return config
+
+
+def validate_dataset_run(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Only the validation of dataset 'mine' (seconds, no DDPM forward pass)."""
+    return snakemake(workdir, config, "results/datasets/mine/summary.json", *args, timeout=300)
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    lines = output.split("Job stats:")[-1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts
+
+
+def dry_run(workdir: Path, config: dict) -> dict[str, int]:
+    """Rule -> job count that ``snakemake -n`` plans for ``config`` in ``workdir``."""
+    result = snakemake(workdir, config, "-n", timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return planned_jobs(result.stdout + result.stderr)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    timeout = 5  # a stuck client cannot hold the server thread longer
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        state: LoopbackServer = self.server.state  # type: ignore[attr-defined]
+        path = self.path
+        range_header = self.headers.get("Range")
+        state.requests.append({"path": path, "range": range_header})
+        state.if_ranges.append(self.headers.get("If-Range"))
+        if path in state.status:
+            self.send_error(state.status[path])
+            return
+        if path not in state.files:
+            self.send_error(404)
+            return
+        body = state.files[path]
+        validators = {"ETag": state.etags.get(path), "Last-Modified": state.last_modified.get(path)}
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
+        if match and not state.ignore_range and self._if_range_holds(state, validators):
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", state.content_types.get(path, "application/octet-stream"))
+        self.send_header("Accept-Ranges", "bytes")
+        for name, value in validators.items():
+            if value is not None:
+                self.send_header(name, value)
+        self.end_headers()
+        if path in state.cut_once or path in state.stall_once:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            if path in state.stall_once:  # the client times out while the connection stays open
+                state.stall_once.discard(path)
+                state.release.wait(10)
+            state.cut_once.discard(path)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(payload)
+
+    def _if_range_holds(self, state: LoopbackServer, validators: dict[str, str | None]) -> bool:
+        """RFC 9110 If-Range: the Range applies only while the validator still matches."""
+        if_range = self.headers.get("If-Range")
+        if if_range is None or state.ignore_if_range:
+            return True
+        return if_range in [v for v in validators.values() if v is not None]
+
+
+class LoopbackServer:
+    """Serves ``files`` {path: bytes}; ``status`` {path: code} answers an error; ``cut_once`` paths are cut
+    mid-body on their next request; ``stall_once`` paths send half their body and then nothing until
+    ``release`` is set; ``ignore_range`` answers 200 with the full body to Range requests.
+
+    ``etags`` and ``last_modified`` {path: value} are sent as validators, and an ``If-Range`` that does not
+    match them gets the whole body (200), unless ``ignore_if_range``. ``content_types`` {path: type}
+    (default application/octet-stream). ``if_ranges`` lists the If-Range header of every request."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.status: dict[str, int] = {}
+        self.cut_once: set[str] = set()
+        self.stall_once: set[str] = set()
+        self.release = threading.Event()
+        self.ignore_range = False
+        self.ignore_if_range = False
+        self.etags: dict[str, str] = {}
+        self.last_modified: dict[str, str] = {}
+        self.content_types: dict[str, str] = {}
+        self.requests: list[dict] = []
+        self.if_ranges: list[str | None] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.state = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def server():
+    """A LoopbackServer, closed after the test."""
+    srv = LoopbackServer()
+    yield srv
+    srv.close()

@@ -31,3 +31,12 @@ def test_ci_runs_the_demo_and_its_report_before_installing_the_test_extras() -> 
     script = (REPO / ".ci" / "run").read_text()
     report = script.index("\nsnakemake --report results/report.html")  # the command, not the echo
     assert script.index("pip install --quiet -e .\n") < report < script.index("pip install --quiet -e '.[test]'")
+
+
+def test_no_test_file_imports_another() -> None:
+    # Shared helpers live in tests/conftest.py; a helper imported from a test file runs that file's
+    # module code twice and breaks when the file moves.
+    test_files = sorted((REPO / "tests").rglob("test_*.py"))
+    imports = [f"{path.relative_to(REPO)}: {line.strip()}" for path in test_files for line in path.read_text().splitlines()
+               if re.match(r"\s*(from|import) test_\w+", line)]
+    assert not imports, imports

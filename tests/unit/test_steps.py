@@ -1,8 +1,10 @@
-"""The workflow's download steps trust a first download only after its content check (issue 11).
+"""The workflow's steps (ddpmseg/steps.py), called as the rules call them.
 
-fetch (rules download_archive, download_checkpoint), extract_dataset and validate_ddpm against a
-loopback server: a corrupt archive or a checkpoint that does not fit its flags never becomes the
-lock file's reference.
+The download steps trust a first download only after its content check (issue 11): fetch (rules
+download_archive, download_checkpoint), extract_dataset and validate_ddpm against a loopback server
+(conftest's ``server``): a corrupt archive or a checkpoint that does not fit its flags never becomes
+the lock file's reference. validate_dataset refuses unlabelled training masks; score_predictions
+keeps image names pandas would read as missing values.
 """
 
 from __future__ import annotations
@@ -12,27 +14,23 @@ import io
 import json
 import tarfile
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_FLAGS
-from test_download import LoopbackServer
+from conftest import NA_NAMES, TINY_FLAGS, make_dataset, raw_cells
 
+from ddpmseg.data import split_dir
 from ddpmseg.download import load_lock, part_path
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.steps import extract_dataset, fetch, validate_ddpm
+from ddpmseg.tables import write_csv
 
 KEY_ARCHIVE, KEY_CHECKPOINT = "archives/datasets.tar.gz", "checkpoints/lsun_horse.pt"
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.close()
 
 
 def archive_bytes() -> bytes:
@@ -117,3 +115,50 @@ def test_extract_dataset_checks_a_hand_placed_archive_before_recording_it(tmp_pa
     extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
     assert load_lock(lock) == {KEY_ARCHIVE: {"sha256": sha(good), "size": len(good)}}
     assert (tmp_path / "horse_21" / "real" / "train" / "000.png").read_bytes() == b"png" * 1000
+
+
+def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> None:
+    import torch
+
+    from ddpmseg.files import atomic_directory
+    from ddpmseg.steps import score_predictions
+    from ddpmseg.store import StoreWriter
+
+    size, names = 4, NA_NAMES
+    labels = np.zeros((len(names), size, size), np.int64)
+    labels[:, :, 2:] = 1
+    with atomic_directory(tmp_path / "store.zarr") as tmp:
+        writer = StoreWriter(tmp, names, size, {"checkpoint_sha256": "x"})
+        writer.write(0, {(10, 0): torch.zeros(len(names), 2, size, size)}, np.zeros((len(names), size, size, 3), np.uint8), labels)
+        writer.close()
+    predictions = tmp_path / "predictions"
+    (predictions / "labels").mkdir(parents=True)
+    for index, name in enumerate(names):
+        prediction = labels[index].copy()
+        prediction[0, : index] = 1 - prediction[0, : index]  # image k: k wrong pixels in the first row
+        np.save(predictions / "labels" / f"{name}.npy", prediction)
+    write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": names, "uncertainty": [0.5, 0.1, 0.2, 0.3, 0.4]}))
+    score_predictions(predictions, [tmp_path / "store.zarr"], tmp_path / "scores", number_class=2, ignore_label=255)
+    per_image = raw_cells(tmp_path / "scores" / "per_image.csv")
+    assert per_image["image"].tolist() == names
+    assert per_image["uncertainty"].astype(float).tolist() == [0.5, 0.1, 0.2, 0.3, 0.4]
+    assert float(per_image["miou"].iloc[0]) == pytest.approx(100.0)
+    # image "null": one background pixel called foreground: IoU 7/8 and 8/9
+    assert float(per_image["miou"].iloc[1]) == pytest.approx(100 * (7 / 8 + 8 / 9) / 2, rel=1e-5)
+
+
+def test_validate_dataset_refuses_unlabelled_training_masks_only(tmp_path) -> None:
+    from ddpmseg.steps import validate_dataset
+
+    root = make_dataset(tmp_path / "d")
+    splits = {name: {"images": str(split_dir(root, name))} for name in ("train", "test")}
+    np.save(root / "real" / "test" / "000.npy", np.full((32, 32), 255, np.uint8))
+    validate_dataset(
+        splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+    )
+    assert json.loads((tmp_path / "summary.json").read_text())["test"]["unscored_masks"] == ["000"]
+    np.save(root / "real" / "train" / "002.npy", np.full((32, 32), 255, np.uint8))
+    with pytest.raises(DdpmsegError, match=r"train/002\.npy: every pixel is the ignore_label 255"):
+        validate_dataset(
+            splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+        )

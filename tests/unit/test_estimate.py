@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO
 
 from ddpmseg.config import load_config
 from ddpmseg.ddpm import PAPER_MODEL_FLAGS
@@ -29,7 +29,7 @@ def test_paper_activations_per_image_match_method_md() -> None:
 
 
 def test_paper_plan_counts_views_per_dataset() -> None:
-    config = load_config(REPO_ROOT / "config" / "paper.yaml")
+    config = load_config(REPO / "config" / "paper.yaml")
     config["features"]["noise_seed"] = 0  # one shared noise: every image set extracted once
     rows = {row["dataset"]: row for row in plan(config)}
     horse = rows["horse_21"]
@@ -43,7 +43,7 @@ def test_paper_plan_counts_views_per_dataset() -> None:
 def test_forward_cost_is_anchored_at_the_paper_model_and_scales_with_flops() -> None:
     # docs/method.md §2: about 8 s per forward pass of the 552.8 M-parameter model at 256 px on 2 CPU cores
     assert forward_seconds(PAPER_MODEL_FLAGS, PAPER_BLOCKS) == pytest.approx(8.0, rel=0.05)
-    demo = load_config(REPO_ROOT / "config.yaml")
+    demo = load_config(REPO / "config.yaml")
     demo_seconds = forward_seconds(demo["ddpms"]["demo_ddpm"]["flags"], demo["features"]["blocks"])
     assert demo_seconds < 0.1  # the demo's small UNet at 64 px: tens of milliseconds, not 8 s
 
@@ -51,7 +51,7 @@ def test_forward_cost_is_anchored_at_the_paper_model_and_scales_with_flops() -> 
 @pytest.mark.parametrize("noise_seed,runs", [("per_run", 2), (None, 2), (0, 1)])
 def test_demo_extraction_time_is_near_the_measured_one(noise_seed, runs) -> None:
     """The demo's 10 extraction jobs take 30-40 s of job time per noise seed on 2 cores (README)."""
-    config = load_config(REPO_ROOT / "config.yaml")
+    config = load_config(REPO / "config.yaml")
     assert len(config["seeds"]) == 2
     config["features"].pop("noise_seed", None)  # missing key: per_run
     if noise_seed is not None:
@@ -70,9 +70,9 @@ def test_small_sizes_are_printed_in_mb() -> None:
 
 
 def test_output_says_how_the_noise_seed_counts_extractions(capsys) -> None:
-    main([str(REPO_ROOT / "config.yaml")])
+    main([str(REPO / "config.yaml")])
     out = capsys.readouterr().out
-    demo = load_config(REPO_ROOT / "config.yaml")
+    demo = load_config(REPO / "config.yaml")
     assert f"features.noise_seed {demo['features']['noise_seed']}" in out  # as the demo config sets it
     assert "| 0 |" not in out and " MB |" in out  # the demo's stores, not "0" GB
     per_run = copy.deepcopy(demo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NA_NAMES, raw_cells
 
 from ddpmseg.tables import collect_tables, score_run, write_csv
 
@@ -73,14 +74,6 @@ def test_published_table_beside_measured(tmp_path) -> None:
     assert "horse_21 65.0 ± 0.8" in text  # the paper's number (docs/method.md §5)
 
 
-NA_NAMES = ["NA", "null", "None", "nan", "0001"]  # names pandas reads as missing values or numbers by default
-
-
-def raw_cells(path) -> pd.DataFrame:
-    """Every cell as the text written, independent of ddpmseg's reading."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
 def test_collect_tables_keeps_names_pandas_would_read_as_missing(tmp_path) -> None:
     folder = tmp_path / "scores"
     folder.mkdir()
@@ -93,33 +86,3 @@ def test_collect_tables_keeps_names_pandas_would_read_as_missing(tmp_path) -> No
     assert per_image["image"].tolist() == NA_NAMES
     assert per_image["miou"].tolist() == ["1", "", "3", "4", "5"]  # a missing score stays missing
     assert raw_cells(tmp_path / "t" / "per_class.csv")["class_name"].tolist() == ["None", "NA"]
-
-
-def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> None:
-    import torch
-
-    from ddpmseg.files import atomic_directory
-    from ddpmseg.steps import score_predictions
-    from ddpmseg.store import StoreWriter
-
-    size, names = 4, NA_NAMES
-    labels = np.zeros((len(names), size, size), np.int64)
-    labels[:, :, 2:] = 1
-    with atomic_directory(tmp_path / "store.zarr") as tmp:
-        writer = StoreWriter(tmp, names, size, {"checkpoint_sha256": "x"})
-        writer.write(0, {(10, 0): torch.zeros(len(names), 2, size, size)}, np.zeros((len(names), size, size, 3), np.uint8), labels)
-        writer.close()
-    predictions = tmp_path / "predictions"
-    (predictions / "labels").mkdir(parents=True)
-    for index, name in enumerate(names):
-        prediction = labels[index].copy()
-        prediction[0, : index] = 1 - prediction[0, : index]  # image k: k wrong pixels in the first row
-        np.save(predictions / "labels" / f"{name}.npy", prediction)
-    write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": names, "uncertainty": [0.5, 0.1, 0.2, 0.3, 0.4]}))
-    score_predictions(predictions, [tmp_path / "store.zarr"], tmp_path / "scores", number_class=2, ignore_label=255)
-    per_image = raw_cells(tmp_path / "scores" / "per_image.csv")
-    assert per_image["image"].tolist() == names
-    assert per_image["uncertainty"].astype(float).tolist() == [0.5, 0.1, 0.2, 0.3, 0.4]
-    assert float(per_image["miou"].iloc[0]) == pytest.approx(100.0)
-    # image "null": one background pixel called foreground: IoU 7/8 and 8/9
-    assert float(per_image["miou"].iloc[1]) == pytest.approx(100 * (7 / 8 + 8 / 9) / 2, rel=1e-5)

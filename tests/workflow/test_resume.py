@@ -11,16 +11,21 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, snakemake
 
-# One dataset, one variant, one seed; members train long enough (no early stop for 40 epochs) to be
-# caught mid-training after a few saved epochs.
+# One dataset, one variant, one seed, 4 training images (one extraction shard each for train and
+# test); members train long enough to be caught mid-training (no early stop in 12 epochs of about
+# 0.3 s each on 2 cores; the kill comes right after the first epoch saved by either member).
 RESUME_CONFIG = copy.deepcopy(TINY_CONFIG)
+RESUME_CONFIG["datasets"]["tiny"]["training_number"] = 4
 RESUME_CONFIG["variants"] = {"baseline": {}}
 RESUME_CONFIG["seeds"] = [0]
-RESUME_CONFIG["variant_defaults"] = {"max_epochs": 40, "epochs_before_stopping": 40, "patience": 5}
+RESUME_CONFIG["variant_defaults"] = {"max_epochs": 12, "epochs_before_stopping": 12, "patience": 5}
 
 TABLES = ["miou.md", "miou.csv", "per_seed.csv", "per_class.csv", "per_image.csv"]
+
+pytestmark = pytest.mark.workflow
 
 
 def start(workdir: Path) -> subprocess.Popen:

@@ -9,8 +9,17 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import IGNORE, write_identity_store
+from conftest import (
+    FEATURE_BLOCKS,
+    FEATURE_STEPS,
+    IGNORE,
+    REPO,
+    TINY_FLAGS,
+    write_identity_store,
+)
 
+from ddpmseg.ddpm import load_ddpm
+from ddpmseg.features import extract_to_store
 from ddpmseg.files import atomic_directory
 from ddpmseg.sampler import PixelSampler
 from ddpmseg.store import FeatureStore, StoreWriter
@@ -116,10 +125,18 @@ RSS_SCRIPT = textwrap.dedent(
 )
 
 
-def peak_rss_mb(store, budget: str, action: str) -> int:
-    result = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(store), budget, action],
-                            capture_output=True, text=True, check=True, timeout=300)
-    return int(result.stdout.strip().splitlines()[-1])
+def peak_rss_mb(*runs: tuple[object, str, str]) -> list[int]:
+    """Peak RSS of RSS_SCRIPT for each (store, budget, action), run side by side: each is its own
+    process, so running them at once changes none of their peaks, only the wall time."""
+    processes = [subprocess.Popen([sys.executable, "-c", RSS_SCRIPT, str(store), budget, action],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for store, budget, action in runs]
+    peaks = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+        peaks.append(int(out.strip().splitlines()[-1]))
+    return peaks
 
 
 def write_random_store(path, views: int, size: int = 64) -> None:
@@ -142,9 +159,9 @@ def test_training_stays_under_its_memory_budget(tmp_path) -> None:
     write_random_store(tmp_path / "one.zarr", 1, size)
     # the reference point runs the same code on a one-view store, so that libraries, kernels and thread
     # pools loaded by the first gather are not counted against the budget
-    warm = peak_rss_mb(tmp_path / "one.zarr", "none", "train")
-    in_memory = peak_rss_mb(tmp_path / "big.zarr", "none", "train")
-    streamed = peak_rss_mb(tmp_path / "big.zarr", "16", "train")
+    warm, in_memory, streamed = peak_rss_mb(
+        (tmp_path / "one.zarr", "none", "train"), (tmp_path / "big.zarr", "none", "train"), (tmp_path / "big.zarr", "16", "train")
+    )
     total_mb = views * (384 * size * size + 64 * (size // 2) ** 2) * 2 / 2**20
     assert in_memory - warm > total_mb * 0.8  # the measurement sees the resident activations
     # the budget, plus a margin for the pixel tables, decompression buffers and allocator arenas
@@ -155,7 +172,6 @@ def test_paper_budget_holds_every_un_augmented_training_set_and_streams_the_augm
     """config/paper.yaml's budget against the paper's activation sizes (docs/method.md §3): every
     baseline shuffles all its pixels each epoch as the reference does; the 4-5x augmented sets stream."""
     import yaml
-    from conftest import REPO
 
     from ddpmseg.registry import load_registry
     from ddpmseg.sampler import fits_in_budget
@@ -172,3 +188,24 @@ def test_paper_budget_holds_every_un_augmented_training_set_and_streams_the_augm
         scale = entry.get("augmentation_scale", 5)
         assert not fits_in_budget(view_bytes, views * scale, budget), (name, scale)
     assert not fits_in_budget(view_bytes, 50, 2048)  # the former default streamed ade_bedroom_30's baseline
+
+
+def test_sampler_features_equal_store_features(tmp_path, tiny_checkpoint) -> None:
+    model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    labels = np.full((2, 32, 32), 255)
+    labels[0, :10, :] = 1
+    labels[1, 5:25, 3:9] = 0
+    labels[1, 0, 0] = 2  # a 1-pixel class: removed as a small annotation
+    extract_to_store(model, diffusion, images, labels, ["a", "b"], steps=FEATURE_STEPS, blocks=FEATURE_BLOCKS, noise_seed=0, batch_size=2,
+                     out=tmp_path / "s.zarr", attrs={"checkpoint_sha256": "x"}, progress=False)
+    store = FeatureStore(tmp_path / "s.zarr")
+    sampler = PixelSampler(store, ignore_label=255)
+    assert len(sampler) == 10 * 32 + 20 * 6
+    assert set(sampler.labels.tolist()) == {0, 1}
+    pixels = torch.arange(0, len(sampler), 37)
+    got = sampler.features(pixels)
+    for row, p in enumerate(pixels.tolist()):
+        image, y, x = int(sampler.image[p]), int(sampler.ys[p]), int(sampler.xs[p])
+        torch.testing.assert_close(got[row], store.pixel_features(image, [y], [x])[0], rtol=1e-3, atol=1e-3)

@@ -1,4 +1,5 @@
-"""Training augmentation and test-time augmentation (docs/method.md §6): alignment, seeding, undo and vote."""
+"""Training augmentation (docs/method.md §6): image and mask kept aligned, transforms, seeding and
+the augmented copies."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 import albumentations as A
 import numpy as np
 import pytest
+from conftest import IGNORE, SCENE_CLASS_IDS, SCENE_PALETTE, colour_scene
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ddpmseg.augment import (
@@ -19,39 +21,15 @@ from ddpmseg.augment import (
     training_transforms,
 )
 from ddpmseg.errors import DdpmsegError
-from ddpmseg.tta import (
-    NAMED_TTA_VIEWS,
-    apply_view,
-    tta_vote,
-    undo_view,
-    view_is_flipped,
-    view_key,
-)
-
-STUDY_TTA_VIEWS = list(NAMED_TTA_VIEWS["study"])
-STUDY_CODE_TTA_VIEWS = list(NAMED_TTA_VIEWS["study_code"])
 
 S = 64
-IGNORE = 255
-# Five saturated colours, none black (the fill colour); class ids deliberately not contiguous, so a
-# mask resampled with anything but nearest neighbour would show ids outside this set.
-PALETTE = np.array([[230, 30, 30], [30, 200, 30], [30, 30, 230], [230, 230, 30], [200, 30, 200]], np.uint8)
-CLASS_IDS = np.array([0, 3, 7, 12, 20])
 # A strong elastic field for the alignment checks (the study's defaults barely move a pixel).
 STRONG_ELASTIC = {"elastic_alpha": 50.0, "elastic_sigma": 5.0}
 
 
-def colour_scene(size: int = S) -> tuple[np.ndarray, np.ndarray]:
-    """Four quadrants and a central disc, each of one colour; the mask holds the class id of each pixel."""
-    yy, xx = np.mgrid[0:size, 0:size]
-    region = (yy >= size // 2) * 2 + (xx >= size // 2)
-    region[(yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 5) ** 2] = 4
-    return PALETTE[region], CLASS_IDS[region].astype(np.int32)
-
-
 def region_of(mask: np.ndarray) -> np.ndarray:
     lookup = np.full(IGNORE + 1, -1)
-    lookup[CLASS_IDS] = np.arange(len(CLASS_IDS))
+    lookup[SCENE_CLASS_IDS] = np.arange(len(SCENE_CLASS_IDS))
     return lookup[mask]
 
 
@@ -73,13 +51,13 @@ def alignment_errors(image: np.ndarray, mask: np.ndarray, tolerance: int | None)
     uniform = uniform_3x3(mask)
     labelled = uniform & (mask != IGNORE)
     ignored = uniform & (mask == IGNORE)
-    assert set(np.unique(mask)) <= set(CLASS_IDS) | {IGNORE}
-    expected = PALETTE[np.maximum(region_of(mask), 0)].astype(int)
+    assert set(np.unique(mask)) <= set(SCENE_CLASS_IDS) | {IGNORE}
+    expected = SCENE_PALETTE[np.maximum(region_of(mask), 0)].astype(int)
     if tolerance is not None:
         wrong = labelled & (np.abs(image.astype(int) - expected).max(axis=-1) > tolerance)
         dark_fail = ignored & (image.max(axis=-1) > tolerance)
     else:
-        distances = ((image[:, :, None, :].astype(int) - PALETTE[None, None].astype(int)) ** 2).sum(-1)
+        distances = ((image[:, :, None, :].astype(int) - SCENE_PALETTE[None, None].astype(int)) ** 2).sum(-1)
         wrong = labelled & (distances.argmin(axis=-1) != region_of(mask))
         dark_fail = ignored & (image.max(axis=-1) >= 128)
     return {"labelled": int(labelled.sum()), "wrong": int(wrong.sum()), "ignored": int(ignored.sum()),
@@ -174,7 +152,7 @@ def test_random_resized_crop_resizes_masks_at_pixel_centres() -> None:
     """The crop's mask is the pixel-centre nearest-neighbour resize of the cropped mask (INTER_NEAREST_EXACT,
     aligned with the bilinear image; the augmented copies are random draws, not the study's own)."""
     rng = np.random.default_rng(0)
-    mask = rng.choice(CLASS_IDS, size=(S, S)).astype(np.int32)  # every pixel its own label: no slack
+    mask = rng.choice(SCENE_CLASS_IDS, size=(S, S)).astype(np.int32)  # every pixel its own label: no slack
     image = np.zeros((S, S, 3), np.uint8)
     pipeline = A.Compose(only(("RandomResizedCrop",)).transforms, save_applied_params=True)
     for seed in range(25):
@@ -209,7 +187,7 @@ def test_training_pipeline_fills_masks_with_ignore_label() -> None:
     image, mask = colour_scene()
     pipeline = training_pipeline(S, 99, p=1.0)
     _, out_mask = run(pipeline, 3, image, mask)
-    assert 99 in out_mask and set(np.unique(out_mask)) <= set(CLASS_IDS) | {99}
+    assert 99 in out_mask and set(np.unique(out_mask)) <= set(SCENE_CLASS_IDS) | {99}
 
 
 def test_transforms_fire_independently() -> None:
@@ -247,7 +225,7 @@ def test_copies_shape_dtype_values_and_image_major_order() -> None:
     out_images, out_masks = augment_copies(images, masks, 3, seed=5, ignore_label=IGNORE)
     assert out_images.shape == (12, S, S, 3) and out_images.dtype == np.uint8
     assert out_masks.shape == (12, S, S) and out_masks.dtype == np.int64
-    assert set(np.unique(out_masks)) <= set(CLASS_IDS) | {IGNORE}
+    assert set(np.unique(out_masks)) <= set(SCENE_CLASS_IDS) | {IGNORE}
     # image-major: rows 3 i .. 3 i + 2 are the copies of image i, alone in a call giving the same
     single_images, single_masks = augment_copies(images[:1], masks[:1], 3, seed=5, ignore_label=IGNORE)
     np.testing.assert_array_equal(single_images, out_images[:3])
@@ -301,122 +279,3 @@ def test_bad_inputs_are_one_line_errors() -> None:
     with pytest.raises(DdpmsegError, match="seed"):
         augment_copies(images, masks, 1, -1, IGNORE)
 
-
-# --- test-time augmentation -------------------------------------------------------------------------
-
-
-def test_views_and_keys() -> None:
-    assert len(STUDY_TTA_VIEWS) == len(STUDY_CODE_TTA_VIEWS) == 4
-    assert [view_key(v) for v in STUDY_TTA_VIEWS] == [
-        "togray+coarsedropout",
-        "togray",
-        "colorjitter+horizontalflip",
-        "colorjitter+horizontalflip+channelshuffle",
-    ]
-    assert view_key(["CoarseDropout", "ColorJitter"]) == "coarsedropout+colorjitter"
-    assert view_key([]) == "original"
-    assert [view_is_flipped(v) for v in STUDY_TTA_VIEWS] == [False, False, True, True]
-
-
-@pytest.mark.parametrize("view", [["Blur"], ["ToGray", "Rotate"], "ToGray", ["ToGray", "ToGray"]])
-def test_unknown_view_is_an_error(view) -> None:
-    image, _ = colour_scene()
-    with pytest.raises(DdpmsegError) as error:
-        apply_view(image, view, 0, 0)
-    assert "\n" not in str(error.value)
-    if isinstance(view, list) and view[-1] in ("Blur", "Rotate"):
-        assert f"'{view[-1]}'" in str(error.value) and "ChannelShuffle" in str(error.value)
-    for call in (view_key, view_is_flipped):
-        with pytest.raises(DdpmsegError):
-            call(view)
-    with pytest.raises(DdpmsegError):
-        undo_view(np.zeros((2, 2), int), np.ones((2, 2), bool), view, IGNORE)
-
-
-@pytest.mark.parametrize("view", STUDY_TTA_VIEWS + STUDY_CODE_TTA_VIEWS)
-def test_apply_view_is_deterministic(view: list[str]) -> None:
-    image, _ = colour_scene()
-    first = apply_view(image, view, 3, 5)
-    again = apply_view(image, view, 3, 5, IGNORE)
-    np.testing.assert_array_equal(first[0], again[0])
-    np.testing.assert_array_equal(first[1], again[1])
-    assert first[0].dtype == np.uint8 and first[1].dtype == bool and first[1].shape == (S, S)
-    assert not np.array_equal(first[0], image)
-    if "CoarseDropout" in view or "ColorJitter" in view:
-        other = apply_view(image, view, 3, 6)
-        assert not np.array_equal(first[0], other[0])
-    assert first[1].all() == ("CoarseDropout" not in view)
-
-
-def test_view_holes_are_invalid_in_the_view_frame() -> None:
-    image, mask = colour_scene()
-    for view in (["HorizontalFlip", "CoarseDropout"], ["CoarseDropout", "HorizontalFlip"],
-                 ["ToGray", "CoarseDropout"]):
-        view_image, valid = apply_view(image, view, 0, 1)
-        expected = image[:, ::-1] if view_is_flipped(view) else image
-        assert (view_image[~valid] == 0).all() and (~valid).sum() >= 10 * 10
-        if "ToGray" not in view:
-            np.testing.assert_array_equal(view_image[valid], expected[valid])
-        # "predict" each pixel's class from its colour on the view, map back, compare to the truth
-        if "ToGray" not in view:
-            distances = ((view_image[:, :, None, :].astype(int) - PALETTE[None, None]) ** 2).sum(-1)
-            predicted = CLASS_IDS[distances.argmin(axis=-1)].astype(np.int32)
-            back = undo_view(predicted, valid, view, IGNORE)
-            holes_back = ~valid[:, ::-1] if view_is_flipped(view) else ~valid
-            np.testing.assert_array_equal(back == IGNORE, holes_back)
-            np.testing.assert_array_equal(back[~holes_back], mask[~holes_back])
-
-
-def test_undo_view_on_a_hand_made_mask() -> None:
-    truth = np.array([[0, 1, 2, 3],
-                      [4, 5, 6, 7],
-                      [1, 1, 2, 2]])
-    view = ["ColorJitter", "HorizontalFlip"]
-    on_view = truth[:, ::-1]
-    np.testing.assert_array_equal(on_view, [[3, 2, 1, 0], [7, 6, 5, 4], [2, 2, 1, 1]])
-    np.testing.assert_array_equal(undo_view(on_view, np.ones((3, 4), bool), view, 9), truth)
-    # a hole at view columns 0-1 of row 0 is at original columns 2-3
-    valid = np.ones((3, 4), bool)
-    valid[0, :2] = False
-    np.testing.assert_array_equal(
-        undo_view(on_view, valid, view, 9), [[0, 1, 9, 9], [4, 5, 6, 7], [1, 1, 2, 2]]
-    )
-    # un-flipped view: the hole stays where it is
-    np.testing.assert_array_equal(
-        undo_view(truth, valid, ["ToGray", "CoarseDropout"], 9), [[9, 9, 2, 3], [4, 5, 6, 7], [1, 1, 2, 2]]
-    )
-
-
-def test_tta_vote_hand_worked_cases() -> None:
-    I = IGNORE
-    # pixels:   majority  ignored-votes  tie->orig  tie-no-orig  all-ignore  orig-ignored  ignore-majority
-    labels = np.array([
-        [1,        I,             2,         0,           I,           I,             3],   # view 0: original
-        [1,        3,             1,         2,           I,           2,             I],
-        [2,        I,             1,         2,           I,           2,             I],
-        [1,        I,             2,         4,           I,           1,             I],
-        [0,        I,             0,         4,           I,           1,             I],
-    ])
-    # 0: 1 has 3 votes; 1: only view 1 votes; 2: 1 and 2 tie at 2, the original says 2; 3: 2 and 4 tie,
-    # the original's 0 is not among them -> smallest 2; 4: nothing but ignore -> the original's ignore;
-    # 5: 1 and 2 tie, the original is ignore -> 1; 6: one vote for 3 beats four ignore votes
-    expected = np.array([1, 3, 2, 2, I, 1, 3])
-    np.testing.assert_array_equal(tta_vote(labels, I, number_class=5), expected)
-    np.testing.assert_array_equal(tta_vote(labels, I), expected)  # number_class inferred
-    # the same pixels as a (V, H, W) stack keep their shape
-    np.testing.assert_array_equal(tta_vote(labels.reshape(5, 1, 7), I, 0, 5), expected.reshape(1, 7))
-    # view 1 as the un-augmented one: ties at pixels 2, 3, 5 go to its 1, 2, 2; pixel 4 takes its ignore
-    np.testing.assert_array_equal(tta_vote(labels, I, original=1, number_class=5), [1, 3, 1, 2, I, 2, 3])
-
-
-def test_tta_vote_ignores_an_ignore_label_that_is_a_class_id() -> None:
-    # bedroom_28 ignores class 0: its votes do not count, the tie 1/2 goes to the original's 2
-    labels = np.array([[2, 0, 0], [1, 0, 3], [0, 0, 3], [1, 0, 0], [2, 0, 0]])
-    np.testing.assert_array_equal(tta_vote(labels, 0, 0, 4), [2, 0, 3])
-
-
-def test_tta_vote_rejects_bad_labels() -> None:
-    with pytest.raises(DdpmsegError, match="outside"):
-        tta_vote(np.array([[0, 5], [1, 1]]), 255, 0, 5)
-    with pytest.raises(DdpmsegError, match="original"):
-        tta_vote(np.array([[0, 1], [1, 1]]), 255, original=2, number_class=5)

@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO
 
 from ddpmseg.config import validate_config
 from ddpmseg.errors import DdpmsegError
@@ -26,7 +26,7 @@ from ddpmseg.schema_doc import (
     undescribed,
 )
 
-CONFIG_README = REPO_ROOT / "config" / "README.md"
+CONFIG_README = REPO / "config" / "README.md"
 
 
 def test_config_readme_is_generated_from_the_schema() -> None:
@@ -118,12 +118,12 @@ def defaults_repeated(config: dict) -> list[str]:
 
 @pytest.mark.parametrize("path", ["config/paper.yaml", "config.yaml"])
 def test_shipped_configs_set_only_what_differs_from_the_defaults(path) -> None:
-    config = yaml.safe_load((REPO_ROOT / path).read_text())
+    config = yaml.safe_load((REPO / path).read_text())
     assert defaults_repeated(config) == []
 
 
 def test_defaults_repeated_finds_a_repeated_default() -> None:
-    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["ensemble_size"] = 10
     config["features"]["noise_seed"] = "per_run"
     config["variants"]["final"]["lr"] = 0.001
@@ -136,7 +136,7 @@ def test_defaults_repeated_finds_a_repeated_default() -> None:
 def test_demo_ddpm_trains_as_long_by_default_as_in_the_demo() -> None:
     """The drift of issue 12 (schema 150 iterations, config.yaml 100) is settled on the demo's 100: now
     that config.yaml leaves it to the schema, the demo still trains its DDPM as before."""
-    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
     validate_config(config)
     assert config["demo"]["ddpm_training"]["iterations"] == 100
 

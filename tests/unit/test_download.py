@@ -1,13 +1,11 @@
-"""Downloads against a loopback HTTP server: resume with Range, Range ignored, HTTP errors, sha256 and lock files."""
+"""Downloads against a loopback HTTP server (conftest.LoopbackServer, fixture ``server``): resume with Range, Range ignored, HTTP errors, sha256 and lock files."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import re
 import socket
-import threading
 
 import pytest
 import yaml
@@ -20,113 +18,6 @@ FAST = {"backoff_s": 0.01, "timeout_s": 5, "progress": False}
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    timeout = 5  # a stuck client cannot hold the server thread longer
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:
-        state: LoopbackServer = self.server.state  # type: ignore[attr-defined]
-        path = self.path
-        range_header = self.headers.get("Range")
-        state.requests.append({"path": path, "range": range_header})
-        state.if_ranges.append(self.headers.get("If-Range"))
-        if path in state.status:
-            self.send_error(state.status[path])
-            return
-        if path not in state.files:
-            self.send_error(404)
-            return
-        body = state.files[path]
-        validators = {"ETag": state.etags.get(path), "Last-Modified": state.last_modified.get(path)}
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
-        if match and not state.ignore_range and self._if_range_holds(state, validators):
-            start = int(match.group(1))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Content-Type", state.content_types.get(path, "application/octet-stream"))
-        self.send_header("Accept-Ranges", "bytes")
-        for name, value in validators.items():
-            if value is not None:
-                self.send_header(name, value)
-        self.end_headers()
-        if path in state.cut_once or path in state.stall_once:
-            self.wfile.write(payload[: len(payload) // 2])
-            self.wfile.flush()
-            if path in state.stall_once:  # the client times out while the connection stays open
-                state.stall_once.discard(path)
-                state.release.wait(10)
-            state.cut_once.discard(path)
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        self.wfile.write(payload)
-
-    def _if_range_holds(self, state: LoopbackServer, validators: dict[str, str | None]) -> bool:
-        """RFC 9110 If-Range: the Range applies only while the validator still matches."""
-        if_range = self.headers.get("If-Range")
-        if if_range is None or state.ignore_if_range:
-            return True
-        return if_range in [v for v in validators.values() if v is not None]
-
-
-class LoopbackServer:
-    """Serves ``files`` {path: bytes}; ``status`` {path: code} answers an error; ``cut_once`` paths are cut
-    mid-body on their next request; ``stall_once`` paths send half their body and then nothing until
-    ``release`` is set; ``ignore_range`` answers 200 with the full body to Range requests.
-
-    ``etags`` and ``last_modified`` {path: value} are sent as validators, and an ``If-Range`` that does not
-    match them gets the whole body (200), unless ``ignore_if_range``. ``content_types`` {path: type}
-    (default application/octet-stream). ``if_ranges`` lists the If-Range header of every request."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.status: dict[str, int] = {}
-        self.cut_once: set[str] = set()
-        self.stall_once: set[str] = set()
-        self.release = threading.Event()
-        self.ignore_range = False
-        self.ignore_if_range = False
-        self.etags: dict[str, str] = {}
-        self.last_modified: dict[str, str] = {}
-        self.content_types: dict[str, str] = {}
-        self.requests: list[dict] = []
-        self.if_ranges: list[str | None] = []
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.state = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.close()
 
 
 BODY = bytes(range(256)) * 4096  # 1 MiB, every byte value

@@ -1,4 +1,5 @@
-"""After a complete run, a change reruns exactly the stages it affects (dry runs of the real snakemake)."""
+"""After a complete run, a change reruns exactly the stages it affects, and a missing or changed input
+is not ignored (dry runs of the real snakemake)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,19 @@ import copy
 import os
 import shutil
 
+import pytest
 import torch
-from conftest import REPO, make_custom_dataset
-from test_workflow import dry_run
+from conftest import (
+    REPO,
+    dry_run,
+    folder_config,
+    make_custom_dataset,
+    make_dataset,
+    planned_jobs,
+    validate_dataset_run,
+)
+
+pytestmark = pytest.mark.workflow
 
 
 def copied_run(demo_run, tmp_path):
@@ -82,7 +93,7 @@ def test_adding_a_dataset_plans_that_datasets_jobs_and_the_tables(demo_run, tmp_
 
 def test_editing_the_readme_or_a_test_plans_nothing(demo_run) -> None:
     workdir, config = demo_run
-    touched = [REPO / "README.md", REPO / "tests" / "test_metrics.py"]
+    touched = [REPO / "README.md", REPO / "tests" / "unit" / "test_metrics.py"]
     times = [(p.stat().st_atime, p.stat().st_mtime) for p in touched]
     try:
         for path in touched:
@@ -101,3 +112,68 @@ def test_one_shared_noise_seed_extracts_nothing_new_and_retrains_the_other_seeds
     assert "extract_features" not in jobs
     assert jobs["train_member"] == 2 * 2 * 2  # datasets x variants x members of seed 1 only
     assert jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
+
+
+def test_changing_a_tta_setting_plans_no_training(demo_run) -> None:
+    workdir, config = demo_run
+    config = copy.deepcopy(config)
+    config["variants"]["final"]["tta_views"] = [["HorizontalFlip"], ["ColorJitter"]]
+    jobs = dry_run(workdir, config)
+    assert "train_member" not in jobs and "augment_training_set" not in jobs
+    assert jobs["make_tta_view"] == 2  # only the new view, of each dataset
+    assert jobs["extract_features"] == 2 * 2  # its 1 shard (3 test images, shard size 4), per dataset and seed
+    assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4  # final: 2 datasets x 2 seeds
+    assert jobs["make_tables"] == 1
+
+
+def test_changing_a_regularisation_setting_plans_no_extraction(demo_run) -> None:
+    workdir, config = demo_run
+    config = copy.deepcopy(config)
+    config["variants"]["final"]["dropout"] = 0.3
+    jobs = dry_run(workdir, config)
+    assert "extract_features" not in jobs and "augment_training_set" not in jobs and "make_tta_view" not in jobs
+    assert jobs["train_member"] == 2 * 2 * 2  # final only: 2 datasets x 2 seeds x 2 members
+    assert jobs["predict_ensemble"] == 4
+
+
+def test_variants_sharing_augmentation_settings_share_copies(demo_run) -> None:
+    workdir, config = demo_run
+    config = copy.deepcopy(config)
+    config["variants"]["augment_only"] = {"augmentation_scale": 2}
+    jobs = dry_run(workdir, config)
+    assert "augment_training_set" not in jobs and "extract_features" not in jobs  # the copies are cached
+    assert jobs["train_member"] == 2 * 2 * 2
+
+
+def test_missing_or_changed_inputs_after_a_complete_run_are_not_ignored(tmp_path, tiny_checkpoint) -> None:
+    # Snakemake takes a job whose outputs exist as done: a typo in a path, or a split folder deleted
+    # or changed after a complete run, used to give "Nothing to be done" and keep the old results.
+    root = make_dataset(tmp_path / "data")
+    config = folder_config(root, tiny_checkpoint)
+    first = validate_dataset_run(tmp_path, config)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    typo = copy.deepcopy(config)
+    typo["datasets"]["mine"]["path"] = f"{root}-typo"
+    result = validate_dataset_run(tmp_path, typo, "-n")
+    assert result.returncode != 0
+    assert f"config: datasets.mine.path: {root}-typo does not exist" in result.stdout + result.stderr
+
+    typo = copy.deepcopy(config)
+    typo["ddpms"]["tiny"]["checkpoint"] = f"{tiny_checkpoint}.typo"
+    result = validate_dataset_run(tmp_path, typo, "-n")
+    assert result.returncode != 0
+    assert f"config: ddpms.tiny.checkpoint: {tiny_checkpoint}.typo does not exist" in result.stdout + result.stderr
+
+    for name in ("000.png", "000.npy"):  # a new training image: the validation runs again
+        (root / "real/train" / name.replace("000", "009")).write_bytes((root / "real/train" / name).read_bytes())
+    result = validate_dataset_run(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result.stdout + result.stderr) == {"validate_dataset": 1}
+
+    for path in (root / "real/test").iterdir():
+        path.unlink()
+    (root / "real/test").rmdir()
+    result = validate_dataset_run(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert f"config: datasets.mine.path: {root}/real/test does not exist" in result.stdout + result.stderr
