@@ -252,19 +252,21 @@ def test_all_ignored_test_masks_are_listed_not_refused(tmp_path) -> None:
 
 
 def test_validate_dataset_refuses_unlabelled_training_masks_only(tmp_path) -> None:
-    from ddpmseg.steps import validate_dataset
+    from ddpmseg.stages.validate import validate_dataset
 
     root = make_dataset(tmp_path / "d")
     splits = {name: {"images": str(split_dir(root, name))} for name in ("train", "test")}
     np.save(root / "real" / "test" / "000.npy", np.full((32, 32), 255, np.uint8))
     validate_dataset(
-        splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+        summary=tmp_path / "summary.json", splits=splits, counts={"train": 3, "test": 2}, image_size=32, number_class=3,
+        ignore_label=255,
     )
     assert json.loads((tmp_path / "summary.json").read_text())["test"]["unscored_masks"] == ["000"]
     np.save(root / "real" / "train" / "002.npy", np.full((32, 32), 255, np.uint8))
     with pytest.raises(DdpmsegError, match=r"train/002\.npy: every pixel is the ignore_label 255"):
         validate_dataset(
-            splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+            summary=tmp_path / "summary.json", splits=splits, counts={"train": 3, "test": 2}, image_size=32,
+            number_class=3, ignore_label=255,
         )
 
 

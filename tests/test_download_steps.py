@@ -1,6 +1,6 @@
 """The workflow's download steps trust a first download only after its content check (issue 11).
 
-fetch (rules download_archive, download_checkpoint), extract_dataset and validate_ddpm against a
+download_archive, download_checkpoint, extract_dataset and validate_ddpm against a
 loopback server: a corrupt archive or a checkpoint that does not fit its flags never becomes the
 lock file's reference.
 """
@@ -19,7 +19,12 @@ from test_download import LoopbackServer
 
 from ddpmseg.download import load_lock, part_path
 from ddpmseg.errors import DdpmsegError
-from ddpmseg.steps import extract_dataset, fetch, validate_ddpm
+from ddpmseg.stages.download import (
+    download_archive,
+    download_checkpoint,
+    extract_dataset,
+)
+from ddpmseg.stages.validate import validate_ddpm
 
 KEY_ARCHIVE, KEY_CHECKPOINT = "archives/datasets.tar.gz", "checkpoints/lsun_horse.pt"
 
@@ -47,7 +52,13 @@ def archive_bytes() -> bytes:
 
 
 def run_fetch(url, dest, lock, key) -> None:
-    fetch(url, dest, sha256=None, lock_file=lock, lock_key=key, retries=0, backoff_s=0.01, timeout_s=5)
+    """The download rule of ``dest``'s kind: download_checkpoint for a ``.pt``, else download_archive."""
+    settings = {"verify": {"url": url, "sha256": None, "lock_file": lock, "lock_key": key}, "retries": 0,
+                "backoff_s": 0.01, "timeout_s": 5}
+    if dest.suffix == ".pt":
+        download_checkpoint(checkpoint=dest, **settings)
+    else:
+        download_archive(archive=dest, **settings)
 
 
 def test_fetch_of_a_corrupt_archive_records_nothing_and_the_right_one_then_passes(server, tmp_path):
@@ -76,10 +87,10 @@ def test_fetch_leaves_a_checkpoint_to_validate_ddpm_which_records_it_once_it_fit
     verify = {"url": url, "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
     check_json = tmp_path / "check.json"
     with pytest.raises(DdpmsegError, match="does not fit the model flags"):
-        validate_ddpm(dest, check_json, {**TINY_FLAGS, "num_channels": 64}, verify)
+        validate_ddpm(checkpoint=dest, check=check_json, flags={**TINY_FLAGS, "num_channels": 64}, verify=verify)
     assert not lock.exists() and not check_json.exists()
 
-    validate_ddpm(dest, check_json, TINY_FLAGS, verify)
+    validate_ddpm(checkpoint=dest, check=check_json, flags=TINY_FLAGS, verify=verify)
     assert load_lock(lock) == {KEY_CHECKPOINT: {"sha256": sha(data), "size": len(data)}}
     assert json.loads(check_json.read_text())["sha256"] == sha(data)
 
@@ -89,7 +100,7 @@ def test_validate_ddpm_records_nothing_for_an_unloadable_checkpoint(tmp_path):
     checkpoint.write_bytes(b"<html>not a checkpoint</html>")
     verify = {"url": "http://127.0.0.1:9/lsun_horse.pt", "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
     with pytest.raises(DdpmsegError, match=r"lsun_horse\.pt: not a loadable state_dict"):
-        validate_ddpm(checkpoint, tmp_path / "check.json", TINY_FLAGS, verify)
+        validate_ddpm(checkpoint=checkpoint, check=tmp_path / "check.json", flags=TINY_FLAGS, verify=verify)
     assert not lock.exists()
     assert checkpoint.exists()  # placed by hand: never deleted
 
@@ -99,8 +110,10 @@ def test_validate_ddpm_with_a_locked_digest_still_checks_the_flags(tmp_path, tin
     lock.write_text(yaml.safe_dump({KEY_CHECKPOINT: {"sha256": sha(tiny_checkpoint.read_bytes()), "size": 1}}))
     verify = {"url": "http://127.0.0.1:9/lsun_horse.pt", "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
     with pytest.raises(DdpmsegError, match="does not fit the model flags"):
-        validate_ddpm(tiny_checkpoint, tmp_path / "check.json", {**TINY_FLAGS, "num_channels": 64}, verify)
-    validate_ddpm(tiny_checkpoint, tmp_path / "check.json", TINY_FLAGS, verify)
+        validate_ddpm(
+            checkpoint=tiny_checkpoint, check=tmp_path / "check.json", flags={**TINY_FLAGS, "num_channels": 64}, verify=verify
+        )
+    validate_ddpm(checkpoint=tiny_checkpoint, check=tmp_path / "check.json", flags=TINY_FLAGS, verify=verify)
     assert json.loads((tmp_path / "check.json").read_text())["sha256"] == sha(tiny_checkpoint.read_bytes())
 
 
@@ -110,10 +123,10 @@ def test_extract_dataset_checks_a_hand_placed_archive_before_recording_it(tmp_pa
     archive.write_bytes(good[: len(good) // 2])
     verify = {"url": "http://127.0.0.1:9/datasets.tar.gz", "sha256": None, "lock_file": lock, "lock_key": KEY_ARCHIVE}
     with pytest.raises(DdpmsegError, match=r"datasets\.tar\.gz: corrupt or truncated archive"):
-        extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
+        extract_dataset(archive=archive, dataset=tmp_path / "horse_21", prefix="horse_21/", verify=verify)
     assert not lock.exists() and not (tmp_path / "horse_21").exists()
 
     archive.write_bytes(good)
-    extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
+    extract_dataset(archive=archive, dataset=tmp_path / "horse_21", prefix="horse_21/", verify=verify)
     assert load_lock(lock) == {KEY_ARCHIVE: {"sha256": sha(good), "size": len(good)}}
     assert (tmp_path / "horse_21" / "real" / "train" / "000.png").read_bytes() == b"png" * 1000

@@ -9,9 +9,9 @@ import types
 
 import pytest
 
-from ddpmseg.cli import job_error_lines, run_script
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.progress import ConsoleEcho, console_progress, progress_bar
+from ddpmseg.runner import job_error_lines, run_script
 
 
 class FakeClock:

@@ -99,7 +99,7 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
     import torch
 
     from ddpmseg.files import atomic_directory
-    from ddpmseg.steps import score_predictions
+    from ddpmseg.stages.score import score_predictions
     from ddpmseg.store import StoreWriter
 
     size, names = 4, NA_NAMES
@@ -116,7 +116,8 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
         prediction[0, : index] = 1 - prediction[0, : index]  # image k: k wrong pixels in the first row
         np.save(predictions / "labels" / f"{name}.npy", prediction)
     write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": names, "uncertainty": [0.5, 0.1, 0.2, 0.3, 0.4]}))
-    score_predictions(predictions, [tmp_path / "store.zarr"], tmp_path / "scores", number_class=2, ignore_label=255)
+    scores = {name: tmp_path / "scores" / f"{name}.csv" for name in ("summary", "per_class", "per_image")}
+    score_predictions(predictions=predictions, stores=[tmp_path / "store.zarr"], **scores, number_class=2, ignore_label=255)
     per_image = raw_cells(tmp_path / "scores" / "per_image.csv")
     assert per_image["image"].tolist() == names
     assert per_image["uncertainty"].astype(float).tolist() == [0.5, 0.1, 0.2, 0.3, 0.4]
