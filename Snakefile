@@ -4,7 +4,7 @@ import time
 
 from snakemake.utils import min_version
 
-from ddpmseg.cli import job_error_lines, repeat_at_exit
+from ddpmseg.runner import job_error_lines, repeat_at_exit
 
 min_version("9.0")
 
@@ -24,9 +24,11 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/augment.smk"
+include: "workflow/rules/tta.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/score.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 

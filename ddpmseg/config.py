@@ -145,11 +145,37 @@ def shard_count(count: int, shard_size: int) -> int:
     return math.ceil(count / shard_size)
 
 
+@dataclass(frozen=True)
+class TtaViewSettings:
+    """Settings of the image set of one test-time augmentation view, as its name encodes them
+    (``tta-s0-togray+coarsedropout``): the view (transform names, applied in order) and the TTA seed."""
+
+    view: tuple[str, ...]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The image set's name, which :func:`parse_tta_set` reads back."""
+        from .tta import view_key
+
+        return f"tta-s{self.seed}-{view_key(self.view)}"
+
+
+def parse_tta_set(name: str) -> TtaViewSettings:
+    """Settings encoded in a TTA image-set name (see :attr:`TtaViewSettings.name`)."""
+    from .tta import TTA_TRANSFORMS
+
+    seed, _, key = name.removeprefix("tta-").partition("-")
+    by_key = {transform.lower(): transform for transform in TTA_TRANSFORMS}
+    keys = [] if key == "original" else key.split("+")
+    if not (name.startswith("tta-s") and seed[1:].isdigit() and key and all(k in by_key for k in keys)):
+        raise DdpmsegError(f"{name}: not the name of a TTA view's image set (tta-s<seed>-<transform>+...)")
+    return TtaViewSettings(view=tuple(by_key[k] for k in keys), seed=int(seed[1:]))
+
+
 def tta_set(view: list[str], seed: int) -> str:
     """Name of the image set of one test-time augmentation view."""
-    from .tta import view_key
-
-    return f"tta-s{seed}-{view_key(view)}"
+    return TtaViewSettings(view=tuple(view), seed=seed).name
 
 
 def variant_tta_sets(config: dict[str, Any], variant: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Progress bars that stay readable in log files, with coarse progress lines on the console.
 
-A workflow job's stdout and stderr go to its log (:func:`ddpmseg.cli.run_script`), and so do its
+A workflow job's stdout and stderr go to its log (:func:`ddpmseg.runner.run_script`), and so do its
 full tqdm bars. While :func:`console_progress` is active, every bar also prints a few lines to the
 console (the job's own stderr, which Snakemake shows), e.g.
 ``[train_member dataset=cells variant=baseline seed=0 member=3] cells/baseline/seed0/member3: 40/100 epoch (40 %), 2m10s, eta 3m15s``.

@@ -6,7 +6,7 @@ The mIoU tables are built as DataFrames of display cells (:func:`miou_cells`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,20 @@ def score_run(
         }
     )
     return 100 * miou, per_class_table, per_image_table
+
+
+def merge_plain_scores(
+    final: tuple[float, pd.DataFrame, pd.DataFrame], plain: tuple[float, pd.DataFrame, pd.DataFrame], *, images: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, per-class, per-image tables) of one run from the :func:`score_run` results of its final
+    predictions and of its plain ensemble (without TTA; the same as the final ones without TTA): the
+    plain scores go beside the final ones in the columns ``miou_plain`` and ``iou_plain``."""
+    (miou, per_class, per_image), (miou_plain, per_class_plain, per_image_plain) = final, plain
+    per_class = per_class.assign(iou_plain=per_class_plain["iou"])
+    per_image = per_image.copy()
+    per_image.insert(2, "miou_plain", per_image_plain["miou"])
+    summary = pd.DataFrame([{"miou": miou, "miou_plain": miou_plain, "images": images}])
+    return summary, per_class, per_image
 
 
 def write_csv(path: str | Path, table: pd.DataFrame) -> None:
@@ -150,15 +164,33 @@ def miou_markdown(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequ
     return text + ("" if note is None else f"\n{note}\n")
 
 
+# The files of the collected tables, by the names write_tables takes them.
+TABLE_FILES = {
+    "markdown": "miou.md",
+    "miou": "miou.csv",
+    "per_seed": "per_seed.csv",
+    "per_class": "per_class.csv",
+    "per_image": "per_image.csv",
+}
+
+
 def collect_tables(
     runs: Sequence[dict], out_dir: str | Path, variants: Sequence[str], datasets: Sequence[str]
 ) -> pd.DataFrame:
-    """Write miou.md, miou.csv, per_seed.csv, per_class.csv and per_image.csv from run score folders.
+    """Write the tables of :data:`TABLE_FILES` into ``out_dir`` (see :func:`write_tables`)."""
+    paths = {name: Path(out_dir) / file for name, file in TABLE_FILES.items()}
+    return write_tables(runs, paths, variants=variants, datasets=datasets)
+
+
+def write_tables(
+    runs: Sequence[dict], paths: Mapping[str, str | Path], *, variants: Sequence[str], datasets: Sequence[str]
+) -> pd.DataFrame:
+    """Write miou.md, miou.csv, per_seed.csv, per_class.csv and per_image.csv (``paths``, by the names
+    of :data:`TABLE_FILES`) from run score folders.
 
     ``runs``: dicts with dataset, variant, seed and ``scores`` (a folder written by the scoring step).
     Returns the mean/std summary.
     """
-    out_dir = Path(out_dir)
     per_seed, per_class, per_image = [], [], []
     for run in runs:
         key = {"dataset": run["dataset"], "variant": run["variant"], "seed": run["seed"]}
@@ -172,9 +204,9 @@ def collect_tables(
     key_columns = ["dataset", "variant", "seed"]
     per_class_table = pd.concat(per_class, ignore_index=True)
     per_image_table = pd.concat(per_image, ignore_index=True)
-    write_csv(out_dir / "per_seed.csv", per_seed_table)
-    write_csv(out_dir / "miou.csv", summary)
-    write_csv(out_dir / "per_class.csv", per_class_table[key_columns + [c for c in per_class_table if c not in key_columns]])
-    write_csv(out_dir / "per_image.csv", per_image_table[key_columns + [c for c in per_image_table if c not in key_columns]])
-    save_text(out_dir / "miou.md", miou_markdown(summary, variants, datasets))
+    write_csv(paths["per_seed"], per_seed_table)
+    write_csv(paths["miou"], summary)
+    write_csv(paths["per_class"], per_class_table[key_columns + [c for c in per_class_table if c not in key_columns]])
+    write_csv(paths["per_image"], per_image_table[key_columns + [c for c in per_image_table if c not in key_columns]])
+    save_text(paths["markdown"], miou_markdown(summary, variants, datasets))
     return summary

@@ -333,6 +333,15 @@ def _start_training(
     return training, saved
 
 
+def study_batches_per_epoch(sampler: PixelSampler, *, original_views: int | None, batch_size: int) -> int | None:
+    """Batches per epoch under the study's protocol (docs/method.md §4): with augmented copies after the
+    first ``original_views`` views, an epoch keeps the number of batches of the un-augmented set while
+    drawing from all views. None (as many batches as the pixels fill) without augmented copies."""
+    if original_views is None or original_views >= sampler.views:
+        return None
+    return sampler.pixels_of_first(original_views) // batch_size
+
+
 def train_ensemble(
     sampler: PixelSampler,
     number_class: int,

@@ -157,3 +157,16 @@ def tta_vote(
     base_wins = (base != ignore_label) & (base_counts == best)
     voted = np.where(base_wins | (best == 0), base, smallest_tied).astype(labels.dtype)
     return voted.reshape(labels.shape[1:])
+
+
+def tta_labels(
+    plain: np.ndarray,
+    view_predictions: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str]]],
+    ignore_label: int,
+    number_class: int,
+) -> np.ndarray:
+    """An image's final labels under TTA (int32): the labels predicted on each view, given as
+    (labels, valid, view) in the view's frame, mapped back by :func:`undo_view` and voted by
+    :func:`tta_vote` with the ``plain`` labels of the image itself, which win ties."""
+    votes = [plain] + [undo_view(labels, valid, view, ignore_label) for labels, valid, view in view_predictions]
+    return tta_vote(np.stack(votes), ignore_label, 0, number_class).astype(np.int32)

@@ -39,3 +39,17 @@ def panel(image: np.ndarray, *masks_rgb: np.ndarray, gap: int = 2) -> np.ndarray
     for mask_rgb in masks_rgb:
         parts += [spacer, mask_rgb]
     return np.concatenate(parts, axis=1)
+
+
+def prediction_panel(
+    image: np.ndarray,
+    truth: np.ndarray,
+    final: np.ndarray,
+    *,
+    palette: Sequence[Sequence[int]],
+    ignore_label: int,
+    plain: np.ndarray | None = None,
+) -> np.ndarray:
+    """The panel of a prediction: image | ground truth | [plain ensemble (with TTA on) |] final labels."""
+    shown = [truth] + ([] if plain is None else [plain]) + [final]
+    return panel(image, *(colourise(labels, palette, ignore_label) for labels in shown))

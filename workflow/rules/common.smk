@@ -4,6 +4,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from ddpmseg.config import (
+    SPLIT_COUNTS,
     archive_name,
     augmentation_set,
     check_config,
@@ -16,6 +17,7 @@ from ddpmseg.config import (
     noise_seed_of_run,
     noise_seeds,
     parse_augmentation_set,
+    parse_tta_set,
     resolve_registry,
     shard_ranges,
     tta_views,
@@ -62,6 +64,13 @@ wildcard_constraints:
 
 def dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
+
+
+def split_counts(wildcards):
+    """How many images of each split a dataset uses: {"train": training_number, "test": testing_number}."""
+    return {
+        split: dataset_config(wildcards)[key] for split, key in SPLIT_COUNTS.items()
+    }
 
 
 def ddpm_name(wildcards):
@@ -242,17 +251,6 @@ def demo_dataset_for(ddpm):
     raise WorkflowError(
         f"config: ddpms.{ddpm}: source demo needs a dataset with source demo that uses it"
     )
-
-
-def tta_view_of(ttaset):
-    """The view (list of transform names) behind a TTA image-set name."""
-    for variant in VARIANTS:
-        for view, name in zip(
-            tta_views(config, variant), variant_tta_sets(config, variant)
-        ):
-            if name == ttaset:
-                return view
-    raise WorkflowError(f"no variant uses the TTA view {ttaset}")
 
 
 def demo_ddpms():

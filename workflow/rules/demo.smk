@@ -1,6 +1,6 @@
 rule generate_demo_dataset:
     output:
-        directory("resources/datasets/{dataset}"),
+        dataset=directory("resources/datasets/{dataset}"),
     log:
         "logs/generate_demo_dataset/{dataset}.log",
     wildcard_constraints:

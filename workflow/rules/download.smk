@@ -15,7 +15,7 @@ rule download_archive:
         backoff_s=config["download"]["backoff_s"],
         timeout_s=config["download"]["timeout_s"],
     script:
-        "../scripts/download.py"
+        "../scripts/download_archive.py"
 
 
 rule extract_dataset:
@@ -34,7 +34,7 @@ rule extract_dataset:
         mem_mb=1000,
         runtime=30,
     params:
-        prefix=lambda wc: dataset_config(wc)["archive_prefix"],
+        prefix=lookup(dpath="datasets/{dataset}/archive_prefix", within=config),
         verify=lambda wc: archive_download(archive_path(wc.dataset).rsplit("/", 1)[-1]),
     script:
         "../scripts/extract_dataset.py"
@@ -59,4 +59,4 @@ rule download_checkpoint:
         backoff_s=config["download"]["backoff_s"],
         timeout_s=config["download"]["timeout_s"],
     script:
-        "../scripts/download.py"
+        "../scripts/download_checkpoint.py"

@@ -28,7 +28,7 @@ rule extract_features:
         blocks=sorted(config["features"]["blocks"]),
         noise_seed=lambda wc: int(wc.noise),
         batch_size=config["features"]["batch_size"],
-        number_class=lambda wc: dataset_config(wc)["number_class"],
-        ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
     script:
         "../scripts/extract_features.py"

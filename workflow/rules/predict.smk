@@ -3,7 +3,7 @@ rule predict_ensemble:
         stores=test_stores,
         tta_stores=tta_stores,
         tta_folders=tta_folders,
-        members=ensemble_members,
+        models=ensemble_members,
     output:
         predictions=directory("results/predictions/{dataset}/{variant}/seed{seed}"),
     log:
@@ -18,32 +18,8 @@ rule predict_ensemble:
         runtime=60,
     params:
         tta_views=lambda wc: tta_views(config, wc.variant),
-        number_class=lambda wc: dataset_config(wc)["number_class"],
-        ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
-        palette=lambda wc: dataset_config(wc).get("palette"),
+        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        palette=lookup(dpath="datasets/{dataset}/palette", within=config, default=None),
     script:
         "../scripts/predict_ensemble.py"
-
-
-rule score_predictions:
-    input:
-        predictions="results/predictions/{dataset}/{variant}/seed{seed}",
-        stores=test_stores,
-    output:
-        summary="results/scores/{dataset}/{variant}/seed{seed}/summary.csv",
-        per_class="results/scores/{dataset}/{variant}/seed{seed}/per_class.csv",
-        per_image="results/scores/{dataset}/{variant}/seed{seed}/per_image.csv",
-    log:
-        "logs/score_predictions/{dataset}/{variant}/seed{seed}.log",
-    conda:
-        "../../envs/ddpmseg.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    params:
-        number_class=lambda wc: dataset_config(wc)["number_class"],
-        ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
-        class_names=lambda wc: dataset_config(wc).get("class_names"),
-    script:
-        "../scripts/score_predictions.py"

@@ -1,8 +1,8 @@
 rule make_report_figures:
     input:
-        miou="results/tables/miou.csv",
-        per_class="results/tables/per_class.csv",
-        per_image="results/tables/per_image.csv",
+        miou_csv="results/tables/miou.csv",
+        per_class_csv="results/tables/per_class.csv",
+        per_image_csv="results/tables/per_image.csv",
         member_logs=[
             f"results/models/{r['dataset']}/{r['variant']}/seed{r['seed']}/member{r['member']}.json"
             for r in member_runs()

@@ -27,15 +27,17 @@ if config["training"]["fused_ensemble"]:
             settings=lambda wc: classifier_settings(
                 variant_settings(config, wc.variant)
             ),
-            original_images=lambda wc: dataset_config(wc)["training_number"],
-            number_class=lambda wc: dataset_config(wc)["number_class"],
-            ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+            original_images=lookup(
+                dpath="datasets/{dataset}/training_number", within=config
+            ),
+            number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+            ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
             seed=lambda wc: int(wc.seed),
             members=MEMBERS,
             memory_budget_mb=config["training"]["memory_budget_mb"],
             progress_file=lambda wc: f"results/progress/{wc.dataset}/{wc.variant}/seed{wc.seed}/ensemble.pt",
         script:
-            "../scripts/train_classifier.py"
+            "../scripts/train_ensemble.py"
 
 else:
 
@@ -60,12 +62,14 @@ else:
             settings=lambda wc: classifier_settings(
                 variant_settings(config, wc.variant)
             ),
-            original_images=lambda wc: dataset_config(wc)["training_number"],
-            number_class=lambda wc: dataset_config(wc)["number_class"],
-            ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+            original_images=lookup(
+                dpath="datasets/{dataset}/training_number", within=config
+            ),
+            number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+            ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
             seed=lambda wc: int(wc.seed),
             members=lambda wc: [int(wc.member)],
             memory_budget_mb=config["training"]["memory_budget_mb"],
             progress_file=lambda wc: f"results/progress/{wc.dataset}/{wc.variant}/seed{wc.seed}/member{wc.member}.pt",
         script:
-            "../scripts/train_classifier.py"
+            "../scripts/train_member.py"

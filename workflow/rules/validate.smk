@@ -13,13 +13,10 @@ rule validate_dataset:
         runtime=30,
     params:
         splits=lambda wc: {s: split_source(wc.dataset, s) for s in ("train", "test")},
-        counts=lambda wc: {
-            "train": dataset_config(wc)["training_number"],
-            "test": dataset_config(wc)["testing_number"],
-        },
+        counts=split_counts,
         image_size=image_size,
-        number_class=lambda wc: dataset_config(wc)["number_class"],
-        ignore_label=lambda wc: dataset_config(wc)["ignore_label"],
+        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
     script:
         "../scripts/validate_dataset.py"
 

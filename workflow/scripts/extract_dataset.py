@@ -1,12 +1,6 @@
 import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
 
-from ddpmseg.cli import run_script
-from ddpmseg.steps import extract_dataset
+from ddpmseg.runner import run_stage
+from ddpmseg.stages.download import extract_dataset
 
-
-def main(smk):
-    p = smk.params
-    extract_dataset(smk.input.archive, smk.output.dataset, p.prefix, p.verify)
-
-
-run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
+run_stage(snakemake, extract_dataset)  # noqa: F821 - injected by Snakemake

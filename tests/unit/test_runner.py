@@ -10,9 +10,9 @@ import types
 
 import pytest
 
-from ddpmseg.cli import job_error_lines, run_script
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.progress import progress_bar
+from ddpmseg.runner import job_error_lines, run_script
 
 
 def fake_snakemake(tmp_path, rule: str = "validate_dataset") -> types.SimpleNamespace:

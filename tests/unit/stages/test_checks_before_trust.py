@@ -1,4 +1,4 @@
-"""The workflow's steps (ddpmseg/steps.py), called as the rules call them.
+"""Stages that check before they trust (ddpmseg/stages/download.py, validate.py, score.py), called as the rules call them.
 
 The download steps trust a first download only after its content check (issue 11): fetch (rules
 download_archive, download_checkpoint), extract_dataset and validate_ddpm against a loopback server
@@ -23,7 +23,12 @@ from conftest import NA_NAMES, TINY_FLAGS, make_dataset, raw_cells
 from ddpmseg.data import split_dir
 from ddpmseg.download import load_lock, part_path
 from ddpmseg.errors import DdpmsegError
-from ddpmseg.steps import extract_dataset, fetch, validate_ddpm
+from ddpmseg.stages.download import (
+    download_archive,
+    download_checkpoint,
+    extract_dataset,
+)
+from ddpmseg.stages.validate import validate_ddpm
 from ddpmseg.tables import write_csv
 
 KEY_ARCHIVE, KEY_CHECKPOINT = "archives/datasets.tar.gz", "checkpoints/lsun_horse.pt"
@@ -45,7 +50,13 @@ def archive_bytes() -> bytes:
 
 
 def run_fetch(url, dest, lock, key) -> None:
-    fetch(url, dest, sha256=None, lock_file=lock, lock_key=key, retries=0, backoff_s=0.01, timeout_s=5)
+    """The download rule of ``dest``'s kind: download_checkpoint for a ``.pt``, else download_archive."""
+    settings = {"verify": {"url": url, "sha256": None, "lock_file": lock, "lock_key": key}, "retries": 0,
+                "backoff_s": 0.01, "timeout_s": 5}
+    if dest.suffix == ".pt":
+        download_checkpoint(checkpoint=dest, **settings)
+    else:
+        download_archive(archive=dest, **settings)
 
 
 def test_fetch_of_a_corrupt_archive_records_nothing_and_the_right_one_then_passes(server, tmp_path):
@@ -74,10 +85,10 @@ def test_fetch_leaves_a_checkpoint_to_validate_ddpm_which_records_it_once_it_fit
     verify = {"url": url, "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
     check_json = tmp_path / "check.json"
     with pytest.raises(DdpmsegError, match="does not fit the model flags"):
-        validate_ddpm(dest, check_json, {**TINY_FLAGS, "num_channels": 64}, verify)
+        validate_ddpm(checkpoint=dest, check=check_json, flags={**TINY_FLAGS, "num_channels": 64}, verify=verify)
     assert not lock.exists() and not check_json.exists()
 
-    validate_ddpm(dest, check_json, TINY_FLAGS, verify)
+    validate_ddpm(checkpoint=dest, check=check_json, flags=TINY_FLAGS, verify=verify)
     assert load_lock(lock) == {KEY_CHECKPOINT: {"sha256": sha(data), "size": len(data)}}
     assert json.loads(check_json.read_text())["sha256"] == sha(data)
 
@@ -87,7 +98,7 @@ def test_validate_ddpm_records_nothing_for_an_unloadable_checkpoint(tmp_path):
     checkpoint.write_bytes(b"<html>not a checkpoint</html>")
     verify = {"url": "http://127.0.0.1:9/lsun_horse.pt", "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
     with pytest.raises(DdpmsegError, match=r"lsun_horse\.pt: not a loadable state_dict"):
-        validate_ddpm(checkpoint, tmp_path / "check.json", TINY_FLAGS, verify)
+        validate_ddpm(checkpoint=checkpoint, check=tmp_path / "check.json", flags=TINY_FLAGS, verify=verify)
     assert not lock.exists()
     assert checkpoint.exists()  # placed by hand: never deleted
 
@@ -97,8 +108,10 @@ def test_validate_ddpm_with_a_locked_digest_still_checks_the_flags(tmp_path, tin
     lock.write_text(yaml.safe_dump({KEY_CHECKPOINT: {"sha256": sha(tiny_checkpoint.read_bytes()), "size": 1}}))
     verify = {"url": "http://127.0.0.1:9/lsun_horse.pt", "sha256": None, "lock_file": lock, "lock_key": KEY_CHECKPOINT}
     with pytest.raises(DdpmsegError, match="does not fit the model flags"):
-        validate_ddpm(tiny_checkpoint, tmp_path / "check.json", {**TINY_FLAGS, "num_channels": 64}, verify)
-    validate_ddpm(tiny_checkpoint, tmp_path / "check.json", TINY_FLAGS, verify)
+        validate_ddpm(
+            checkpoint=tiny_checkpoint, check=tmp_path / "check.json", flags={**TINY_FLAGS, "num_channels": 64}, verify=verify
+        )
+    validate_ddpm(checkpoint=tiny_checkpoint, check=tmp_path / "check.json", flags=TINY_FLAGS, verify=verify)
     assert json.loads((tmp_path / "check.json").read_text())["sha256"] == sha(tiny_checkpoint.read_bytes())
 
 
@@ -108,11 +121,11 @@ def test_extract_dataset_checks_a_hand_placed_archive_before_recording_it(tmp_pa
     archive.write_bytes(good[: len(good) // 2])
     verify = {"url": "http://127.0.0.1:9/datasets.tar.gz", "sha256": None, "lock_file": lock, "lock_key": KEY_ARCHIVE}
     with pytest.raises(DdpmsegError, match=r"datasets\.tar\.gz: corrupt or truncated archive"):
-        extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
+        extract_dataset(archive=archive, dataset=tmp_path / "horse_21", prefix="horse_21/", verify=verify)
     assert not lock.exists() and not (tmp_path / "horse_21").exists()
 
     archive.write_bytes(good)
-    extract_dataset(archive, tmp_path / "horse_21", "horse_21/", verify)
+    extract_dataset(archive=archive, dataset=tmp_path / "horse_21", prefix="horse_21/", verify=verify)
     assert load_lock(lock) == {KEY_ARCHIVE: {"sha256": sha(good), "size": len(good)}}
     assert (tmp_path / "horse_21" / "real" / "train" / "000.png").read_bytes() == b"png" * 1000
 
@@ -121,7 +134,7 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
     import torch
 
     from ddpmseg.files import atomic_directory
-    from ddpmseg.steps import score_predictions
+    from ddpmseg.stages.score import score_predictions
     from ddpmseg.store import StoreWriter
 
     size, names = 4, NA_NAMES
@@ -138,7 +151,8 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
         prediction[0, : index] = 1 - prediction[0, : index]  # image k: k wrong pixels in the first row
         np.save(predictions / "labels" / f"{name}.npy", prediction)
     write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": names, "uncertainty": [0.5, 0.1, 0.2, 0.3, 0.4]}))
-    score_predictions(predictions, [tmp_path / "store.zarr"], tmp_path / "scores", number_class=2, ignore_label=255)
+    scores = {name: tmp_path / "scores" / f"{name}.csv" for name in ("summary", "per_class", "per_image")}
+    score_predictions(predictions=predictions, stores=[tmp_path / "store.zarr"], **scores, number_class=2, ignore_label=255)
     per_image = raw_cells(tmp_path / "scores" / "per_image.csv")
     assert per_image["image"].tolist() == names
     assert per_image["uncertainty"].astype(float).tolist() == [0.5, 0.1, 0.2, 0.3, 0.4]
@@ -148,17 +162,19 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
 
 
 def test_validate_dataset_refuses_unlabelled_training_masks_only(tmp_path) -> None:
-    from ddpmseg.steps import validate_dataset
+    from ddpmseg.stages.validate import validate_dataset
 
     root = make_dataset(tmp_path / "d")
     splits = {name: {"images": str(split_dir(root, name))} for name in ("train", "test")}
     np.save(root / "real" / "test" / "000.npy", np.full((32, 32), 255, np.uint8))
     validate_dataset(
-        splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+        summary=tmp_path / "summary.json", splits=splits, counts={"train": 3, "test": 2}, image_size=32, number_class=3,
+        ignore_label=255,
     )
     assert json.loads((tmp_path / "summary.json").read_text())["test"]["unscored_masks"] == ["000"]
     np.save(root / "real" / "train" / "002.npy", np.full((32, 32), 255, np.uint8))
     with pytest.raises(DdpmsegError, match=r"train/002\.npy: every pixel is the ignore_label 255"):
         validate_dataset(
-            splits, {"train": 3, "test": 2}, tmp_path / "summary.json", image_size=32, number_class=3, ignore_label=255
+            summary=tmp_path / "summary.json", splits=splits, counts={"train": 3, "test": 2}, image_size=32,
+            number_class=3, ignore_label=255,
         )

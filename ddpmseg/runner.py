@@ -1,5 +1,12 @@
-"""Glue for Snakemake ``script:`` entry points: log file, thread count, console progress and one-line
-errors, which the workflow's ``onerror`` handler repeats as the last lines of a failed run."""
+"""Runs a stage function (:mod:`ddpmseg.stages`) as a Snakemake ``script:``: the rule's named inputs,
+outputs, params and log files by name, the job's log file, thread count, console progress and one-line
+errors, which the workflow's ``onerror`` handler repeats as the last lines of a failed run.
+
+The convention: every input and output of a rule has a name, and the stage function its script runs
+takes exactly those names, and those of the rule's params, as keyword-only parameters. A list stays a
+list (an input function's list of one file too); a file is passed as a ``str``. The first log file
+receives the job's stdout and stderr; log files with names are passed by name as well.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +67,46 @@ def run_script(snakemake: Any, main: Callable[[Any], None]) -> None:
     finally:
         if log:
             log.close()
+
+
+def stage_arguments(snakemake: Any, *, order_only: Collection[str] = ()) -> dict[str, Any]:
+    """The keyword arguments of a rule's stage function: its named inputs (except those in
+    ``order_only``, which only make the job wait for another), outputs, params and named log files.
+
+    Raises ``TypeError`` for a rule with an unnamed input or output, or a name used twice.
+    """
+    arguments: dict[str, Any] = {}
+    for kind in ("input", "output", "params", "log"):
+        files = getattr(snakemake, kind)
+        named = list(files.items())
+        if kind in ("input", "output") and sum(_file_count(value) for _, value in named) != len(files):
+            raise TypeError(f"rule {snakemake.rule}: every {kind} file needs a name (the stage takes it by name)")
+        for name, value in named:
+            if kind == "input" and name in order_only:
+                continue
+            if name in arguments:
+                raise TypeError(f"rule {snakemake.rule}: '{name}' names two of its inputs, outputs, params or logs")
+            arguments[name] = value if kind == "params" else _plain_files(value)
+    unknown = set(order_only) - {name for name, _ in snakemake.input.items()}
+    if unknown:
+        raise TypeError(f"rule {snakemake.rule}: no input named {', '.join(sorted(unknown))}")
+    return arguments
+
+
+def _file_count(value: Any) -> int:
+    return 1 if isinstance(value, str) else len(value)
+
+
+def _plain_files(value: Any) -> str | list[str]:
+    """A file as ``str``, a list of files as a list of ``str`` (Snakemake's own types, unwrapped)."""
+    return str(value) if isinstance(value, str) else [str(item) for item in value]
+
+
+def run_stage(snakemake: Any, stage: Callable[..., None], *, order_only: Collection[str] = ()) -> None:
+    """Run ``stage(**named inputs, **outputs, **params, **named logs)`` as the job (see
+    :func:`stage_arguments`; ``order_only``: inputs the stage does not read), with :func:`run_script`'s
+    log, console progress and error lines."""
+    run_script(snakemake, lambda job: stage(**stage_arguments(job, order_only=order_only)))
 
 
 def job_error_lines(log_root: str | os.PathLike, since: float) -> list[str]:

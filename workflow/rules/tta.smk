@@ -1,0 +1,24 @@
+rule make_tta_view:
+    input:
+        dataset=dataset_inputs,
+        summary="results/datasets/{dataset}/summary.json",
+    output:
+        images=directory("results/tta/{dataset}/{ttaset}"),
+    log:
+        "logs/make_tta_view/{dataset}/{ttaset}.log",
+    conda:
+        "../../envs/ddpmseg.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        split=lambda wc: split_source(wc.dataset, "test"),
+        view=lambda wc: list(parse_tta_set(wc.ttaset).view),
+        seed=lambda wc: parse_tta_set(wc.ttaset).seed,
+        testing_number=lookup(dpath="datasets/{dataset}/testing_number", within=config),
+        image_size=image_size,
+        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+    script:
+        "../scripts/make_tta_view.py"
