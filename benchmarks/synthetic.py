@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpmseg.ddpm import PAPER_MODEL_FLAGS
 from ddpmseg.files import atomic_directory, save_json
+from ddpmseg.registry import paper_model_flags
 from ddpmseg.store import StoreWriter
 
 GB = 1e9
@@ -117,7 +117,7 @@ class SyntheticDataset:
         names = [f"view{first + i:05d}" for i in range(self.shard_size)]
         attrs = {
             "checkpoint_sha256": "random-activations-benchmark",
-            "model_flags": PAPER_MODEL_FLAGS,
+            "model_flags": paper_model_flags(),
             "steps": list(PAPER_STEPS),
             "blocks": [b for b, _, _ in PAPER_BLOCKS],
             "noise_seed": self.seed,

@@ -24,23 +24,6 @@ with warnings.catch_warnings():
     from guided_diffusion import script_util
     from guided_diffusion.resample import UniformSampler
 
-# Flags of the paper's checkpoints (docs/method.md §2); other flags keep guided-diffusion's defaults.
-PAPER_MODEL_FLAGS: dict[str, Any] = {
-    "attention_resolutions": "32,16,8",
-    "class_cond": False,
-    "diffusion_steps": 1000,
-    "dropout": 0.1,
-    "image_size": 256,
-    "learn_sigma": True,
-    "noise_schedule": "linear",
-    "num_channels": 256,
-    "num_head_channels": 64,
-    "num_res_blocks": 2,
-    "resblock_updown": True,
-    "use_fp16": True,
-    "use_scale_shift_norm": True,
-}
-
 _DEFAULT_CHANNEL_MULT = {512: 7, 256: 6, 128: 5, 64: 4}
 
 

@@ -92,3 +92,9 @@ def _entry(section: str, name: str, registry: dict[str, Any] | None) -> dict[str
     if name not in entries:
         raise DdpmsegError(f"registry: unknown {section[:-1]} '{name}' (known: {', '.join(entries)})")
     return copy.deepcopy(entries[name])
+
+
+def paper_model_flags(registry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model flags shared by the paper's checkpoints (docs/method.md §2), as the registry writes them
+    once (other flags keep guided-diffusion's defaults)."""
+    return dict(checkpoint_entry("lsun_horse", registry)["flags"])

@@ -10,7 +10,6 @@ from conftest import TINY_FLAGS
 
 from ddpmseg.config import SCHEMA
 from ddpmseg.ddpm import (
-    PAPER_MODEL_FLAGS,
     build_model_and_diffusion,
     check_feature_settings,
     decoder_block_count,
@@ -21,11 +20,12 @@ from ddpmseg.ddpm import (
 )
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.features import extract_activations, shared_noise
+from ddpmseg.registry import paper_model_flags
 
 
 def test_decoder_block_count_matches_built_model() -> None:
     assert decoder_block_count(TINY_FLAGS) == len(build_model_and_diffusion(TINY_FLAGS)[0].output_blocks)
-    assert decoder_block_count(PAPER_MODEL_FLAGS) == 18  # docs/method.md §2
+    assert decoder_block_count(paper_model_flags()) == 18  # docs/method.md §2
 
 
 def test_feature_settings_are_checked() -> None:
@@ -158,7 +158,7 @@ def test_every_guided_diffusion_flag_is_typed_here_and_in_the_schema() -> None:
     schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["model_flags"]
     assert set(schema["properties"]) == set(defaults)
     jsonschema.Draft202012Validator(schema).validate(defaults)
-    for flags in (defaults, TINY_FLAGS, PAPER_MODEL_FLAGS):
+    for flags in (defaults, TINY_FLAGS, paper_model_flags()):
         model_flags(flags)
     unlike = object()
     assert all(flag_type_problem(name, unlike) for name in defaults)  # each flag has a type

@@ -8,7 +8,6 @@ import pytest
 from conftest import REPO
 
 from ddpmseg.config import load_config
-from ddpmseg.ddpm import PAPER_MODEL_FLAGS
 from ddpmseg.estimate import (
     activation_values,
     format_size,
@@ -17,6 +16,7 @@ from ddpmseg.estimate import (
     noise_note,
     plan,
 )
+from ddpmseg.registry import paper_model_flags
 
 PAPER_BLOCKS = [5, 6, 7, 8, 12]
 
@@ -24,7 +24,7 @@ PAPER_BLOCKS = [5, 6, 7, 8, 12]
 def test_paper_activations_per_image_match_method_md() -> None:
     # docs/method.md §3: 1024, 512, 512, 512, 256 channels at 32, 32, 32, 64, 128 px per step
     per_step = 1024 * 32**2 + 2 * 512 * 32**2 + 512 * 64**2 + 256 * 128**2
-    assert activation_values(PAPER_MODEL_FLAGS, PAPER_BLOCKS) == per_step
+    assert activation_values(paper_model_flags(), PAPER_BLOCKS) == per_step
     assert 3 * per_step / 1e6 == 25.165824  # "25.2 M values"
 
 
@@ -42,7 +42,7 @@ def test_paper_plan_counts_views_per_dataset() -> None:
 
 def test_forward_cost_is_anchored_at_the_paper_model_and_scales_with_flops() -> None:
     # docs/method.md §2: about 8 s per forward pass of the 552.8 M-parameter model at 256 px on 2 CPU cores
-    assert forward_seconds(PAPER_MODEL_FLAGS, PAPER_BLOCKS) == pytest.approx(8.0, rel=0.05)
+    assert forward_seconds(paper_model_flags(), PAPER_BLOCKS) == pytest.approx(8.0, rel=0.05)
     demo = load_config(REPO / "config.yaml")
     demo_seconds = forward_seconds(demo["ddpms"]["demo_ddpm"]["flags"], demo["features"]["blocks"])
     assert demo_seconds < 0.1  # the demo's small UNet at 64 px: tens of milliseconds, not 8 s
