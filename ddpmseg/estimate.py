@@ -18,10 +18,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import (
+    PER_RUN_NOISE,
     augmentation_scale,
     augmentation_set,
     imageset_count,
     load_config,
+    noise_seeds,
     shard_count,
     variant_settings,
     variant_tta_sets,
@@ -38,7 +40,6 @@ CPU_GFLOPS = 150.0
 # model, loading the checkpoint and reading the images. The demo's 10 extraction jobs take 41 s of job
 # time on 2 cores, of which about 5 s are forward passes.
 JOB_OVERHEAD_S = 3.0
-PER_RUN = "per_run"
 
 
 class _StopForward(Exception):
@@ -90,8 +91,7 @@ def forward_seconds(flags: dict[str, Any], blocks: list[int], gflops: float = CP
 def extraction_runs(config: dict[str, Any]) -> int:
     """How many times every image set is extracted: once per run seed when ``features.noise_seed`` is
     ``per_run`` (the default: each seed's run draws its own noise), once for one shared integer seed."""
-    noise_seed = config["features"].get("noise_seed", PER_RUN)
-    return len(config["seeds"]) if noise_seed == PER_RUN else 1
+    return len(noise_seeds(config))
 
 
 def dataset_imagesets(config: dict[str, Any], name: str) -> dict[str, int]:
@@ -175,7 +175,7 @@ def format_duration(seconds: float) -> str:
 def noise_note(config: dict[str, Any]) -> str:
     """How the noise seed sets the number of extractions, for the output."""
     seeds = len(config["seeds"])
-    if config["features"].get("noise_seed", PER_RUN) == PER_RUN:
+    if config["features"].get("noise_seed", PER_RUN_NOISE) == PER_RUN_NOISE:
         return (
             f"features.noise_seed per_run: each of the {seeds} seeds draws its own noise, so every image set "
             f"is extracted {seeds} times (counted above)"
