@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddpmseg.upsample import LayerGroups, bilinear_taps, gather_features
+from ddpmseg.upsample import (
+    LayerGroups,
+    bilinear_taps,
+    gather_features,
+    upsampling_taps,
+)
 
 
 @pytest.mark.parametrize("in_size,out_size", [(4, 32), (8, 32), (16, 32), (32, 32), (5, 64), (32, 256)])
@@ -41,3 +46,19 @@ def test_grouped_layers_equal_per_layer_gather_to_float16_rounding() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)  # one float16 rounding of the sum
     full_resolution = slice(5, 8)  # layer 2 (16 px = the image size): rows copied, no rounding
     assert torch.equal(got[:, full_resolution], expected[:, full_resolution])
+
+
+def test_upsampling_taps_sum_the_interpolated_maps_row_by_row() -> None:
+    generator = torch.Generator().manual_seed(3)
+    sizes = [(4, 8), (16, 16), (9, 5)]  # non-square, the image size itself, a size that does not divide it
+    maps = [torch.randn(h, w, 6, generator=generator) for h, w in sizes]
+    expected = sum(
+        F.interpolate(m.permute(2, 0, 1)[None], size=(16, 16), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+        for m in maps
+    )
+    table = torch.cat([m.reshape(-1, 6) for m in maps])
+    rows = torch.tensor([0, 5, 6, 15])
+    indices, weights = upsampling_taps(sizes, rows, 16)
+    assert indices.shape == weights.shape == (4 * 16, 12)
+    got = F.embedding_bag(indices, table, per_sample_weights=weights, mode="sum").reshape(4, 16, 6)
+    torch.testing.assert_close(got, expected[rows], rtol=0, atol=1e-5)
