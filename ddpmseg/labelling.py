@@ -165,15 +165,19 @@ def check_feature_width(ensemble: Sequence[nn.Module], segmenter: Segmenter, lay
 
 
 def image_layers(segmenter: Segmenter, images: Sequence[np.ndarray]) -> list[list[torch.Tensor]]:
-    """Per image, its channel-last (h, w, C) activations in feature order, for (S, S, 3) uint8 images
-    run through the DDPM as one batch."""
-    if segmenter.feature_source != "ddpm":
-        raise DdpmsegError(f"feature_source '{segmenter.feature_source}' is not supported by labelling yet")
-    model, diffusion = segmenter_ddpm(segmenter)
+    """Per image, its channel-last (h, w, C) float16 features in feature order, for (S, S, 3) uint8
+    images as one batch: the DDPM's activations, or for the RGB control one layer of the pixels' values
+    in [-1, 1]. Rounded to float16 as a feature store keeps them, so that an image gets the labels the
+    workflow's test prediction gives it."""
     batch = torch.from_numpy(np.stack([to_model_input(image) for image in images]))
-    noise = shared_noise(segmenter.noise_seed, segmenter.image_size)
-    activations = extract_activations(model, diffusion, batch, steps=segmenter.steps, blocks=segmenter.blocks, noise=noise)
-    return [[layer[index].permute(1, 2, 0).contiguous() for layer in activations.values()] for index in range(len(images))]
+    if segmenter.feature_source == "rgb":
+        layers = [batch]
+    else:
+        model, diffusion = segmenter_ddpm(segmenter)
+        noise = shared_noise(segmenter.noise_seed, segmenter.image_size)
+        activations = extract_activations(model, diffusion, batch, steps=segmenter.steps, blocks=segmenter.blocks, noise=noise)
+        layers = list(activations.values())
+    return [[layer[index].permute(1, 2, 0).to(torch.float16).contiguous() for layer in layers] for index in range(len(images))]
 
 
 def batched_layers(segmenter: Segmenter, images: Sequence[np.ndarray], batch_size: int) -> list[list[torch.Tensor]]:
