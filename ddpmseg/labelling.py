@@ -1,4 +1,4 @@
-"""Label new images with a trained segmenter, at their original size (docs/operations.md).
+"""Label new images with a trained segmenter, at their original size (docs/method.md §1 and §4).
 
 Each image is read, made square by the segmenter's ``non_square`` policy and resized to its
 ``image_size`` as the dataset stage does (:mod:`ddpmseg.data`), its DDPM features are computed in
