@@ -11,8 +11,8 @@ ids, ignore_label pixels keep their id), ``overlay/<stem>.png`` (the classes' co
 ``uncertainty/<stem>.png`` (the plain ensemble's per-pixel JS divergence, grey = 255 JS / ln K),
 ``rows/<stem>.json`` (the image's row of the table) and, over all images of a call,
 ``predictions.csv``. ``.ddpmseg-labelling.json`` records the segmenter's identity: a rerun with the
-same segmenter skips the images whose outputs are all there (an interrupted run resumes), another
-segmenter is refused.
+same segmenter skips the images whose outputs are all there and were made from the same file (its
+sha256 is kept in the row), so an interrupted run resumes; another segmenter is refused.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .data import (
 )
 from .errors import DdpmsegError
 from .features import extract_activations, shared_noise
-from .files import atomic_path, load_json, save_json, save_png
+from .files import atomic_path, load_json, save_json, save_png, sha256_file
 from .predict import predict_image, uncertainty_score
 from .progress import progress_bar
 from .segmenter import Segmenter, segmenter_ddpm
@@ -307,8 +307,12 @@ def paths_of(out_dir: Path, stem: str) -> dict[str, Path]:
     return {**files, ROWS: out_dir / ROWS / f"{stem}.json"}
 
 
-def is_done(out_dir: Path, stem: str) -> bool:
-    return all(path.is_file() for path in paths_of(out_dir, stem).values())
+def is_done(out_dir: Path, path: Path) -> bool:
+    """Whether an image's outputs all exist and were made from this very file (its sha256 is in its row)."""
+    files = paths_of(out_dir, path.stem)
+    if not all(output.is_file() for output in files.values()):
+        return False
+    return load_json(files[ROWS]).get("sha256") == sha256_file(path)
 
 
 def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -> None:
@@ -325,6 +329,7 @@ def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -
         "height": height,
         "uncertainty": uncertainty_score(prediction.js),
         **class_fractions(labels, inside, segmenter),
+        "sha256": sha256_file(prediction.path),  # not a table column: tells a rerun whether the file changed
     }
     save_json(files[ROWS], row)
 
@@ -354,8 +359,8 @@ def check_class_columns(segmenter: Segmenter) -> None:
 
 
 def write_examples(out_dir: Path, paths: Sequence[Path], count: int) -> None:
-    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` labelled images."""
-    for path in [p for p in paths if is_done(out_dir, p.stem)][:count]:
+    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` of ``paths`` (labelled)."""
+    for path in paths[:count]:
         files = paths_of(out_dir, path.stem)
         shown = [np.asarray(Image.open(files[folder]).convert("RGB")) for folder in ("overlay", "uncertainty")]
         save_png(out_dir / "examples" / f"{path.stem}.png", panel(read_image(path), *shown))
@@ -373,12 +378,12 @@ def label_images(
 ) -> LabellingSummary:
     """Label ``images`` into ``out_dir`` (see the module's docstring); ``batch_size`` images per DDPM
     forward pass; ``examples`` panels of the first images. Images whose outputs exist for the same
-    segmenter are skipped; an unreadable image is listed in ``failed`` and the others are labelled."""
+    segmenter and file contents are skipped; an unreadable image is listed in ``failed`` and the others are labelled."""
     images, out_dir = [Path(p) for p in images], Path(out_dir)
     check_unique_stems(images)
     check_class_columns(segmenter)
     claim_folder(out_dir, segmenter)
-    todo = [path for path in images if not is_done(out_dir, path.stem)]
+    todo = [path for path in images if not is_done(out_dir, path)]
     summary = LabellingSummary(labelled=0, skipped=len(images) - len(todo))
     if todo:
         for prediction in predictions(

@@ -193,6 +193,11 @@ def test_rerun_skips_finished_images_and_keeps_every_row(tmp_path, tiny_checkpoi
     assert (summary.labelled, summary.skipped) == (1, 1)
     assert (out / "overlay" / "b.png").is_file()
 
+    write_png(paths[0], np.full((32, 32, 3), GREEN, np.uint8))  # a new image under an old name
+    summary = label_images(segmenter, paths, out, progress=False)
+    assert (summary.labelled, summary.skipped) == (1, 1)
+    assert list(read_table(out / "predictions.csv")["green"]) == [1.0, 0.0]
+
 
 def test_an_unreadable_or_non_square_file_fails_alone(tmp_path, tiny_checkpoint, rgb_features) -> None:
     folder = tmp_path / "in"
