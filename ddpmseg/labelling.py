@@ -160,7 +160,7 @@ def check_feature_width(ensemble: Sequence[nn.Module], segmenter: Segmenter, lay
     for path, member in zip(segmenter.member_paths, ensemble, strict=True):
         if member[0].in_features != width:
             raise DdpmsegError(
-                f"{path}: member takes {member[0].in_features} features, the segmenter's DDPM settings give {width}"
+                f"{path}: member takes {member[0].in_features} features, the segmenter's feature settings give {width}"
             )
 
 

@@ -300,7 +300,7 @@ def test_real_ddpm_features_with_tta_end_to_end(tmp_path, tiny_checkpoint) -> No
     assert sorted(p.name for p in (tmp_path / "out" / "examples").iterdir()) == ["0.png"]
 
     wrong = segmenter_for(tmp_path / "in", tiny_checkpoint, steps=[10, 400], blocks=[0, 2, 3])  # 3-input members
-    with pytest.raises(DdpmsegError, match=f"member takes 3 features, the segmenter's DDPM settings give {width}"):
+    with pytest.raises(DdpmsegError, match=f"member takes 3 features, the segmenter's feature settings give {width}"):
         label_images(wrong, paths, tmp_path / "out2", progress=False)
 
 
