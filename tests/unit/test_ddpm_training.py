@@ -294,3 +294,19 @@ def test_sample_grid_places_samples_row_by_row():
     grid = sample_grid(samples, gap=1)
     assert grid.shape == (9, 9, 3)
     assert grid[0, 0, 0] == 10 and grid[0, 5, 0] == 20 and grid[5, 0, 0] == 30 and grid[5, 5, 0] == 255
+
+
+def test_the_command_line_prints_one_error_line_and_exits_1(tmp_path, images, capsys):
+    from ddpmseg.ddpm_training import main
+
+    broken = images[0].parent / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    args_json = tmp_path / "args.json"
+    write_arguments(args_json, images=[*images, broken], flags=FLAGS, settings=SETTINGS, non_square=None,
+                    progress=False, **outputs(tmp_path / "run"))
+    assert main([str(args_json)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("ddpmseg error: ") and "broken.jpg: unreadable image" in error[0]
+    args_json.write_text(json.dumps({**json.loads(args_json.read_text()), "epochs": 3}))
+    assert main([str(args_json)]) == 1
+    assert "unknown argument 'epochs'" in capsys.readouterr().err
