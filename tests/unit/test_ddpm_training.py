@@ -336,3 +336,12 @@ def test_a_step_skipped_by_the_grad_scaler_leaves_weights_and_ema_alone(images):
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
     train_iteration(trainer, 1)
     assert not all(torch.equal(a, b) for a, b in zip(ema, trainer.ema))
+
+
+def test_an_init_checkpoint_of_other_flags_is_one_error_before_training(tmp_path, images):
+    torch.manual_seed(0)
+    model, _ = build_model_and_diffusion({**FLAGS, "num_channels": 64})
+    torch.save(model.state_dict(), tmp_path / "wide.pt")
+    with pytest.raises(DdpmsegError, match=r"wide\.pt: does not fit the model flags: .*check flag num_channels"):
+        train(tmp_path / "run", images, init=tmp_path / "wide.pt")
+    assert not (tmp_path / "run").exists()
