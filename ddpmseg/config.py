@@ -183,6 +183,40 @@ def variant_tta_sets(config: dict[str, Any], variant: str) -> list[str]:
     return [tta_set(view, seed) for view in tta_views(config, variant)]
 
 
+def feature_source(config: dict[str, Any], variant: str) -> str:
+    """What a variant classifies each pixel from: ``ddpm`` (the method's DDPM features) or ``rgb``
+    (the RGB control: the pixel's own values, :mod:`ddpmseg.rgb_features`)."""
+    return variant_settings(config, variant)["features"]
+
+
+def features_folder(config: dict[str, Any], variant: str, seed: int) -> str:
+    """The folder, under each image set's, of the stores a run (variant, seed) trains and predicts on:
+    ``rgb`` for the RGB control (no noise: one set of stores for every seed), else ``noise<n>`` of the
+    run's noise seed."""
+    if feature_source(config, variant) == "rgb":
+        return "rgb"
+    return f"noise{noise_seed_of_run(config, seed)}"
+
+
+def variant_imagesets(config: dict[str, Any], dataset: str, variant: str) -> list[str]:
+    """The image sets whose features a variant uses on a dataset: the splits, then its augmented
+    training copies and its TTA views, if it has them."""
+    augmented = augmentation_set(config, dataset, variant)
+    return ["train", "test", *([augmented] if augmented else []), *variant_tta_sets(config, variant)]
+
+
+def feature_imagesets(config: dict[str, Any], dataset: str, source: str) -> list[str]:
+    """Every image set whose ``source`` features (``ddpm`` or ``rgb``) some variant uses on a dataset,
+    in the order of first use; none when no variant uses that source."""
+    imagesets = [
+        imageset
+        for variant in config["variants"]
+        if feature_source(config, variant) == source
+        for imageset in variant_imagesets(config, dataset, variant)
+    ]
+    return list(dict.fromkeys(imagesets))
+
+
 def imageset_split(imageset: str) -> str:
     """Split folder (``real/<split>``) an image set is read from."""
     return "train" if imageset == "train" or imageset.startswith("aug-") else "test"

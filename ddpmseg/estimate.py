@@ -19,14 +19,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import (
     PER_RUN_NOISE,
-    augmentation_scale,
-    augmentation_set,
+    feature_imagesets,
     imageset_count,
     load_config,
     noise_seeds,
     shard_count,
     variant_settings,
-    variant_tta_sets,
 )
 from .ddpm import build_model_and_diffusion, model_flags
 
@@ -94,15 +92,10 @@ def extraction_runs(config: dict[str, Any]) -> int:
     return len(noise_seeds(config))
 
 
-def dataset_imagesets(config: dict[str, Any], name: str) -> dict[str, int]:
-    """Image sets whose features a dataset's variants use (splits, augmented copies, TTA views) and
-    their image counts."""
-    sets = {"train", "test"}
-    for variant in config["variants"]:
-        if augmentation_scale(config, name, variant) > 1:
-            sets.add(augmentation_set(config, name, variant))
-        sets.update(variant_tta_sets(config, variant))
-    return {s: imageset_count(config, name, s) for s in sets}
+def dataset_imagesets(config: dict[str, Any], name: str, source: str = "ddpm") -> dict[str, int]:
+    """Image sets whose ``source`` features (``ddpm``, or ``rgb`` for the RGB control) a dataset's
+    variants use (splits, augmented copies, TTA views) and their image counts."""
+    return {s: imageset_count(config, name, s) for s in feature_imagesets(config, name, source)}
 
 
 def training_batches(config: dict[str, Any], name: str, size: int) -> int:
@@ -124,7 +117,8 @@ def plan(
 ) -> list[dict[str, Any]]:
     """Per dataset: views to extract (train, augmented copies, test, TTA views), store size, forward
     passes, extraction jobs and seconds, and training batches. Extraction counts (passes, jobs, stores)
-    include :func:`extraction_runs`."""
+    include :func:`extraction_runs`. Views and jobs are the DDPM's; the RGB control's stores (no forward
+    pass, one set for every seed) are counted apart (``rgb_views``, ``rgb_jobs``) and in ``store_bytes``."""
     rows = []
     runs = extraction_runs(config)
     steps_count = len(config["features"]["steps"])
@@ -136,20 +130,25 @@ def plan(
         total_views = sum(views.values())
         jobs = runs * sum(shard_count(count, config["features"]["shard_size"]) for count in views.values())
         forward_passes = runs * total_views * steps_count
-        store_bytes = runs * total_views * steps_count * values * BYTES_PER_VALUE
+        rgb_views = dataset_imagesets(config, name, "rgb")
+        size = model_flags(flags)["image_size"]
+        rgb_bytes = sum(rgb_views.values()) * size * size * 3 * BYTES_PER_VALUE
+        store_bytes = runs * total_views * steps_count * values * BYTES_PER_VALUE + rgb_bytes
         rows.append(
             {
                 "dataset": name,
                 "views": total_views,
-                "train_views": views["train"] + sum(v for s, v in views.items() if s.startswith("aug-")),
-                "test_views": views["test"] + sum(v for s, v in views.items() if s.startswith("tta-")),
+                "train_views": sum(v for s, v in views.items() if s == "train" or s.startswith("aug-")),
+                "test_views": sum(v for s, v in views.items() if s == "test" or s.startswith("tta-")),
+                "rgb_views": sum(rgb_views.values()),
+                "rgb_jobs": sum(shard_count(count, config["features"]["shard_size"]) for count in rgb_views.values()),
                 "extraction_runs": runs,
                 "store_bytes": store_bytes,
                 "store_gb": store_bytes / 1e9,
                 "forward_passes": forward_passes,
                 "extraction_jobs": jobs,
                 "extraction_s": forward_passes * forward_seconds(flags, blocks, gflops) + jobs * job_overhead_s,
-                "training_batches": training_batches(config, name, model_flags(flags)["image_size"]),
+                "training_batches": training_batches(config, name, size),
             }
         )
     return rows
@@ -209,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     print()
     print(f"Extraction: {noise_note(config)}; {total['extraction_jobs']} jobs.")
+    if total["rgb_views"]:
+        print(
+            f"RGB control (features: rgb): {total['rgb_views']} views in {total['rgb_jobs']} small stores "
+            "(counted in stores), no forward pass."
+        )
     print(
         f"Times: forward passes at {args.gflops:g} GFLOP/s (2 CPU cores) plus {args.job_overhead_s:g} s per "
         f"extraction job; training at {args.batch_ms:g} ms per member batch (an upper bound)."

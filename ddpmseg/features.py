@@ -117,7 +117,10 @@ def extract_to_store(
     """
     image_size = images.shape[1]
     noise = shared_noise(noise_seed, image_size)
-    attrs = {**attrs, "steps": [int(s) for s in steps], "blocks": model_order(blocks), "noise_seed": noise_seed}
+    attrs = {
+        **attrs, "feature_source": "ddpm", "steps": [int(s) for s in steps], "blocks": model_order(blocks),
+        "noise_seed": noise_seed,
+    }
     with atomic_directory(out) as tmp:
         writer = StoreWriter(tmp, names, image_size, attrs)
         starts = range(0, len(images), batch_size)

@@ -1,4 +1,5 @@
-"""Rule of ``features.smk``: one shard of an image set's DDPM pixel features, as a zarr store."""
+"""Rules of ``features.smk``: one shard of an image set's pixel features, as a zarr store: the DDPM's
+(``extract_features``) or the RGB control's (``extract_rgb_features``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..data import Split, load_split
 from ..ddpm import load_ddpm, model_flags
 from ..features import extract_to_store
 from ..files import load_json
+from ..rgb_features import write_rgb_store
 
 
 def extract_features(
@@ -48,3 +50,23 @@ def extract_features(
         model, diffusion, images, masks, names, steps=steps, blocks=blocks, noise_seed=noise_seed, batch_size=batch_size,
         out=store, attrs=attrs,
     )
+
+
+def extract_rgb_features(
+    *,
+    store: str | Path,
+    split: Split | dict,
+    split_size: int,
+    shard: Sequence[int],
+    image_size: int,
+    number_class: int,
+    ignore_label: int,
+) -> None:
+    """Write the RGB control's features of one shard, images ``shard = [start, stop)`` of the split's
+    first ``split_size`` preprocessed to ``image_size`` as for the DDPM, into the ``store``."""
+    start, stop = shard
+    names, images, masks = load_split(
+        split, split_size, start, stop, image_size=image_size, number_class=number_class, ignore_label=ignore_label
+    )
+    attrs = {"source": Split.of(split).as_dict(), "number_class": number_class, "ignore_label": ignore_label}
+    write_rgb_store(images, masks, names, out=store, attrs=attrs)

@@ -302,3 +302,24 @@ def test_schema_allows_exactly_the_tta_transforms_and_named_views() -> None:
     listed = next(option for option in views["oneOf"] if option["type"] == "array")
     assert listed["items"]["items"]["enum"] == list(TTA_TRANSFORMS)
     assert all(f'"{name}"' in views["description"] for name in NAMED_TTA_VIEWS)
+
+
+def test_the_rgb_control_reads_rgb_stores_of_its_own_image_sets_and_the_others_their_noise(config) -> None:
+    from ddpmseg.config import feature_imagesets, feature_source, features_folder
+
+    config["variants"] = {
+        "baseline": {},
+        "rgb_control": {"features": "rgb", "augmentation_scale": 3, "tta_views": [["HorizontalFlip"]]},
+    }
+    _validated(config)
+    assert feature_source(config, "baseline") == "ddpm" and feature_source(config, "rgb_control") == "rgb"
+    assert features_folder(config, "baseline", 1) == "noise1" and features_folder(config, "rgb_control", 1) == "rgb"
+    config["features"]["noise_seed"] = 5
+    assert features_folder(config, "baseline", 1) == "noise5" and features_folder(config, "rgb_control", 1) == "rgb"
+    assert feature_imagesets(config, "demo_shapes", "ddpm") == ["train", "test"]  # no DDPM features of the copies
+    assert feature_imagesets(config, "demo_shapes", "rgb") == ["train", "test", "aug-x3-p0.4-s0", "tta-s0-horizontalflip"]
+    config["variants"] = {"rgb_control": {"features": "rgb"}}
+    assert feature_imagesets(config, "demo_shapes", "ddpm") == []
+    config["variants"]["rgb_control"]["features"] = "pixels"
+    with pytest.raises(DdpmsegError, match=r"variants.rgb_control.features: 'pixels' is not one of \['ddpm', 'rgb'\]"):
+        _validated(config)

@@ -81,3 +81,20 @@ def test_output_says_how_the_noise_seed_counts_extractions(capsys) -> None:
     per_run["features"].pop("noise_seed")
     assert "every image set is extracted 2 times" in noise_note(per_run)
     assert "every image set extracted once" in noise_note({**demo, "features": {"noise_seed": 7}})
+
+
+def test_the_rgb_control_adds_no_forward_pass_and_its_small_stores_apart(capsys) -> None:
+    config = load_config(REPO / "config.yaml")
+    assert config["variants"]["rgb_control"] == {"features": "rgb"}
+    without_control = copy.deepcopy(config)
+    del without_control["variants"]["rgb_control"]
+    config["variants"]["rgb_control"]["augmentation_scale"] = 3  # copies only the control uses
+    (row,), (reference,) = plan(config), plan(without_control)
+    for key in ("views", "train_views", "test_views", "forward_passes", "extraction_jobs", "extraction_s"):
+        assert row[key] == reference[key], key  # the DDPM's work is the DDPM variants' only
+    size = config["ddpms"]["demo_ddpm"]["flags"]["image_size"]
+    assert row["rgb_views"] == 12 + 12 + 12 * 2 and row["rgb_jobs"] == 1 + 1 + 2  # train, test, 2 copies each
+    assert row["store_bytes"] - reference["store_bytes"] == row["rgb_views"] * size * size * 3 * 2  # float16
+    assert reference["rgb_views"] == 0
+    main([str(REPO / "config.yaml")])
+    assert "RGB control (features: rgb): 24 views in 2 small stores" in capsys.readouterr().out

@@ -10,11 +10,13 @@ from ddpmseg.config import (
     check_config,
     check_paths,
     classifier_settings,
+    feature_imagesets,
+    feature_source,
+    features_folder,
     imageset_count,
     imageset_split,
     local_gpu_limit,
     name_constraint,
-    noise_seed_of_run,
     noise_seeds,
     parse_augmentation_set,
     parse_tta_set,
@@ -177,18 +179,20 @@ def checkpoint_download(name):
     return download_verification(ddpm["url"], ddpm["sha256"], f"checkpoints/{name}.pt")
 
 
-def shard_stores(dataset, imageset, noise):
-    """The stores of an image set's features under noise seed ``noise``, shard after shard."""
+def shard_stores(dataset, imageset, folder):
+    """The stores of an image set's features in ``folder`` (``noise<n>``: the DDPM's under noise seed
+    n; ``rgb``: the RGB control's), shard after shard."""
     count = imageset_count(config, dataset, imageset)
     ranges = shard_ranges(count, config["features"]["shard_size"])
     return [
-        f"results/features/{dataset}/{imageset}/noise{noise}/shard{k}.zarr"
+        f"results/features/{dataset}/{imageset}/{folder}/shard{k}.zarr"
         for k in range(len(ranges))
     ]
 
 
-def run_noise_seed(wildcards):
-    return noise_seed_of_run(config, int(wildcards.seed))
+def run_features_folder(wildcards):
+    """The stores' folder of run (variant, seed): its feature source's (config.features_folder)."""
+    return features_folder(config, wildcards.variant, int(wildcards.seed))
 
 
 def shard_range(wildcards):
@@ -199,16 +203,16 @@ def shard_range(wildcards):
 
 def train_stores(wildcards):
     """Stores of the training images, then of their augmented copies if the variant augments."""
-    noise = run_noise_seed(wildcards)
-    stores = shard_stores(wildcards.dataset, "train", noise)
+    folder = run_features_folder(wildcards)
+    stores = shard_stores(wildcards.dataset, "train", folder)
     augmented = augmentation_set(config, wildcards.dataset, wildcards.variant)
     if augmented:
-        stores += shard_stores(wildcards.dataset, augmented, noise)
+        stores += shard_stores(wildcards.dataset, augmented, folder)
     return stores
 
 
 def test_stores(wildcards):
-    return shard_stores(wildcards.dataset, "test", run_noise_seed(wildcards))
+    return shard_stores(wildcards.dataset, "test", run_features_folder(wildcards))
 
 
 def tta_stores(wildcards):
@@ -216,7 +220,9 @@ def tta_stores(wildcards):
     return [
         store
         for ttaset in variant_tta_sets(config, wildcards.variant)
-        for store in shard_stores(wildcards.dataset, ttaset, run_noise_seed(wildcards))
+        for store in shard_stores(
+            wildcards.dataset, ttaset, run_features_folder(wildcards)
+        )
     ]
 
 
@@ -259,16 +265,6 @@ def demo_ddpms():
     return [name for name in used if config["ddpms"][name]["source"] == "demo"]
 
 
-def dataset_imagesets(dataset):
-    """Every image set whose features a variant of a dataset uses: the splits, augmented copies, TTA views."""
-    imagesets = ["train", "test"]
-    for variant in VARIANTS:
-        augmented = augmentation_set(config, dataset, variant)
-        imagesets += [augmented] if augmented else []
-        imagesets += variant_tta_sets(config, variant)
-    return list(dict.fromkeys(imagesets))
-
-
 def training_benchmarks(dataset, variant, seed):
     """Benchmark files of the training jobs of a run (train_ensemble or train_member, see train.smk)."""
     if config["training"]["fused_ensemble"]:
@@ -279,20 +275,37 @@ def training_benchmarks(dataset, variant, seed):
     ]
 
 
+def extraction_benchmarks(dataset):
+    """Benchmark files of a dataset's extraction jobs: every store some variant uses, the DDPM's
+    (extract_features, once per noise seed) and the RGB control's (extract_rgb_features).
+    """
+    jobs = {
+        "ddpm": ("extract_features", [f"noise{n}" for n in noise_seeds(config)]),
+        "rgb": ("extract_rgb_features", ["rgb"]),
+    }
+    files = []
+    for source, (rule, folders) in jobs.items():
+        for imageset in feature_imagesets(config, dataset, source):
+            for folder in folders:
+                shards = len(shard_stores(dataset, imageset, folder))
+                files += [
+                    f"results/benchmarks/{rule}/{dataset}/{imageset}/{folder}/shard{k}.tsv"
+                    for k in range(shards)
+                ]
+    return files
+
+
 def benchmark_files():
     """The benchmark files of every job of the heavy rules that the default target runs, as those
-    rules name them (each is written when its job ends)."""
-    files = [f"results/benchmarks/train_demo_ddpm/{name}.tsv" for name in demo_ddpms()]
+    rules name them (each is written when its job ends). No DDPM is trained when every variant is
+    the RGB control."""
+    uses_ddpm = any(feature_source(config, v) == "ddpm" for v in VARIANTS)
+    files = [
+        f"results/benchmarks/train_demo_ddpm/{name}.tsv"
+        for name in (demo_ddpms() if uses_ddpm else [])
+    ]
     for d in DATASETS:
-        for imageset in dataset_imagesets(d):
-            count = imageset_count(config, d, imageset)
-            files += [
-                f"results/benchmarks/extract_features/{d}/{imageset}/noise{noise}/shard{k}.tsv"
-                for noise in noise_seeds(config)
-                for k in range(
-                    len(shard_ranges(count, config["features"]["shard_size"]))
-                )
-            ]
+        files += extraction_benchmarks(d)
     for d in DATASETS:
         for v in VARIANTS:
             for s in SEEDS:

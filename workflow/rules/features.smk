@@ -32,3 +32,30 @@ rule extract_features:
         ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
     script:
         "../scripts/extract_features.py"
+
+
+rule extract_rgb_features:
+    input:
+        images=imageset_inputs,
+        summary="results/datasets/{dataset}/summary.json",
+    output:
+        store=directory("results/features/{dataset}/{imageset}/rgb/shard{shard}.zarr"),
+    log:
+        "logs/extract_rgb_features/{dataset}/{imageset}/rgb/shard{shard}.log",
+    benchmark:
+        "results/benchmarks/extract_rgb_features/{dataset}/{imageset}/rgb/shard{shard}.tsv"
+    conda:
+        "../../envs/ddpmseg.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        split=imageset_source,
+        split_size=lambda wc: imageset_count(config, wc.dataset, wc.imageset),
+        shard=shard_range,
+        image_size=image_size,
+        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
+        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+    script:
+        "../scripts/extract_rgb_features.py"
