@@ -2,9 +2,10 @@
 device in this process or on several GPUs with DistributedDataParallel through ``torchrun``.
 
 The whole training state (``state``) is not an output of the rule, so that Snakemake keeps it when a job
-fails or reruns: a rerun resumes from it. A state saved under other settings is discarded first (its
-record ``<state>.json`` says which), except where only the iterations grew or settings that do not shape
-the weights changed (saving, logging, samples): then training continues where it stopped.
+fails or reruns: a rerun resumes from it. A state saved under other images, flags, init or settings is
+discarded first (its record ``<state>.json`` says what it was saved under), except where only the
+iterations grew or settings that do not change the weights did (microbatch, saving, logging, samples):
+then training continues where it stopped.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import ddpm_training
+from ..data import IMAGE_SUFFIXES, files_with_suffixes
 from ..ddpm import model_flags
-from ..ddpm_training import DdpmTrainingSettings, launch_command
+from ..ddpm_training import RESUMABLE_CHANGES, DdpmTrainingSettings, launch_command, write_arguments
 from ..errors import DdpmsegError
 from ..files import save_json
-
-# Settings that change nothing of the weights up to a step: a state saved under other values of them is
-# resumed (a larger ``iterations`` continues the training).
-RESUMABLE_SETTINGS = ("iterations", "save_every", "log_every", "sample_count", "sample_steps")
 
 
 def train_ddpm(
@@ -46,7 +44,7 @@ def train_ddpm(
     runs one process per GPU under ``torchrun``, else one process trains here."""
     init_path = _init_path(init)
     arguments = {
-        "images": [Path(folder) for folder in images],
+        "images": training_image_files(images),
         "flags": model_flags(flags),
         "settings": DdpmTrainingSettings(**training),
         "state": Path(state),
@@ -71,23 +69,30 @@ def _init_path(init: str | list[str]) -> Path | None:
     return Path(files[0]) if files else None
 
 
-def _image_files(folders: list[Path]) -> list[list[Any]]:
-    """(path, size, mtime) of every file under the image folders: a changed image changes the identity."""
-    listing = []
+def training_image_files(folders: list[str]) -> list[Path]:
+    """The images of the folders, folder after folder, each sorted by name (the files that
+    :func:`ddpmseg.config.ddpm_image_inputs` lists for the rule)."""
+    files = []
     for folder in folders:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            info = path.stat()
-            listing.append([str(path), info.st_size, info.st_mtime_ns])
-    return listing
+        found = files_with_suffixes(Path(folder), IMAGE_SUFFIXES)
+        if not found:
+            raise DdpmsegError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images to train the DDPM on")
+        files += found
+    return files
+
+
+def _file_versions(paths: list[Path]) -> list[list[Any]]:
+    """(path, size, mtime) of each file: an image changed in place changes the identity."""
+    return [[str(path), path.stat().st_size, path.stat().st_mtime_ns] for path in paths]
 
 
 def training_identity(arguments: dict[str, Any]) -> str:
-    """Digest of what a training state depends on: images, flags, init, image policy and the settings
-    other than :data:`RESUMABLE_SETTINGS`."""
-    settings = {k: v for k, v in asdict(arguments["settings"]).items() if k not in RESUMABLE_SETTINGS}
+    """Digest of what a training state depends on: the images (and their versions), flags, init, image
+    policy and the settings other than ``ddpm_training.RESUMABLE_CHANGES``."""
+    settings = {k: v for k, v in asdict(arguments["settings"]).items() if k not in RESUMABLE_CHANGES}
     init = arguments["init"]
     what = {
-        "images": _image_files(arguments["images"]),
+        "images": _file_versions(arguments["images"]),
         "flags": arguments["flags"],
         "settings": settings,
         "non_square": arguments["non_square"],
@@ -109,19 +114,11 @@ def discard_stale_state(state: Path, *, identity: str, iterations: int) -> None:
     save_json(record, {"identity": identity, "iterations": iterations})
 
 
-def torchrun_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
-    """``train_ddpm``'s keyword arguments as JSON values (paths as strings, settings as a dict)."""
-    plain = {key: str(value) if isinstance(value, Path) else value for key, value in arguments.items()}
-    plain["images"] = [str(folder) for folder in arguments["images"]]
-    plain["settings"] = asdict(arguments["settings"])
-    return plain
-
-
 def train_distributed(arguments: dict[str, Any], *, nproc: int) -> None:
     """Run the training as ``nproc`` DistributedDataParallel processes launched by ``torchrun``; their
     output goes to this job's log."""
     args_json = Path(arguments["state"]).with_name("torchrun-args.json")
-    save_json(args_json, torchrun_arguments(arguments))
+    write_arguments(args_json, **arguments)
     command = launch_command(nproc=nproc, args_json=args_json)
     print("running: " + " ".join(command), file=sys.stderr, flush=True)
     sys.stdout.flush()

@@ -402,7 +402,11 @@ def test_trained_ddpm_paths_are_checked_at_parse_time(tmp_path) -> None:
 
 
 def test_training_inputs_are_the_image_files_or_the_generated_dataset(tmp_path) -> None:
-    from ddpmseg.config import ddpm_image_inputs, ddpm_training_gpus, ddpm_training_settings
+    from ddpmseg.config import (
+        ddpm_image_inputs,
+        ddpm_training_gpus,
+        ddpm_training_settings,
+    )
 
     config = _trained_config(tmp_path)
     assert ddpm_image_inputs(config, "cells") == [str(tmp_path / "cells/a.jpg"), str(tmp_path / "cells/b.png")]

@@ -27,6 +27,12 @@ pytestmark = pytest.mark.workflow
         (lambda c: c["features"].update(steps=[50, 1000]), "features.steps: step 1000 is outside [0, diffusion_steps=1000)"),
         (lambda c: c["datasets"]["tiny"].update(ddpm="nope"), "datasets.tiny.ddpm: 'nope' is not a key of ddpms"),
         (lambda c: c["variants"]["baseline"].update(optimiser="adamw"), "('optimiser' was unexpected)"),
+        (lambda c: c["ddpms"]["tiny_ddpm"]["images"].append("/no/such/cells"),
+         "config: ddpms.tiny_ddpm.images: /no/such/cells does not exist"),
+        (lambda c: c["ddpms"]["tiny_ddpm"].update(init="imagenet_uncnd"),
+         "config: ddpms.tiny_ddpm.init: 'imagenet_uncnd' is neither a DDPM of this config, a checkpoint of the registry"),
+        (lambda c: c["ddpms"]["tiny_ddpm"]["training"].pop("iterations"),
+         "config: ddpms.tiny_ddpm.training: 'iterations' is a required property"),
     ],
 )
 def test_config_errors_stop_at_parse_time(tmp_path, edit, message) -> None:
