@@ -78,9 +78,9 @@ def check_ddpm_training(name: str, ddpm: dict[str, Any]) -> None:
     """The training settings of a trained DDPM that the schema cannot check alone."""
     training = ddpm["training"]
     microbatch, batch_size = training["microbatch"], training["batch_size"]
-    if microbatch == 0 or microbatch > batch_size:
+    if microbatch > batch_size:
         raise DdpmsegError(
-            f"ddpms.{name}.training.microbatch: {microbatch} must be -1 (the whole batch) or 1 .. batch_size {batch_size}"
+            f"ddpms.{name}.training.microbatch: {microbatch} is more than batch_size {batch_size} (0: the whole batch)"
         )
     if ddpm.get("init") == name:
         raise DdpmsegError(f"ddpms.{name}.init: a DDPM cannot fine-tune from itself")

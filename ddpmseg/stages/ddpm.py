@@ -21,7 +21,12 @@ from typing import Any
 from .. import ddpm_training
 from ..data import IMAGE_SUFFIXES, files_with_suffixes
 from ..ddpm import model_flags
-from ..ddpm_training import RESUMABLE_CHANGES, DdpmTrainingSettings, launch_command, write_arguments
+from ..ddpm_training import (
+    RESUMABLE_CHANGES,
+    DdpmTrainingSettings,
+    launch_command,
+    write_arguments,
+)
 from ..errors import DdpmsegError
 from ..files import save_json
 
@@ -46,7 +51,7 @@ def train_ddpm(
     arguments = {
         "images": training_image_files(images),
         "flags": model_flags(flags),
-        "settings": DdpmTrainingSettings(**training),
+        "settings": DdpmTrainingSettings.of(training),
         "state": Path(state),
         "checkpoint": Path(checkpoint),
         "log_json": Path(log_json),

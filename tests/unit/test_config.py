@@ -192,7 +192,7 @@ def test_validation_fills_nested_defaults(config) -> None:
     filled = _validated(config)
     assert filled["demo"] == {"seed": 0, "image_size": 64, "train_images": 12, "test_images": 12, "unlabelled_images": 300}
     trained = filled["ddpms"]["demo_ddpm"]["training"]  # guided-diffusion's defaults where config.yaml sets none
-    assert trained["microbatch"] == -1 and trained["weight_decay"] == 0.0 and trained["log_every"] == 10
+    assert trained["microbatch"] == 0 and trained["weight_decay"] == 0.0 and trained["log_every"] == 10
     assert trained["schedule_sampler"] == "uniform" and trained["fp16"] is False and "gpus" not in trained
     assert filled["variant_defaults"]["optimizer"] == "adam" and filled["variant_defaults"]["tta_views"] == []
     assert filled["download"]["retries"] == 3 and filled["training"]["fused_ensemble"] is False
@@ -345,10 +345,8 @@ def test_a_trained_ddpm_fine_tuned_from_the_registry_adds_it_and_takes_its_flags
 @pytest.mark.parametrize(
     "edit,line",
     [
-        (lambda c: c["ddpms"]["cells"]["training"].update(microbatch=0),
-         "ddpms.cells.training.microbatch: 0 must be -1 (the whole batch) or 1 .. batch_size 1"),
         (lambda c: c["ddpms"]["cells"]["training"].update(microbatch=4, batch_size=2),
-         "ddpms.cells.training.microbatch: 4 must be -1 (the whole batch) or 1 .. batch_size 2"),
+         "ddpms.cells.training.microbatch: 4 is more than batch_size 2 (0: the whole batch)"),
         (lambda c: c["ddpms"]["cells"].pop("flags"),
          "ddpms.cells.flags: required (or an init naming a DDPM of this config or the registry)"),
         (lambda c: c["ddpms"]["demo_ddpm"].update(source="file", checkpoint="x.pt"),

@@ -17,7 +17,7 @@ from ddpmseg.ddpm_training import DdpmTrainingSettings, launch_command
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.stages import ddpm as stage
 
-TRAINING = {"iterations": 4, "batch_size": 2, "microbatch": -1, "lr": 1e-4, "weight_decay": 0.0, "ema_rate": 0.9,
+TRAINING = {"iterations": 4, "batch_size": 2, "microbatch": 0, "lr": 1e-4, "weight_decay": 0.0, "ema_rate": 0.9,
             "save_every": 2, "log_every": 1, "fp16": False, "schedule_sampler": "uniform", "seed": 0,
             "sample_count": 2, "sample_steps": 2}
 
