@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -127,11 +128,22 @@ def train_distributed(arguments: dict[str, Any], *, nproc: int) -> None:
     command = launch_command(nproc=nproc, args_json=args_json)
     print("running: " + " ".join(command), file=sys.stderr, flush=True)
     sys.stdout.flush()
-    returncode = subprocess.run(command, stdout=_stream(sys.stdout), stderr=_stream(sys.stderr), check=False).returncode
+    returncode = subprocess.run(
+        command, stdout=_stream(sys.stdout), stderr=_stream(sys.stderr), env=_same_package_environment(), check=False
+    ).returncode
     if returncode != 0:
         raise DdpmsegError(
             f"DDPM training on {nproc} GPUs: torchrun exited with status {returncode} (the processes' errors are above in the log)"
         )
+
+
+def _same_package_environment() -> dict[str, str]:
+    """This environment with the folder holding this ``ddpmseg`` first on PYTHONPATH: the processes run
+    the code of the checkout that the workflow runs (its scripts put it first on ``sys.path``), not
+    another installed copy."""
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _stream(stream: Any) -> Any:

@@ -4,6 +4,7 @@ under other settings is not resumed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -79,6 +80,8 @@ def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -
     }
     assert asdict(DdpmTrainingSettings(**run["arguments"]["settings"])) == TRAINING
     assert run["stdout"] is None or run["stdout"].fileno() >= 0  # the job's log, or this process's output
+    package_root = str(Path(stage.__file__).resolve().parents[2])  # this checkout, not another installed copy
+    assert run["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
 
 
 def test_a_folder_without_images_is_one_error_line(tmp_path, calls) -> None:
