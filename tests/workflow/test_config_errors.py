@@ -73,6 +73,7 @@ def test_snakemake_prints_one_line_for_a_schema_error_and_takes_odd_allowed_name
 
     odd = copy.deepcopy(TINY_CONFIG)
     odd["datasets"] = {"cells.v2": odd["datasets"]["tiny"]}
+    odd["ddpms"]["tiny_ddpm"]["images"] = ["resources/datasets/cells.v2/unlabelled"]  # trained on its images
     odd["variants"] = {"aug-drop": odd["variants"]["final"], "base_line": {}}
     result = snakemake(tmp_path / "odd", odd, "-n", timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
