@@ -80,6 +80,8 @@ def training_image_files(folders: list[str]) -> list[Path]:
     :func:`ddpmseg.config.ddpm_image_inputs` lists for the rule)."""
     files = []
     for folder in folders:
+        if not Path(folder).is_dir():
+            raise DdpmsegError(f"{folder}: no such folder of images to train the DDPM on")
         found = files_with_suffixes(Path(folder), IMAGE_SUFFIXES)
         if not found:
             raise DdpmsegError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images to train the DDPM on")

@@ -255,3 +255,14 @@ def test_a_trained_ddpm_reruns_only_when_its_images_flags_or_settings_change(tmp
     assert planned_training(workdir, config) == {}
     (images / "001.png").unlink()  # one image less
     assert planned_training(workdir, config) == retrain
+
+
+def test_a_fine_tuned_ddpm_waits_for_its_init_checkpoint(tmp_path, tiny_checkpoint) -> None:
+    images = tmp_path / "unlabelled"
+    write_images(images, 2, seed=0)
+    config = trained_ddpm_config(images, tiny_checkpoint)
+    config["ddpms"]["cells_ddpm"]["init"] = "lsun_horse"  # a registry checkpoint: downloaded first
+    (tmp_path / "run").mkdir()
+    assert planned_training(tmp_path / "run", config) == {"download_checkpoint": 1, "train_ddpm": 1}
+    config["ddpms"]["cells_ddpm"]["init"] = "tiny"  # the config's checkpoint file: an input, nothing to make
+    assert planned_training(tmp_path / "run", config) == {"train_ddpm": 1}

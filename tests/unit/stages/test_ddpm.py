@@ -85,6 +85,9 @@ def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -
 
 
 def test_a_folder_without_images_is_one_error_line(tmp_path, calls) -> None:
+    # a folder in a generated dataset is only checked when the job runs (the dataset's rule makes it)
+    with pytest.raises(DdpmsegError, match=r"^.*unlabeled: no such folder of images to train the DDPM on$"):
+        stage.train_ddpm(**stage_arguments(tmp_path, images=[str(tmp_path / "unlabeled")]))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DdpmsegError, match=r"^.*empty: no \.png/\.jpg/\.jpeg images to train the DDPM on$"):
         stage.train_ddpm(**stage_arguments(tmp_path, images=[str(tmp_path / "empty")]))
