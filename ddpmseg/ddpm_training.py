@@ -646,6 +646,8 @@ def train_ddpm(
     then ``checkpoint`` (the EMA weights as a plain guided-diffusion state_dict), ``log_json`` and
     ``samples`` (a PNG grid drawn with the EMA model). Under torchrun it trains with DDP.
     """
+    if not isinstance(settings, DdpmTrainingSettings):
+        settings = DdpmTrainingSettings.of(settings)  # a plain mapping, as a config section gives it
     images = [Path(path) for path in images]
     state, checkpoint, log_json, samples = Path(state), Path(checkpoint), Path(log_json), Path(samples)
     init = Path(init) if init is not None else None

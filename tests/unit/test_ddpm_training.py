@@ -202,7 +202,8 @@ def test_two_gloo_processes_train_the_weights_of_one_over_the_same_global_batche
     ranks would show there, not in Adam's scale-free steps) and the same weights. The weights get a
     tolerance of lr / 10: a few biases feeding a GroupNorm have numerically zero gradients (~1e-10, below
     Adam's eps), whose float noise Adam turns into steps of up to ~lr / 10."""
-    settings = replace(SETTINGS, iterations=3, batch_size=4, microbatch=1, save_every=3)
+    settings = replace(SETTINGS, iterations=3, batch_size=4, microbatch=1, save_every=3,
+                       schedule_sampler="loss-second-moment")
     env = subprocess_env()
     states = {}
     for nproc in (1, 2):
@@ -221,6 +222,10 @@ def test_two_gloo_processes_train_the_weights_of_one_over_the_same_global_batche
         torch.testing.assert_close(a["exp_avg"], b["exp_avg"], atol=1e-8, rtol=1e-3)
         torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], atol=1e-12, rtol=1e-3)
     assert_states_equal(one["model"], two["model"], atol=settings.lr / 10)
+    # every rank's sampler learnt from the whole global batch's losses
+    assert int(two["sampler"]["loss_counts"].sum()) == settings.iterations * settings.batch_size
+    assert torch.equal(one["sampler"]["loss_counts"], two["sampler"]["loss_counts"])
+    torch.testing.assert_close(one["sampler"]["loss_history"], two["sampler"]["loss_history"], rtol=1e-5, atol=1e-7)
     for a, b in zip(one["ema"], two["ema"]):
         torch.testing.assert_close(a, b, atol=settings.lr / 10, rtol=0)
 
@@ -294,3 +299,49 @@ def test_sample_grid_places_samples_row_by_row():
     grid = sample_grid(samples, gap=1)
     assert grid.shape == (9, 9, 3)
     assert grid[0, 0, 0] == 10 and grid[0, 5, 0] == 20 and grid[5, 0, 0] == 30 and grid[5, 5, 0] == 255
+
+
+def test_the_command_line_prints_one_error_line_and_exits_1(tmp_path, images, capsys):
+    from ddpmseg.ddpm_training import main
+
+    broken = images[0].parent / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    args_json = tmp_path / "args.json"
+    write_arguments(args_json, images=[*images, broken], flags=FLAGS, settings=SETTINGS, non_square=None,
+                    progress=False, **outputs(tmp_path / "run"))
+    assert main([str(args_json)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("ddpmseg error: ") and "broken.jpg: unreadable image" in error[0]
+    args_json.write_text(json.dumps({**json.loads(args_json.read_text()), "epochs": 3}))
+    assert main([str(args_json)]) == 1
+    assert "unknown argument 'epochs'" in capsys.readouterr().err
+
+
+def test_a_step_skipped_by_the_grad_scaler_leaves_weights_and_ema_alone(images):
+    """Mixed precision (on CUDA) skips a step whose scaled gradients overflow, and so does the EMA, as in
+    guided-diffusion; here the CPU grad scaler with a scale that overflows float32 forces the skip."""
+    from ddpmseg.ddpm import model_flags
+    from ddpmseg.ddpm_training import build_trainer, train_iteration
+    from ddpmseg.image_folder import load_training_images
+
+    pixels = load_training_images(images, FLAGS["image_size"], None)
+    trainer = build_trainer(flags=model_flags(FLAGS), settings=SETTINGS, images=pixels, device=torch.device("cpu"))
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1e38)
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+    ema = [e.add_(1.0).clone() for e in trainer.ema]  # apart from the weights, so that an update would show
+    train_iteration(trainer, 0)
+    assert trainer.scaler.get_scale() < 1e38
+    assert all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ema, trainer.ema))
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    train_iteration(trainer, 1)
+    assert not all(torch.equal(a, b) for a, b in zip(ema, trainer.ema))
+
+
+def test_an_init_checkpoint_of_other_flags_is_one_error_before_training(tmp_path, images):
+    torch.manual_seed(0)
+    model, _ = build_model_and_diffusion({**FLAGS, "num_channels": 64})
+    torch.save(model.state_dict(), tmp_path / "wide.pt")
+    with pytest.raises(DdpmsegError, match=r"wide\.pt: does not fit the model flags: .*check flag num_channels"):
+        train(tmp_path / "run", images, init=tmp_path / "wide.pt")
+    assert not (tmp_path / "run").exists()
