@@ -21,6 +21,7 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/ddpm.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/augment.smk"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,6 +39,9 @@ def check_config(config: dict[str, Any]) -> None:
                     f"datasets.{name}.{key}: {len(values)} {what} for number_class {dataset['number_class']}"
                 )
     for name, ddpm in config["ddpms"].items():
+        check_ddpm_source_keys(name, ddpm)
+        if ddpm["source"] == TRAINED:
+            check_ddpm_training(name, ddpm)
         try:
             flags = model_flags(ddpm["flags"])
         except DdpmsegError as error:
@@ -49,6 +53,83 @@ def check_config(config: dict[str, Any]) -> None:
         tta_views(config, variant)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise DdpmsegError("seeds: a seed is listed twice")
+
+
+TRAINED = "train"
+# Keys of a ddpms entry that only one source has.
+_SOURCE_KEYS = {"checkpoint": "file", "url": "registry", "registry_name": "registry", "images": TRAINED,
+                "init": TRAINED, "training": TRAINED}
+# The training settings in the order of :class:`ddpmseg.ddpm_training.DdpmTrainingSettings` (a rule's
+# params: a fixed order, so that listing them in another order in the config reruns nothing).
+DDPM_TRAINING_SETTINGS = ("iterations", "batch_size", "microbatch", "lr", "weight_decay", "ema_rate", "save_every",
+                          "log_every", "fp16", "schedule_sampler", "seed", "sample_count", "sample_steps")
+
+
+def check_ddpm_source_keys(name: str, ddpm: dict[str, Any]) -> None:
+    """A key of another source is a mistake (an ``images`` list on a file checkpoint would be ignored)."""
+    for key, source in _SOURCE_KEYS.items():
+        if key in ddpm and ddpm["source"] != source:
+            raise DdpmsegError(f"ddpms.{name}.{key}: only a DDPM with source {source} has it (this one is {ddpm['source']})")
+    if "flags" not in ddpm:
+        raise DdpmsegError(f"ddpms.{name}.flags: required (or an init naming a DDPM of this config or the registry)")
+
+
+def check_ddpm_training(name: str, ddpm: dict[str, Any]) -> None:
+    """The training settings of a trained DDPM that the schema cannot check alone."""
+    training = ddpm["training"]
+    microbatch, batch_size = training["microbatch"], training["batch_size"]
+    if microbatch > batch_size:
+        raise DdpmsegError(
+            f"ddpms.{name}.training.microbatch: {microbatch} is more than batch_size {batch_size} (0: the whole batch)"
+        )
+    if ddpm.get("init") == name:
+        raise DdpmsegError(f"ddpms.{name}.init: a DDPM cannot fine-tune from itself")
+
+
+def ddpm_training_settings(ddpm: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a trained DDPM's training, in a fixed order (``gpus`` and ``non_square`` are not
+    among them: the first does not change the result, the second is the images' policy)."""
+    return {key: ddpm["training"][key] for key in DDPM_TRAINING_SETTINGS}
+
+
+def ddpm_training_gpus(config: dict[str, Any], name: str) -> int:
+    """GPUs of a trained DDPM's training job: ``training.gpus``, default ``gpu_per_job``."""
+    return int(config["ddpms"][name]["training"].get("gpus", config["gpu_per_job"]))
+
+
+def generated_dataset_of(config: dict[str, Any], folder: str | Path) -> str | None:
+    """The demo or registry dataset whose rule makes ``folder`` (``resources/datasets/<dataset>/...``),
+    or None for a folder of the user's."""
+    parts = Path(os.path.normpath(folder)).parts
+    if len(parts) < 3 or parts[:2] != ("resources", "datasets"):
+        return None
+    dataset = config["datasets"].get(parts[2])
+    return parts[2] if dataset is not None and dataset["source"] in ("demo", "registry") else None
+
+
+def ddpm_image_inputs(config: dict[str, Any], name: str) -> list[str]:
+    """The inputs of a trained DDPM's training: every image file of its user folders (adding, removing
+    or changing one reruns the training) and the dataset folder that a rule makes for a folder in a
+    generated dataset."""
+    from .data import IMAGE_SUFFIXES, files_with_suffixes
+
+    inputs: list[str] = []
+    for folder in config["ddpms"][name]["images"]:
+        dataset = generated_dataset_of(config, folder)
+        if dataset is not None:
+            inputs.append(f"resources/datasets/{dataset}")
+        else:
+            inputs += [str(path) for path in files_with_suffixes(Path(folder), IMAGE_SUFFIXES)]
+    return list(dict.fromkeys(inputs))
+
+
+def ddpm_init(config: dict[str, Any], name: str) -> tuple[str, str] | None:
+    """Where a trained DDPM's initial weights come from: ("ddpm", key of ``ddpms``) or ("file", path);
+    None without ``init``. (Registry names are ``ddpms`` keys once :func:`resolve_registry` ran.)"""
+    init = config["ddpms"][name].get("init")
+    if init is None:
+        return None
+    return ("ddpm", init) if init in config["ddpms"] else ("file", init)
 
 
 def variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
@@ -261,6 +342,10 @@ def resolve_registry(config: dict[str, Any], registry: dict[str, Any]) -> dict[s
         dataset.setdefault("archive_prefix", entry["archive"]["prefix"])
         if dataset["ddpm"] not in resolved["ddpms"] and dataset["ddpm"] in registry["checkpoints"]:
             resolved["ddpms"][dataset["ddpm"]] = {"source": "registry"}
+    for ddpm in list(resolved["ddpms"].values()):
+        init = ddpm.get("init") if ddpm["source"] == TRAINED else None
+        if init is not None and init not in resolved["ddpms"] and init in registry["checkpoints"]:
+            resolved["ddpms"][init] = {"source": "registry"}
     for name, ddpm in resolved["ddpms"].items():
         if ddpm["source"] != "registry":
             continue
@@ -271,7 +356,24 @@ def resolve_registry(config: dict[str, Any], registry: dict[str, Any]) -> dict[s
         ddpm["flags"] = {**entry["flags"], **ddpm.get("flags", {})}
         ddpm.setdefault("url", entry["url"])
         ddpm.setdefault("sha256", entry["sha256"])
+    inherited: set[str] = set()
+    for name in resolved["ddpms"]:
+        _inherit_init_flags(resolved["ddpms"], name, inherited=inherited, chain=())
     return resolved
+
+
+def _inherit_init_flags(ddpms: dict[str, Any], name: str, *, inherited: set[str], chain: tuple[str, ...]) -> None:
+    """A trained DDPM whose init names another DDPM takes that DDPM's flags as the defaults of its own
+    (the initial weights must fit them), along a chain of such inits (``inherited``: names done)."""
+    ddpm = ddpms[name]
+    init = ddpm.get("init") if ddpm["source"] == TRAINED else None
+    if init not in ddpms or name in inherited:
+        return
+    if init in chain + (name,):
+        raise DdpmsegError(f"ddpms.{name}.init: '{init}' fine-tunes from {name} itself (a cycle of inits)")
+    _inherit_init_flags(ddpms, init, inherited=inherited, chain=chain + (name,))
+    ddpm["flags"] = {**ddpms[init].get("flags", {}), **ddpm.get("flags", {})}
+    inherited.add(name)
 
 
 def archive_name(url: str) -> str:
@@ -385,6 +487,27 @@ def check_paths(config: dict[str, Any]) -> None:
     for name, ddpm in config["ddpms"].items():
         if ddpm["source"] == "file":
             _require_path(f"ddpms.{name}.checkpoint", Path(ddpm["checkpoint"]), folder=False)
+        if ddpm["source"] == TRAINED:
+            _check_training_paths(config, name)
+
+
+def _check_training_paths(config: dict[str, Any], name: str) -> None:
+    """A trained DDPM's image folders hold images (those a rule makes are checked when made) and its
+    init is a DDPM of the config, of the registry or an existing file."""
+    from .data import IMAGE_SUFFIXES, files_with_suffixes
+
+    ddpm = config["ddpms"][name]
+    for folder in ddpm["images"]:
+        if generated_dataset_of(config, folder) is None:
+            _require_path(f"ddpms.{name}.images", Path(folder))
+            if not files_with_suffixes(Path(folder), IMAGE_SUFFIXES):
+                raise DdpmsegError(f"ddpms.{name}.images: {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    init = ddpm_init(config, name)
+    if init is not None and init[0] == "file" and not Path(init[1]).is_file():
+        raise DdpmsegError(
+            f"ddpms.{name}.init: '{init[1]}' is neither a DDPM of this config, a checkpoint of the registry "
+            "(workflow/registry.yaml) nor an existing checkpoint file"
+        )
 
 
 def _require_path(key: str, path: Path, folder: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""Guided-diffusion DDPMs: build from model flags, load checkpoints, train the small demo model.
+"""Guided-diffusion DDPMs: build from model flags, load checkpoints (training: :mod:`ddpmseg.ddpm_training`).
 
 Only ``guided_diffusion.script_util``/``unet``/``gaussian_diffusion``/``resample`` are imported:
 ``dist_util`` needs MPI.
@@ -9,11 +9,10 @@ from __future__ import annotations
 import itertools
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .errors import DdpmsegError
@@ -22,7 +21,6 @@ with warnings.catch_warnings():
     # guided-diffusion decorates with the deprecated torch.cuda.amp.custom_fwd at import time
     warnings.simplefilter("ignore", FutureWarning)
     from guided_diffusion import script_util
-    from guided_diffusion.resample import UniformSampler
 
 _DEFAULT_CHANNEL_MULT = {512: 7, 256: 6, 128: 5, 64: 4}
 
@@ -272,48 +270,3 @@ def load_ddpm(
         model.dtype = torch.float16
     model.to(device).eval()
     return model, diffusion
-
-
-def train_ddpm(
-    model: torch.nn.Module,
-    diffusion: Any,
-    images: np.ndarray,
-    *,
-    iterations: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    progress: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """Train ``model`` on (N, 3, H, W) images in [-1, 1] with guided-diffusion's losses; return the losses.
-
-    Timesteps are drawn uniformly (guided-diffusion's ``UniformSampler``), images with replacement,
-    optimiser AdamW as in guided-diffusion's training script.
-    """
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the timestep sampler draws from numpy, the loss noise from torch
-    np_state = np.random.get_state()
-    np.random.seed(seed)
-    sampler = UniformSampler(diffusion)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    data = torch.from_numpy(images)
-    model.train()
-    losses = []
-    try:
-        for iteration in range(iterations):
-            index = torch.randint(len(data), (batch_size,), generator=generator)
-            batch = data[index].to(device)
-            timesteps, weights = sampler.sample(batch_size, device)
-            terms = diffusion.training_losses(model, batch, timesteps)
-            loss = (terms["loss"] * weights).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            if progress is not None:
-                progress(iteration, losses[-1])
-    finally:
-        np.random.set_state(np_state)
-    model.eval()
-    return losses

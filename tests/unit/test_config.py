@@ -190,13 +190,16 @@ def test_validation_fills_nested_defaults(config) -> None:
         config.pop(key, None)
     config["features"] = {"steps": [50], "blocks": [1]}
     filled = _validated(config)
-    assert filled["demo"]["ddpm_training"] == {"iterations": 100, "batch_size": 8, "lr": 0.0002, "seed": 0}
+    assert filled["demo"] == {"seed": 0, "image_size": 64, "train_images": 12, "test_images": 12, "unlabelled_images": 300}
+    trained = filled["ddpms"]["demo_ddpm"]["training"]  # guided-diffusion's defaults where config.yaml sets none
+    assert trained["microbatch"] == 0 and trained["weight_decay"] == 0.0 and trained["log_every"] == 10
+    assert trained["schedule_sampler"] == "uniform" and trained["fp16"] is False and "gpus" not in trained
     assert filled["variant_defaults"]["optimizer"] == "adam" and filled["variant_defaults"]["tta_views"] == []
     assert filled["download"]["retries"] == 3 and filled["training"]["fused_ensemble"] is False
     assert filled["ensemble_size"] == 10 and filled["features"]["batch_size"] == 8
     again = _validated({**copy.deepcopy(config), "demo": {}})  # defaults are copies, never shared
-    again["demo"]["ddpm_training"]["iterations"] = 1
-    assert _validated(copy.deepcopy(config))["demo"]["ddpm_training"]["iterations"] == 100
+    again["demo"]["seed"] = 1
+    assert _validated(copy.deepcopy(config))["demo"]["seed"] == 0
 
 
 def test_load_config_names_the_file_and_the_key(tmp_path, config) -> None:
@@ -323,3 +326,115 @@ def test_the_rgb_control_reads_rgb_stores_of_its_own_image_sets_and_the_others_t
     config["variants"]["rgb_control"]["features"] = "pixels"
     with pytest.raises(DdpmsegError, match=r"variants.rgb_control.features: 'pixels' is not one of \['ddpm', 'rgb'\]"):
         _validated(config)
+
+
+def _trained_config(tmp_path, **entry) -> dict:
+    """config.yaml's demo with a trained DDPM 'cells' on a folder of two images (and ``entry``'s keys)."""
+    folder = tmp_path / "cells"
+    folder.mkdir(exist_ok=True)
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["ddpms"]["cells"] = {"source": "train", "images": [str(folder)], "training": {"iterations": 10}, **entry}
+    if "init" not in entry:
+        config["ddpms"]["cells"]["flags"] = {"image_size": 64}
+    return _validated(config)
+
+
+def test_a_trained_ddpm_fine_tuned_from_the_registry_adds_it_and_takes_its_flags(tmp_path) -> None:
+    from ddpmseg.config import ddpm_init, resolve_registry
+    from ddpmseg.registry import load_registry
+
+    config = _trained_config(tmp_path, init="lsun_horse", flags={"use_fp16": False})
+    resolved = resolve_registry(config, load_registry())
+    assert resolved["ddpms"]["lsun_horse"]["source"] == "registry"  # downloaded by download_checkpoint
+    flags = resolved["ddpms"]["cells"]["flags"]
+    assert flags["num_channels"] == 256 and flags["image_size"] == 256 and flags["use_fp16"] is False
+    assert ddpm_init(resolved, "cells") == ("ddpm", "lsun_horse")
+    check_config(resolved)
+
+    config["ddpms"]["cells"]["init"] = "demo_ddpm"  # a DDPM of the config, trained itself
+    resolved = resolve_registry(config, load_registry())
+    assert "lsun_horse" not in resolved["ddpms"] and ddpm_init(resolved, "cells") == ("ddpm", "demo_ddpm")
+    assert resolved["ddpms"]["cells"]["flags"]["num_channels"] == 32  # demo_ddpm's
+
+    config["ddpms"]["cells"]["init"] = str(tmp_path / "model.pt")
+    config["ddpms"]["cells"]["flags"] = {"image_size": 64}
+    assert ddpm_init(resolve_registry(config, load_registry()), "cells") == ("file", str(tmp_path / "model.pt"))
+
+
+@pytest.mark.parametrize(
+    "edit,line",
+    [
+        (lambda c: c["ddpms"]["cells"]["training"].update(microbatch=4, batch_size=2),
+         "ddpms.cells.training.microbatch: 4 is more than batch_size 2 (0: the whole batch)"),
+        (lambda c: c["ddpms"]["cells"].pop("flags"),
+         "ddpms.cells.flags: required (or an init naming a DDPM of this config or the registry)"),
+        (lambda c: c["ddpms"]["demo_ddpm"].update(source="file", checkpoint="x.pt"),
+         "ddpms.demo_ddpm.images: only a DDPM with source train has it (this one is file)"),
+        (lambda c: c["ddpms"]["cells"].update(checkpoint="x.pt"),
+         "ddpms.cells.checkpoint: only a DDPM with source file has it (this one is train)"),
+    ],
+)
+def test_trained_ddpm_cross_checks_are_one_line(tmp_path, edit, line) -> None:
+    config = _trained_config(tmp_path)
+    edit(config)
+    with pytest.raises(DdpmsegError) as info:
+        check_config(config)
+    assert str(info.value) == line
+
+
+def test_init_cycles_are_refused(tmp_path) -> None:
+    from ddpmseg.config import resolve_registry
+    from ddpmseg.registry import load_registry
+
+    config = _trained_config(tmp_path, init="other")
+    config["ddpms"]["other"] = {**copy.deepcopy(config["ddpms"]["cells"]), "init": "cells"}
+    with pytest.raises(DdpmsegError, match=r"^ddpms\.\w+\.init: '\w+' fine-tunes from \w+ itself \(a cycle of inits\)$"):
+        resolve_registry(config, load_registry())
+
+
+def test_trained_ddpm_paths_are_checked_at_parse_time(tmp_path) -> None:
+    from ddpmseg.config import check_paths
+
+    config = _trained_config(tmp_path)
+    check_paths(config)  # demo_ddpm's folder is made by generate_demo_dataset: not checked before
+    missing = tmp_path / "gone"
+    config["ddpms"]["cells"]["images"].append(str(missing))
+    with pytest.raises(DdpmsegError, match=rf"^ddpms\.cells\.images: {missing} does not exist$"):
+        check_paths(config)
+    missing.mkdir()
+    (missing / "readme.txt").write_text("no images")
+    with pytest.raises(DdpmsegError, match=rf"^ddpms\.cells\.images: {missing} holds no \.png/\.jpg/\.jpeg images$"):
+        check_paths(config)
+    config["ddpms"]["cells"]["images"].pop()
+    config["ddpms"]["cells"]["init"] = "lsun_hrse"  # a typo: neither a DDPM, a registry checkpoint nor a file
+    with pytest.raises(DdpmsegError) as info:
+        check_paths(config)
+    assert str(info.value) == (
+        "ddpms.cells.init: 'lsun_hrse' is neither a DDPM of this config, a checkpoint of the registry "
+        "(workflow/registry.yaml) nor an existing checkpoint file"
+    )
+    (tmp_path / "model.pt").write_bytes(b"x")
+    config["ddpms"]["cells"]["init"] = str(tmp_path / "model.pt")
+    check_paths(config)
+
+
+def test_training_inputs_are_the_image_files_or_the_generated_dataset(tmp_path) -> None:
+    from ddpmseg.config import (
+        ddpm_image_inputs,
+        ddpm_training_gpus,
+        ddpm_training_settings,
+    )
+
+    config = _trained_config(tmp_path)
+    assert ddpm_image_inputs(config, "cells") == [str(tmp_path / "cells/a.jpg"), str(tmp_path / "cells/b.png")]
+    assert ddpm_image_inputs(config, "demo_ddpm") == ["resources/datasets/demo_shapes"]
+    config["ddpms"]["cells"]["images"].append("./resources/datasets/demo_shapes/unlabelled/")
+    assert ddpm_image_inputs(config, "cells")[-1] == "resources/datasets/demo_shapes"
+    settings = ddpm_training_settings(config["ddpms"]["cells"])
+    assert list(settings)[:3] == ["iterations", "batch_size", "microbatch"] and "gpus" not in settings
+    assert settings["iterations"] == 10 and settings["lr"] == 0.0001 and settings["ema_rate"] == 0.9999
+    assert ddpm_training_gpus(config, "cells") == config["gpu_per_job"] == 0
+    config["ddpms"]["cells"]["training"]["gpus"] = 4
+    assert ddpm_training_gpus(config, "cells") == 4

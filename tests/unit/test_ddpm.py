@@ -16,7 +16,6 @@ from ddpmseg.ddpm import (
     load_ddpm,
     model_flags,
     read_checkpoint,
-    train_ddpm,
 )
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.features import extract_activations, shared_noise
@@ -45,8 +44,9 @@ def test_trained_checkpoint_loads_weights_only_and_gives_identical_activations(t
     torch.manual_seed(0)
     model, diffusion = build_model_and_diffusion(TINY_FLAGS)
     images = torch.rand(6, 3, 32, 32) * 2 - 1
-    losses = train_ddpm(model, diffusion, images.numpy(), iterations=3, batch_size=2, lr=1e-4, seed=0)
-    assert len(losses) == 3
+    with torch.no_grad():  # weights moved away from their initialisation, as training moves them
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
     torch.save(model.state_dict(), tmp_path / "trained.pt")
     state = torch.load(tmp_path / "trained.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())

@@ -127,18 +127,12 @@ def test_defaults_repeated_finds_a_repeated_default() -> None:
     config["ensemble_size"] = 10
     config["features"]["noise_seed"] = "per_run"
     config["variants"]["final"]["lr"] = 0.001
-    config["demo"] = {"ddpm_training": {"iterations": 100, "seed": 3}}
+    config["demo"] = {"unlabelled_images": 300, "seed": 3}
+    config["ddpms"]["demo_ddpm"]["training"]["sample_steps"] = 50
     assert defaults_repeated(config) == [
-        "features.noise_seed", "variants.final.lr", "ensemble_size", "demo.ddpm_training.iterations",
+        "ddpms.demo_ddpm.training.sample_steps", "features.noise_seed", "variants.final.lr", "ensemble_size",
+        "demo.unlabelled_images",
     ]  # fmt: skip
-
-
-def test_demo_ddpm_trains_as_long_by_default_as_in_the_demo() -> None:
-    """The drift of issue 12 (schema 150 iterations, config.yaml 100) is settled on the demo's 100: now
-    that config.yaml leaves it to the schema, the demo still trains its DDPM as before."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    validate_config(config)
-    assert config["demo"]["ddpm_training"]["iterations"] == 100
 
 
 SMALL_SCHEMA = {

@@ -27,6 +27,12 @@ pytestmark = pytest.mark.workflow
         (lambda c: c["features"].update(steps=[50, 1000]), "features.steps: step 1000 is outside [0, diffusion_steps=1000)"),
         (lambda c: c["datasets"]["tiny"].update(ddpm="nope"), "datasets.tiny.ddpm: 'nope' is not a key of ddpms"),
         (lambda c: c["variants"]["baseline"].update(optimiser="adamw"), "('optimiser' was unexpected)"),
+        (lambda c: c["ddpms"]["tiny_ddpm"]["images"].append("/no/such/cells"),
+         "config: ddpms.tiny_ddpm.images: /no/such/cells does not exist"),
+        (lambda c: c["ddpms"]["tiny_ddpm"].update(init="imagenet_uncnd"),
+         "config: ddpms.tiny_ddpm.init: 'imagenet_uncnd' is neither a DDPM of this config, a checkpoint of the registry"),
+        (lambda c: c["ddpms"]["tiny_ddpm"]["training"].pop("iterations"),
+         "config: ddpms.tiny_ddpm.training: 'iterations' is a required property"),
     ],
 )
 def test_config_errors_stop_at_parse_time(tmp_path, edit, message) -> None:
@@ -67,6 +73,7 @@ def test_snakemake_prints_one_line_for_a_schema_error_and_takes_odd_allowed_name
 
     odd = copy.deepcopy(TINY_CONFIG)
     odd["datasets"] = {"cells.v2": odd["datasets"]["tiny"]}
+    odd["ddpms"]["tiny_ddpm"]["images"] = ["resources/datasets/cells.v2/unlabelled"]  # trained on its images
     odd["variants"] = {"aug-drop": odd["variants"]["final"], "base_line": {}}
     result = snakemake(tmp_path / "odd", odd, "-n", timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

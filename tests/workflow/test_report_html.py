@@ -187,6 +187,9 @@ def expected_results(config: dict) -> dict[str, dict]:
             items[f"results/report/training_curves/{d}/{v}.png"] = {"dataset": d, "variant": v}
             for rank in ("best", "worst"):
                 items[f"results/report/examples/{d}/{v}/{rank}.png"] = {"dataset": d, "variant": v, "example": rank}
+    trained = {config["datasets"][d]["ddpm"] for d in datasets if config["ddpms"][config["datasets"][d]["ddpm"]]["source"] == "train"}
+    for name in sorted(trained):
+        items[f"results/ddpm/{name}/samples.png"] = {"ddpm": name}
     return items
 
 
@@ -228,7 +231,7 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
     results = browser.run("return Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.mime_type]));")
     assert set(results) == set(expected_results(config))
     categories = browser.run("return Object.keys(categories);")
-    assert set(categories) == {"Tables", "Resources", "IoU per class", "Training curves", "Example predictions"}
+    assert set(categories) == {"Tables", "Resources", "IoU per class", "Training curves", "Example predictions", "DDPM samples"}
 
     # every image: shown by the app (as its result buttons do), decoded at its full size, not blank
     for result, mime in sorted(results.items()):
@@ -287,7 +290,7 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
 def test_report_figures_are_rule_outputs(report) -> None:
     workdir, config, _ = report
     resources = pd.read_csv(workdir / "results/report/tables/resources.csv")
-    assert list(resources["rule"]) == ["train_demo_ddpm", "extract_features", "train_member", "predict_ensemble"]
+    assert list(resources["rule"]) == ["train_ddpm", "extract_features", "train_member", "predict_ensemble"]
     datasets, variants, seeds = len(config["datasets"]), len(config["variants"]), len(config["seeds"])
     jobs = dict(zip(resources["rule"], resources["jobs"]))
     assert jobs["train_member"] == datasets * variants * seeds * config["ensemble_size"]

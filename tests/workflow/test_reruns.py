@@ -7,17 +7,21 @@ import copy
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
     REPO,
+    TINY_FLAGS,
     dry_run,
     folder_config,
     make_custom_dataset,
     make_dataset,
     planned_jobs,
+    snakemake,
     validate_dataset_run,
 )
+from PIL import Image
 
 pytestmark = pytest.mark.workflow
 
@@ -41,7 +45,7 @@ def test_changing_steps_or_blocks_plans_extraction_onward(demo_run) -> None:
         changed = copy.deepcopy(config)
         changed["features"][key] = value
         jobs = dry_run(workdir, changed)
-        upstream = {"generate_demo_dataset", "train_demo_ddpm", "validate_ddpm", "validate_dataset",
+        upstream = {"generate_demo_dataset", "train_ddpm", "validate_ddpm", "validate_dataset",
                     "augment_training_set", "make_tta_view"}
         assert not upstream & set(jobs), (key, jobs)
         # every store, once per run seed's noise: tiny 2 train + 2 augmented + 1 test + 2 TTA shards;
@@ -57,7 +61,7 @@ def test_new_checkpoint_content_at_the_same_path_plans_extraction_onward(demo_ru
     state["out.2.bias"] = state["out.2.bias"] + 1.0
     torch.save(state, checkpoint)
     jobs = dry_run(workdir, config)
-    assert "train_demo_ddpm" not in jobs and "validate_dataset" not in jobs and "augment_training_set" not in jobs
+    assert "train_ddpm" not in jobs and "validate_dataset" not in jobs and "augment_training_set" not in jobs
     assert jobs["validate_ddpm"] == 1
     assert jobs["extract_features"] == 24 and jobs["train_member"] == 16 and jobs["make_tables"] == 1
 
@@ -88,7 +92,7 @@ def test_adding_a_dataset_plans_that_datasets_jobs_and_the_tables(demo_run, tmp_
     assert jobs["validate_dataset"] == 1 and jobs["augment_training_set"] == 1 and jobs["make_tta_view"] == 2
     assert jobs["extract_features"] == 2 * 5  # the new dataset's stores only, per run seed's noise
     assert jobs["train_member"] == 8 and jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
-    assert "train_demo_ddpm" not in jobs and "validate_ddpm" not in jobs
+    assert "train_ddpm" not in jobs and "validate_ddpm" not in jobs
 
 
 def test_editing_the_readme_or_a_test_plans_nothing(demo_run) -> None:
@@ -177,3 +181,88 @@ def test_missing_or_changed_inputs_after_a_complete_run_are_not_ignored(tmp_path
     result = validate_dataset_run(tmp_path, config, "-n")
     assert result.returncode != 0
     assert f"config: datasets.mine.path: {root}/real/test does not exist" in result.stdout + result.stderr
+
+
+TRAINED_CHECKPOINT = "resources/checkpoints/cells_ddpm.pt"
+
+
+def trained_ddpm_config(images, tiny_checkpoint) -> dict:
+    """One dataset on a checkpoint file, and a DDPM 'cells_ddpm' trained for one iteration on ``images``."""
+    config = folder_config(make_dataset(images.parent / "data"), tiny_checkpoint)
+    config["ddpms"]["cells_ddpm"] = {
+        "source": "train", "images": [str(images)], "flags": copy.deepcopy(TINY_FLAGS),
+        "training": {"iterations": 1, "batch_size": 2, "ema_rate": 0.9, "sample_count": 1, "sample_steps": 2},
+    }
+    return config
+
+
+def planned_training(workdir, config) -> dict[str, int]:
+    """Jobs a dry run plans for the trained DDPM's checkpoint."""
+    result = snakemake(workdir, config, TRAINED_CHECKPOINT, "-n", timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return planned_jobs(result.stdout + result.stderr)
+
+
+def write_images(folder, count: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index:03d}.png")
+
+
+def test_a_trained_ddpm_reruns_only_when_its_images_flags_or_settings_change(tmp_path, tiny_checkpoint) -> None:
+    images = tmp_path / "unlabelled"
+    write_images(images, 3, seed=0)
+    config = trained_ddpm_config(images, tiny_checkpoint)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    first = snakemake(workdir, config, TRAINED_CHECKPOINT, timeout=600)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert (workdir / "results/ddpm/cells_ddpm/samples.png").is_file()
+    assert (workdir / "results/ddpm/cells_ddpm/state.pt").is_file()  # kept for a rerun to resume from
+    assert planned_training(workdir, config) == {}
+
+    def changed(edit) -> dict[str, int]:
+        edited = copy.deepcopy(config)
+        edit(edited["ddpms"]["cells_ddpm"])
+        return planned_training(workdir, edited)
+
+    retrain = {"train_ddpm": 1}
+    assert changed(lambda d: d["flags"].update(dropout=0.1)) == retrain
+    assert changed(lambda d: d["training"].update(lr=0.0002)) == retrain
+    assert changed(lambda d: d["training"].update(iterations=2)) == retrain
+    assert changed(lambda d: d["training"].update(non_square="center_crop")) == retrain
+    assert changed(lambda d: d["training"].update(gpus=2)) == {}  # GPUs do not change the weights
+    assert changed(lambda d: d.update(training=dict(reversed(d["training"].items())))) == {}  # key order
+    edited = copy.deepcopy(config)
+    edited["features"]["steps"] = [10]  # the features' settings are not the DDPM's
+    assert planned_training(workdir, edited) == {}
+
+    first_image = images / "000.png"
+    os.utime(first_image)  # rewritten with the same pixels
+    assert planned_training(workdir, config) == {}
+    write_images(tmp_path / "other", 1, seed=1)
+    first_image.write_bytes((tmp_path / "other/000.png").read_bytes())  # another image under the same name
+    assert planned_training(workdir, config) == retrain
+    result = snakemake(workdir, config, TRAINED_CHECKPOINT, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert planned_training(workdir, config) == {}
+    (images / "notes.txt").write_text("not an image")
+    assert planned_training(workdir, config) == {}
+    shutil.copy(first_image, images / "new.png")  # one image more
+    assert planned_training(workdir, config) == retrain
+    (images / "new.png").unlink()
+    assert planned_training(workdir, config) == {}
+    (images / "001.png").unlink()  # one image less
+    assert planned_training(workdir, config) == retrain
+
+
+def test_a_fine_tuned_ddpm_waits_for_its_init_checkpoint(tmp_path, tiny_checkpoint) -> None:
+    images = tmp_path / "unlabelled"
+    write_images(images, 2, seed=0)
+    config = trained_ddpm_config(images, tiny_checkpoint)
+    config["ddpms"]["cells_ddpm"]["init"] = "lsun_horse"  # a registry checkpoint: downloaded first
+    (tmp_path / "run").mkdir()
+    assert planned_training(tmp_path / "run", config) == {"download_checkpoint": 1, "train_ddpm": 1}
+    config["ddpms"]["cells_ddpm"]["init"] = "tiny"  # the config's checkpoint file: an input, nothing to make
+    assert planned_training(tmp_path / "run", config) == {"train_ddpm": 1}

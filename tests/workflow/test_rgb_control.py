@@ -14,7 +14,7 @@ from ddpmseg.store import FeatureStore
 
 pytestmark = pytest.mark.workflow
 
-DDPM_JOBS = {"train_demo_ddpm", "validate_ddpm", "extract_features"}
+DDPM_JOBS = {"train_ddpm", "validate_ddpm", "extract_features"}
 
 
 def _with_control(**control) -> dict:

@@ -10,6 +10,10 @@ from ddpmseg.config import (
     check_config,
     check_paths,
     classifier_settings,
+    ddpm_image_inputs,
+    ddpm_init,
+    ddpm_training_gpus,
+    ddpm_training_settings,
     feature_imagesets,
     feature_source,
     features_folder,
@@ -249,20 +253,38 @@ def run_scores():
     ]
 
 
-def demo_dataset_for(ddpm):
-    """The generated demo dataset whose unlabelled images train demo DDPM ``ddpm``."""
-    for name, dataset in config["datasets"].items():
-        if dataset["source"] == "demo" and dataset["ddpm"] == ddpm:
-            return f"resources/datasets/{name}"
-    raise WorkflowError(
-        f"config: ddpms.{ddpm}: source demo needs a dataset with source demo that uses it"
-    )
+def training_images(wildcards):
+    """What a trained DDPM's training reads: its folders' image files, or a generated dataset's folder."""
+    return ddpm_image_inputs(config, wildcards.ddpm)
 
 
-def demo_ddpms():
-    """The demo DDPMs (trained by train_demo_ddpm) that some dataset uses, in config order."""
-    used = dict.fromkeys(config["datasets"][d]["ddpm"] for d in DATASETS)
-    return [name for name in used if config["ddpms"][name]["source"] == "demo"]
+def training_init(wildcards):
+    """The checkpoint a trained DDPM is fine-tuned from (a DDPM's is made by its rule), or none."""
+    init = ddpm_init(config, wildcards.ddpm)
+    if init is None:
+        return []
+    kind, value = init
+    return [checkpoint_path(value) if kind == "ddpm" else value]
+
+
+def training_threads(wildcards):
+    """CPU threads of a DDPM's training job: 2, and 4 per GPU for the processes and their data loading."""
+    return max(2, 4 * ddpm_training_gpus(config, wildcards.ddpm))
+
+
+def trained_ddpms():
+    """The trained DDPMs that the datasets' features need (their own and those they fine-tune from),
+    in config order."""
+    needed = []
+    pending = [config["datasets"][d]["ddpm"] for d in DATASETS]
+    while pending:
+        name = pending.pop(0)
+        if name in needed or config["ddpms"][name]["source"] != "train":
+            continue
+        needed.append(name)
+        init = ddpm_init(config, name)
+        pending += [init[1]] if init and init[0] == "ddpm" else []
+    return [name for name in config["ddpms"] if name in needed]
 
 
 def training_benchmarks(dataset, variant, seed):
@@ -301,8 +323,8 @@ def benchmark_files():
     the RGB control."""
     uses_ddpm = any(feature_source(config, v) == "ddpm" for v in VARIANTS)
     files = [
-        f"results/benchmarks/train_demo_ddpm/{name}.tsv"
-        for name in (demo_ddpms() if uses_ddpm else [])
+        f"results/benchmarks/train_ddpm/{name}.tsv"
+        for name in (trained_ddpms() if uses_ddpm else [])
     ]
     for d in DATASETS:
         files += extraction_benchmarks(d)

@@ -1,0 +1,125 @@
+"""Stage ddpm: one process trains in place, several GPUs go through torchrun, and a training state saved
+under other settings is not resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from conftest import TINY_FLAGS
+
+from ddpmseg import ddpm_training
+from ddpmseg.ddpm import model_flags
+from ddpmseg.ddpm_training import DdpmTrainingSettings, launch_command
+from ddpmseg.errors import DdpmsegError
+from ddpmseg.stages import ddpm as stage
+
+TRAINING = {"iterations": 4, "batch_size": 2, "microbatch": 0, "lr": 1e-4, "weight_decay": 0.0, "ema_rate": 0.9,
+            "save_every": 2, "log_every": 1, "fp16": False, "schedule_sampler": "uniform", "seed": 0,
+            "sample_count": 2, "sample_steps": 2}
+
+
+def stage_arguments(tmp_path: Path, **overrides) -> dict:
+    """The rule's keyword arguments for a DDPM trained on a folder of two (fake) images."""
+    folder = tmp_path / "images"
+    if not folder.exists():
+        folder.mkdir()
+        for name in ("a.png", "b.png"):
+            (folder / name).write_bytes(name.encode())
+    arguments = {
+        "init": [], "checkpoint": str(tmp_path / "ddpm.pt"), "log_json": str(tmp_path / "out/training.json"),
+        "samples": str(tmp_path / "out/samples.png"), "state": str(tmp_path / "out/state.pt"),
+        "images": [str(folder)], "flags": TINY_FLAGS, "training": dict(TRAINING), "non_square": "resize", "gpus": 0,
+    }
+    return {**arguments, **overrides}
+
+
+@pytest.fixture
+def calls(monkeypatch) -> dict[str, list]:
+    """Records of ``ddpm_training.train_ddpm`` and ``subprocess.run`` calls (neither does anything)."""
+    recorded: dict[str, list] = {"train": [], "run": []}
+    monkeypatch.setattr(ddpm_training, "train_ddpm", lambda **kwargs: recorded["train"].append(kwargs))
+
+    def run(command, **kwargs):
+        args_json = Path(command[-1])  # the entry point's ARGS.json
+        recorded["run"].append({"command": command, "arguments": json.loads(args_json.read_text()), **kwargs})
+        return subprocess.CompletedProcess(command, recorded.get("returncode", 0))
+
+    monkeypatch.setattr(stage.subprocess, "run", run)
+    return recorded
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_one_gpu_or_none_trains_in_this_process(tmp_path, calls, gpus) -> None:
+    (tmp_path / "init.pt").write_bytes(b"weights")
+    stage.train_ddpm(**stage_arguments(tmp_path, gpus=gpus, init=[str(tmp_path / "init.pt")]))
+    assert calls["run"] == []
+    [kwargs] = calls["train"]
+    assert kwargs["settings"] == DdpmTrainingSettings(**TRAINING)
+    assert kwargs["images"] == [tmp_path / "images/a.png", tmp_path / "images/b.png"]
+    assert kwargs["init"] == tmp_path / "init.pt"
+    assert kwargs["flags"] == model_flags(TINY_FLAGS) and kwargs["non_square"] == "resize"
+    assert kwargs["state"] == tmp_path / "out/state.pt" and kwargs["samples"] == tmp_path / "out/samples.png"
+
+
+def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -> None:
+    stage.train_ddpm(**stage_arguments(tmp_path, gpus=4))
+    assert calls["train"] == []
+    [run] = calls["run"]
+    args_json = tmp_path / "out/torchrun-args.json"
+    assert run["command"] == launch_command(nproc=4, args_json=args_json)
+    assert run["arguments"] == {
+        "images": [str(tmp_path / "images/a.png"), str(tmp_path / "images/b.png")], "flags": model_flags(TINY_FLAGS), "settings": TRAINING,
+        "state": str(tmp_path / "out/state.pt"), "checkpoint": str(tmp_path / "ddpm.pt"),
+        "log_json": str(tmp_path / "out/training.json"), "samples": str(tmp_path / "out/samples.png"),
+        "non_square": "resize", "init": None,
+    }
+    assert asdict(DdpmTrainingSettings(**run["arguments"]["settings"])) == TRAINING
+    assert run["stdout"] is None or run["stdout"].fileno() >= 0  # the job's log, or this process's output
+    package_root = str(Path(stage.__file__).resolve().parents[2])  # this checkout, not another installed copy
+    assert run["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
+
+
+def test_a_folder_without_images_is_one_error_line(tmp_path, calls) -> None:
+    # a folder in a generated dataset is only checked when the job runs (the dataset's rule makes it)
+    with pytest.raises(DdpmsegError, match=r"^.*unlabeled: no such folder of images to train the DDPM on$"):
+        stage.train_ddpm(**stage_arguments(tmp_path, images=[str(tmp_path / "unlabeled")]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DdpmsegError, match=r"^.*empty: no \.png/\.jpg/\.jpeg images to train the DDPM on$"):
+        stage.train_ddpm(**stage_arguments(tmp_path, images=[str(tmp_path / "empty")]))
+    assert calls["train"] == []
+
+
+def test_a_failed_torchrun_is_one_error_line(tmp_path, calls) -> None:
+    calls["returncode"] = 1
+    with pytest.raises(DdpmsegError) as info:
+        stage.train_ddpm(**stage_arguments(tmp_path, gpus=2))
+    assert str(info.value).startswith("DDPM training on 2 GPUs: torchrun exited with status 1") and "\n" not in str(info.value)
+
+
+def test_a_state_saved_under_other_settings_or_images_is_not_resumed(tmp_path, calls) -> None:
+    state = tmp_path / "out/state.pt"
+
+    def train(**changes) -> bool:
+        """Run the stage with ``changes`` to the training settings; whether the saved state was kept."""
+        training = {**TRAINING, **changes.pop("training", {})}
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_bytes(b"saved")  # as the training leaves it
+        stage.train_ddpm(**stage_arguments(tmp_path, training=training, **changes))
+        return state.exists()
+
+    train()
+    assert train()  # same settings: resumed
+    assert train(training={"iterations": 8, "sample_count": 4, "save_every": 3, "microbatch": 1})  # train longer: resumed
+    assert not train(training={"iterations": 8, "lr": 2e-4})  # another learning rate: afresh
+    assert train(training={"iterations": 8, "lr": 2e-4})
+    assert not train(training={"iterations": 6, "lr": 2e-4})  # fewer iterations: the state may be ahead
+    assert train(training={"iterations": 6, "lr": 2e-4}, gpus=2)  # more GPUs: resumed
+    (tmp_path / "images/a.png").write_bytes(b"another image")
+    assert not train(training={"iterations": 6, "lr": 2e-4})
+    assert not train(training={"iterations": 6, "lr": 2e-4}, non_square="center_crop")
+    assert not train(training={"iterations": 6, "lr": 2e-4}, non_square="center_crop", flags={**TINY_FLAGS, "dropout": 0.1})
