@@ -15,7 +15,6 @@ absolute or ``..`` paths); members load with ``weights_only=True`` (:func:`ddpms
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import shutil
 import tarfile
@@ -28,6 +27,7 @@ from . import __version__
 from .archive import extract_archive
 from .errors import DdpmsegError
 from .files import atomic_directory, atomic_path, load_json, save_json, sha256_file
+from .segmenter import Segmenter, make_segmenter
 
 FORMAT = "ddpmseg-bundle"
 FORMAT_VERSION = 1
@@ -79,40 +79,8 @@ def run_settings(config: dict[str, Any], *, dataset: str, variant: str, seed: in
     }
 
 
-def segmenter_identity(settings: dict[str, Any], member_digests: list[str], ddpm_sha256: str) -> str:
-    """A digest of everything the labels depend on: the settings, the members' and the DDPM's digests."""
-    text = json.dumps(
-        {"settings": settings, "members": member_digests, "ddpm": ddpm_sha256}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def make_segmenter(*, member_paths: list[Path], ddpm_checkpoint: Path, settings: dict[str, Any], identity: str):
-    """A :class:`ddpmseg.segmenter.Segmenter` from a run's files and :func:`run_settings`."""
-    from .segmenter import Segmenter
-
-    return Segmenter(
-        member_paths=tuple(Path(p) for p in member_paths),
-        ddpm_checkpoint=Path(ddpm_checkpoint),
-        ddpm_flags=dict(settings["ddpm_flags"]),
-        steps=tuple(settings["steps"]),
-        blocks=tuple(settings["blocks"]),
-        noise_seed=int(settings["noise_seed"]),
-        feature_source=settings["feature_source"],
-        image_size=int(settings["image_size"]),
-        non_square=settings["non_square"],
-        number_class=int(settings["number_class"]),
-        ignore_label=int(settings["ignore_label"]),
-        class_names=tuple(settings["class_names"]),
-        palette=tuple(tuple(int(v) for v in colour) for colour in settings["palette"]),
-        tta_views=tuple(tuple(view) for view in settings["tta_views"]),
-        tta_seed=int(settings["tta_seed"]),
-        identity=identity,
-    )
-
-
-def segmenter_settings(segmenter: Any) -> dict[str, Any]:
-    """The settings of a segmenter as :func:`run_settings` gives them (JSON values)."""
+def settings_of(segmenter: Segmenter) -> dict[str, Any]:
+    """The settings of a segmenter, as :func:`run_settings` gives them (JSON values)."""
     return {
         "ddpm_flags": dict(segmenter.ddpm_flags),
         "steps": list(segmenter.steps),
@@ -132,13 +100,13 @@ def segmenter_settings(segmenter: Any) -> dict[str, Any]:
 
 def run_segmenter(
     *, members: list[str | Path], checkpoint: str | Path, check: str | Path, settings: dict[str, Any]
-):
+) -> Segmenter:
     """The segmenter of a workflow run: its members, its DDPM checkpoint with the validation record
     ``check`` (``results/ddpm/<name>/check.json``, whose sha256 is the checkpoint's), its settings."""
-    digests = [sha256_file(m) for m in members]
-    identity = segmenter_identity(settings, digests, load_json(check)["sha256"])
-    return make_segmenter(member_paths=[Path(m) for m in members], ddpm_checkpoint=Path(checkpoint), settings=settings,
-                          identity=identity)
+    return make_segmenter(
+        member_paths=[Path(m) for m in members], ddpm_checkpoint=Path(checkpoint),
+        ddpm_digest=load_json(check)["sha256"], **settings,
+    )
 
 
 # --- files of a finished workflow run ---------------------------------------------------------------
@@ -196,7 +164,7 @@ def test_miou(summary: Path) -> float | None:
 
 def exported_run(
     config: dict[str, Any], *, dataset: str, variant: str, seed: int, workdir: str | Path
-) -> tuple[Any, RunInfo]:
+) -> tuple[Segmenter, RunInfo]:
     """(segmenter, run info) of a finished run of a workflow in ``workdir``; a missing file is one line
     naming it and the target that builds it."""
     workdir = Path(workdir)
@@ -223,7 +191,7 @@ def exported_run(
 # --- export ------------------------------------------------------------------------------------------
 
 
-def export_bundle(*, out: Path, segmenter: Any, run: RunInfo, include_ddpm: bool = False, as_tar: bool = False) -> Path:
+def export_bundle(*, out: Path, segmenter: Segmenter, run: RunInfo, include_ddpm: bool = False, as_tar: bool = False) -> Path:
     """Write the bundle of ``segmenter`` (a folder, or one ``.tar`` with ``as_tar``) at ``out``; return it.
 
     The DDPM checkpoint is referenced by its sha256 and source, or copied in with ``include_ddpm``;
@@ -257,7 +225,7 @@ def _plain_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def _write_bundle(folder: Path, segmenter: Any, run: RunInfo, include_ddpm: bool) -> None:
+def _write_bundle(folder: Path, segmenter: Segmenter, run: RunInfo, include_ddpm: bool) -> None:
     members = []
     for index, path in enumerate(segmenter.member_paths):
         name = f"members/member{index}.pt"
@@ -273,9 +241,8 @@ def _write_bundle(folder: Path, segmenter: Any, run: RunInfo, include_ddpm: bool
     save_json(folder / MANIFEST, _manifest(segmenter, run, members, ddpm_file, files))
 
 
-def _manifest(segmenter: Any, run: RunInfo, members: list[str], ddpm_file: str | None, files: dict[str, str]) -> dict:
-    settings = segmenter_settings(segmenter)
-    identity = segmenter_identity(settings, [files[m] for m in members], run.ddpm_sha256)
+def _manifest(segmenter: Segmenter, run: RunInfo, members: list[str], ddpm_file: str | None, files: dict[str, str]) -> dict:
+    settings = settings_of(segmenter)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -291,14 +258,14 @@ def _manifest(segmenter: Any, run: RunInfo, members: list[str], ddpm_file: str |
         "tta": {"views": settings["tta_views"], "seed": settings["tta_seed"]},
         "members": members,
         "files": files,
-        "identity": identity,
+        "identity": segmenter.identity,
     }
 
 
 # --- load --------------------------------------------------------------------------------------------
 
 
-def load_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Any:
+def load_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Segmenter:
     """The :class:`ddpmseg.segmenter.Segmenter` of a bundle folder or ``.tar`` after checking every
     file's sha256; ``ddpm_checkpoint`` (default: the bundle's own copy, else the path it was exported
     from) must have the sha256 the manifest records."""
@@ -313,7 +280,7 @@ def load_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Any:
         raise DdpmsegError(f"{path}: {MANIFEST} is incomplete or malformed ({type(error).__name__}: {error})") from None
 
 
-def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_checkpoint: Path | None) -> Any:
+def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_checkpoint: Path | None) -> Segmenter:
     for name, digest in manifest["files"].items():
         _check_file(path, root, name, digest)
     for name in manifest["members"]:
@@ -321,14 +288,17 @@ def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_ch
             raise DdpmsegError(f"{path}: member {name} has no sha256 in {MANIFEST}")
     ddpm = manifest["ddpm"]
     checkpoint = _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
-    settings = _manifest_settings(manifest)
-    identity = segmenter_identity(settings, [manifest["files"][m] for m in manifest["members"]], ddpm["sha256"])
-    if identity != manifest["identity"]:
+    try:
+        segmenter = make_segmenter(
+            member_paths=[root / m for m in manifest["members"]], ddpm_checkpoint=checkpoint,
+            member_digests=[manifest["files"][m] for m in manifest["members"]], ddpm_digest=ddpm["sha256"],
+            **_manifest_settings(manifest),
+        )
+    except DdpmsegError as error:
+        raise DdpmsegError(f"{path}: {MANIFEST}: {error}") from None
+    if segmenter.identity != manifest["identity"]:
         raise DdpmsegError(f"{path}: {MANIFEST} was changed after export (its settings do not give its identity)")
-    return make_segmenter(
-        member_paths=[root / m for m in manifest["members"]], ddpm_checkpoint=checkpoint, settings=settings,
-        identity=identity,
-    )
+    return segmenter
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
