@@ -9,10 +9,17 @@ import json
 import tarfile
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 import pytest
 import torch
-from conftest import FEATURE_BLOCKS, FEATURE_STEPS, TINY_CONFIG, TINY_FLAGS
+from conftest import (
+    FEATURE_BLOCKS,
+    FEATURE_STEPS,
+    TINY_CONFIG,
+    TINY_FLAGS,
+    finished_tiny_run,
+)
+from PIL import Image
 
 from ddpmseg.bundle import (
     MANIFEST,
@@ -24,10 +31,11 @@ from ddpmseg.bundle import (
     run_segmenter,
     run_settings,
 )
-from ddpmseg.classifier import build_classifier, load_member, save_member
+from ddpmseg.classifier import load_member
 from ddpmseg.config import resolve_registry, validate_config
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.files import save_json, sha256_file
+from ddpmseg.labelling import image_layers, label_images
 from ddpmseg.registry import load_registry
 
 NUMBER_CLASS = 5
@@ -40,30 +48,12 @@ def tiny_config() -> dict:
     return resolve_registry(config, load_registry())
 
 
-def finished_run(workdir: Path, checkpoint: Path, config: dict, *, variant: str = "final", seed: int = 1) -> None:
-    """The files a finished workflow run leaves: members, the DDPM checkpoint, its check.json, the score."""
-    run = f"tiny/{variant}/seed{seed}"
-    for member in range(config["ensemble_size"]):
-        torch.manual_seed(member)
-        model = build_classifier(12, NUMBER_CLASS).eval()
-        save_member(workdir / f"results/models/{run}/member{member}.pt", model, in_features=12,
-                    number_class=NUMBER_CLASS, dropout=0.0)
-    ckpt = workdir / "resources/checkpoints/tiny_ddpm.pt"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(checkpoint.read_bytes())
-    save_json(workdir / "results/ddpm/tiny_ddpm/check.json", {"sha256": sha256_file(ckpt)})
-    (workdir / f"results/scores/{run}").mkdir(parents=True)
-    pd.DataFrame([{"miou": 61.25, "miou_plain": 60.0, "images": 3}]).to_csv(
-        workdir / f"results/scores/{run}/summary.csv", index=False
-    )
-
-
 @pytest.fixture
 def run(tmp_path, tiny_checkpoint):
     """(segmenter, run info, config) of a finished run of the tiny config in tmp_path/work."""
     config = tiny_config()
     workdir = tmp_path / "work"
-    finished_run(workdir, tiny_checkpoint, config)
+    finished_tiny_run(workdir, tiny_checkpoint, config)
     segmenter, info = exported_run(config, dataset="tiny", variant="final", seed=1, workdir=workdir)
     return segmenter, info, config
 
@@ -225,7 +215,7 @@ def test_a_tar_bundle_with_an_escaping_path_is_refused(run, tmp_path) -> None:
 
 def test_a_missing_run_names_the_target_to_build(tmp_path, tiny_checkpoint) -> None:
     config = tiny_config()
-    finished_run(tmp_path, tiny_checkpoint, config)
+    finished_tiny_run(tmp_path, tiny_checkpoint, config)
     (tmp_path / "results/models/tiny/final/seed1/member1.pt").unlink()
     with pytest.raises(DdpmsegError, match=r"member1\.pt: missing; build the run first: snakemake results/scores/tiny/final/seed1/summary\.csv"):
         exported_run(config, dataset="tiny", variant="final", seed=1, workdir=tmp_path)
@@ -253,3 +243,29 @@ def test_run_segmenter_takes_the_recorded_ddpm_digest(run, tmp_path) -> None:
     )
     assert again == segmenter
     assert isinstance(info, RunInfo)
+
+
+def test_a_loaded_bundle_labels_as_the_run_does(run, tmp_path, tiny_checkpoint) -> None:
+    """Members fitting the tiny UNet's features: the run's segmenter and the one loaded from its .tar
+    (DDPM included, original checkpoint gone) write the same labels, maps and table."""
+    probe, _, config = run
+    width = sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((32, 32, 3), np.uint8)])[0])
+    finished_tiny_run(tmp_path / "fitting", tiny_checkpoint, config, in_features=width)
+    segmenter, info = exported_run(config, dataset="tiny", variant="final", seed=1, workdir=tmp_path / "fitting")
+    rng = np.random.default_rng(1)
+    images = []
+    for index in range(2):
+        images.append(tmp_path / "new" / f"img{index}.png")
+        images[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(images[-1])
+    label_images(segmenter, images, tmp_path / "by_run", batch_size=2, progress=False)
+    bundle = export_bundle(out=tmp_path / "b.tar", segmenter=segmenter, run=info, include_ddpm=True, as_tar=True)
+    segmenter.ddpm_checkpoint.unlink()
+    loaded = load_bundle(bundle)
+    label_images(loaded, images, tmp_path / "by_bundle", batch_size=2, progress=False)
+    for folder in ("labels", "uncertainty", "overlay"):
+        for image in images:
+            first = np.asarray(Image.open(tmp_path / "by_run" / folder / f"{image.stem}.png"))
+            second = np.asarray(Image.open(tmp_path / "by_bundle" / folder / f"{image.stem}.png"))
+            assert np.array_equal(first, second), (folder, image.name)
+    assert (tmp_path / "by_run/predictions.csv").read_text() == (tmp_path / "by_bundle/predictions.csv").read_text()
