@@ -357,3 +357,25 @@ def finished_tiny_run(
     pd.DataFrame([{"miou": 61.25, "miou_plain": 60.0, "images": 3}]).to_csv(
         workdir / f"results/scores/{run}/summary.csv", index=False
     )
+
+
+def tiny_feature_width(config: dict, checkpoint: Path, *, variant: str = "final", seed: int = 1) -> int:
+    """Features per pixel the tiny UNet gives with ``config``'s steps and blocks (a member's in_features)."""
+    from ddpmseg.bundle import run_settings
+    from ddpmseg.labelling import image_layers
+    from ddpmseg.segmenter import make_segmenter
+
+    settings = run_settings(config, dataset="tiny", variant=variant, seed=seed)
+    probe = make_segmenter(member_paths=[checkpoint], ddpm_checkpoint=checkpoint, **settings)
+    size = settings["image_size"]
+    return sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((size, size, 3), np.uint8)])[0])
+
+
+def resolved_tiny_config() -> dict:
+    """The tiny config validated (defaults filled in) and resolved against the registry, as the Snakefile has it."""
+    from ddpmseg.config import resolve_registry, validate_config
+    from ddpmseg.registry import load_registry
+
+    config = copy.deepcopy(TINY_CONFIG)
+    validate_config(config)
+    return resolve_registry(config, load_registry())

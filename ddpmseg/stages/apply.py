@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import labelling, suggest
+from .. import labelling
 from ..bundle import run_segmenter
 from ..errors import DdpmsegError
 from ..files import atomic_directory, atomic_path
@@ -81,6 +81,8 @@ def suggest_images(
 ) -> None:
     """Rank the images of the folder ``images`` by the run's ensemble's uncertainty, most uncertain first:
     ``suggestions``/ranking.csv and contact_sheet.png of the ``top`` ones (the images to annotate next)."""
+    from ..suggest import suggest_images as rank_images
+
     segmenter = run_segmenter(members=members, checkpoint=checkpoint, check=check, settings=settings)
     with atomic_directory(suggestions) as tmp:
-        suggest.suggest_images(segmenter, labelling.image_files([images]), tmp, top=top, batch_size=batch_size)
+        rank_images(segmenter, labelling.image_files([images]), tmp, top=top, batch_size=batch_size)

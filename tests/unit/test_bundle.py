@@ -18,6 +18,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_FLAGS,
     finished_tiny_run,
+    tiny_feature_width,
 )
 from PIL import Image
 
@@ -35,7 +36,7 @@ from ddpmseg.classifier import load_member
 from ddpmseg.config import resolve_registry, validate_config
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.files import save_json, sha256_file
-from ddpmseg.labelling import image_layers, label_images
+from ddpmseg.labelling import label_images
 from ddpmseg.registry import load_registry
 
 NUMBER_CLASS = 5
@@ -248,8 +249,8 @@ def test_run_segmenter_takes_the_recorded_ddpm_digest(run, tmp_path) -> None:
 def test_a_loaded_bundle_labels_as_the_run_does(run, tmp_path, tiny_checkpoint) -> None:
     """Members fitting the tiny UNet's features: the run's segmenter and the one loaded from its .tar
     (DDPM included, original checkpoint gone) write the same labels, maps and table."""
-    probe, _, config = run
-    width = sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((32, 32, 3), np.uint8)])[0])
+    _, _, config = run
+    width = tiny_feature_width(config, tiny_checkpoint)
     finished_tiny_run(tmp_path / "fitting", tiny_checkpoint, config, in_features=width)
     segmenter, info = exported_run(config, dataset="tiny", variant="final", seed=1, workdir=tmp_path / "fitting")
     rng = np.random.default_rng(1)

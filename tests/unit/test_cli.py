@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 
@@ -10,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY_CONFIG, finished_tiny_run
+from conftest import (
+    REPO,
+    TINY_CONFIG,
+    finished_tiny_run,
+    resolved_tiny_config,
+    tiny_feature_width,
+)
 from PIL import Image
 
-from ddpmseg.bundle import make_segmenter, run_settings
 from ddpmseg.cli import main
-from ddpmseg.config import resolve_registry, validate_config
 from ddpmseg.files import sha256_file
-from ddpmseg.labelling import image_layers
-from ddpmseg.registry import load_registry
 
 
 def last_line(text: str) -> str:
@@ -29,14 +30,10 @@ def last_line(text: str) -> str:
 def workflow_dir(tmp_path, tiny_checkpoint):
     """A workflow working directory with config.yaml (the tiny config) and a finished run tiny/final/seed1
     whose members fit the tiny UNet's features."""
-    config = copy.deepcopy(TINY_CONFIG)
     (tmp_path / "work").mkdir()
-    (tmp_path / "work" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    validate_config(config)
-    config = resolve_registry(config, load_registry())
-    settings = run_settings(config, dataset="tiny", variant="final", seed=1)
-    probe = make_segmenter(member_paths=[tiny_checkpoint], ddpm_checkpoint=tiny_checkpoint, **settings)
-    width = sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((32, 32, 3), np.uint8)])[0])
+    (tmp_path / "work" / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False))
+    config = resolved_tiny_config()
+    width = tiny_feature_width(config, tiny_checkpoint)
     finished_tiny_run(tmp_path / "work", tiny_checkpoint, config, in_features=width)
     return tmp_path / "work"
 
