@@ -117,3 +117,12 @@ def test_usage_errors_exit_2(capsys) -> None:
         main(["predict", "bundle", "img", "--out", "o", "--batch-size", "0"])
     assert stop.value.code == 2
     assert "must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_suggest_ranks_a_folder(workflow_dir, tmp_path, capsys) -> None:
+    assert export(workflow_dir, tmp_path / "bundle") == 0
+    images = new_images(tmp_path / "new", count=3)
+    assert main(["suggest", str(tmp_path / "bundle"), str(images), "--top", "2", "--out", str(tmp_path / "next")]) == 0
+    out = capsys.readouterr().out
+    assert "ranking of 3 images and the contact sheet of the 2 most uncertain" in out
+    assert (tmp_path / "next" / "ranking.csv").is_file() and (tmp_path / "next" / "contact_sheet.png").is_file()

@@ -13,7 +13,7 @@ from PIL import Image
 from ddpmseg import labelling
 from ddpmseg.bundle import run_segmenter, run_settings
 from ddpmseg.errors import DdpmsegError
-from ddpmseg.stages.apply import label_images
+from ddpmseg.stages.apply import label_images, suggest_images
 from ddpmseg.tables import read_table
 
 
@@ -86,3 +86,13 @@ def test_an_unreadable_image_fails_the_job_naming_it(rule_arguments) -> None:
     assert not Path(rule_arguments["labels"]).exists()
 
 
+
+
+def test_suggestions_rank_every_image_and_draw_the_top(rule_arguments) -> None:
+    args = {key: rule_arguments[key] for key in ("images", "members", "checkpoint", "check", "settings", "batch_size")}
+    suggestions = Path(rule_arguments["predictions"]).parent / "suggest"
+    suggest_images(**args, suggestions=str(suggestions), top=2)
+    ranking = read_table(suggestions / "ranking.csv")
+    assert sorted(ranking["image"]) == ["n0.png", "n1.png", "n2.png"]
+    assert list(ranking["rank"]) == [1, 2, 3] and ranking["uncertainty"].is_monotonic_decreasing
+    assert (suggestions / "contact_sheet.png").is_file()
