@@ -180,10 +180,14 @@ def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> su
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The tiny demo plus a user's dataset (separate folders, non-square mixed sizes, PNG and uint16
-    masks) through the whole pipeline; returns (workdir, config)."""
+    masks) through the whole pipeline, and that dataset's test images labelled by one of its runs (an
+    ``apply:`` entry); returns (workdir, config)."""
     workdir = tmp_path_factory.mktemp("demo_run")
     config = copy.deepcopy(TINY_CONFIG)
     config["datasets"]["custom"] = {**make_custom_dataset(workdir / "custom"), "ddpm": "tiny_ddpm"}
+    # new images labelled by a trained run (apply.smk): the custom test images, non-square, mixed sizes
+    config["apply"] = {"new_fields": {"images": config["datasets"]["custom"]["test_images"], "dataset": "custom",
+                                      "variant": "final", "seed": 1, "suggest_top": 2}}
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, config

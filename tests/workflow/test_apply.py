@@ -4,11 +4,14 @@ default target, and bad entries stop the real snakemake at parse time with one l
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TINY_CONFIG, dry_run, snakemake
 from PIL import Image
+
+from ddpmseg.tables import read_table
 
 pytestmark = pytest.mark.workflow
 
@@ -58,3 +61,26 @@ def test_bad_apply_entries_stop_at_parse_time(tmp_path, edit, message) -> None:
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert lines[-1] == message or message in lines[-1], lines[-5:]
+
+
+def test_the_demo_runs_apply_entry_labels_its_folder(demo_run) -> None:
+    """The session's demo run has an apply entry over the custom dataset's test images (non-square,
+    mixed sizes, center_crop): each is labelled at its own size, ranked, and shown in the report."""
+    workdir, config = demo_run
+    entry = config["apply"]["new_fields"]
+    images = sorted(Path(entry["images"]).iterdir())
+    applied = workdir / "results/applied/new_fields"
+    for image in images:
+        width, height = Image.open(image).size
+        labels = np.asarray(Image.open(applied / "labels" / f"{image.stem}.png"))
+        assert labels.shape == (height, width), image.name
+        side = min(width, height)  # center_crop: the margins outside the central square are ignored
+        assert (labels == 255).sum() == width * height - side * side
+        assert (labels[labels != 255] < 3).all()
+    table = read_table(applied / "predictions.csv")
+    assert list(table["image"]) == [p.name for p in images]
+    assert sorted(read_table(applied / "suggest/ranking.csv")["image"]) == sorted(p.name for p in images)
+    assert (applied / "suggest/contact_sheet.png").is_file()
+    assert sorted(p.stem for p in (applied / "examples").iterdir()) == [p.stem for p in images[:3]]
+    assert (workdir / "logs/label_images/new_fields.log").is_file()
+    assert not (workdir / "results/progress/applied/new_fields").exists()

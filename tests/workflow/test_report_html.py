@@ -187,6 +187,9 @@ def expected_results(config: dict) -> dict[str, dict]:
             items[f"results/report/training_curves/{d}/{v}.png"] = {"dataset": d, "variant": v}
             for rank in ("best", "worst"):
                 items[f"results/report/examples/{d}/{v}/{rank}.png"] = {"dataset": d, "variant": v, "example": rank}
+    for name, entry in config.get("apply", {}).items():  # apply.smk: the first images of each entry
+        for image in sorted(Path(entry["images"]).iterdir())[:3]:
+            items[f"results/applied/{name}/examples/{image.stem}.png"] = {"entry": name, "image": image.stem}
     return items
 
 
