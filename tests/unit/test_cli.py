@@ -126,3 +126,8 @@ def test_suggest_ranks_a_folder(workflow_dir, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "ranking of 3 images and the contact sheet of the 2 most uncertain" in out
     assert (tmp_path / "next" / "ranking.csv").is_file() and (tmp_path / "next" / "contact_sheet.png").is_file()
+
+
+def test_pip_install_gives_the_ddpmseg_command() -> None:
+    text = (REPO / "pyproject.toml").read_text()  # tomllib needs Python 3.11; the project supports 3.10
+    assert '[project.scripts]\nddpmseg = "ddpmseg.cli:main"\n' in text
