@@ -1,4 +1,4 @@
-# apply: entries of the config: new images labelled by a trained run (docs/operations.md).
+# apply: entries of the config: new images labelled by a trained run (README: "Use what you trained").
 APPLIED_EXAMPLES = 3  # panels (image | overlay | uncertainty) per entry in the report
 
 
