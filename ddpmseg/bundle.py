@@ -283,9 +283,10 @@ def load_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Segmenter
 def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_checkpoint: Path | None) -> Segmenter:
     for name, digest in manifest["files"].items():
         _check_file(path, root, name, digest)
-    for name in manifest["members"]:
+    ddpm_file = manifest["ddpm"].get("file")
+    for name in [*manifest["members"], *([ddpm_file] if ddpm_file else [])]:
         if name not in manifest["files"]:
-            raise DdpmsegError(f"{path}: member {name} has no sha256 in {MANIFEST}")
+            raise DdpmsegError(f"{path}: {name} has no sha256 in {MANIFEST}")
     ddpm = manifest["ddpm"]
     checkpoint = _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
     try:

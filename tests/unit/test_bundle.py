@@ -173,6 +173,16 @@ def test_a_manifest_path_outside_the_bundle_is_refused(run, tmp_path) -> None:
         load_bundle(out)
 
 
+def test_a_ddpm_file_without_a_digest_is_refused(run, tmp_path) -> None:
+    segmenter, info, _ = run
+    out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info)
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["ddpm"]["file"] = "../../elsewhere.pt"
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(DdpmsegError, match=r"\.\./\.\./elsewhere\.pt has no sha256 in manifest\.json"):
+        load_bundle(out)
+
+
 def test_a_member_linked_out_of_a_bundle_folder_is_refused(run, tmp_path) -> None:
     segmenter, info, _ = run
     out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info)
