@@ -1,4 +1,4 @@
-"""Label new images with a trained segmenter, at their original size (docs/operations.md).
+"""Label new images with a trained segmenter, at their original size (docs/method.md §1 and §4).
 
 Each image is read, made square by the segmenter's ``non_square`` policy and resized to its
 ``image_size`` as the dataset stage does (:mod:`ddpmseg.data`), its DDPM features are computed in
@@ -11,8 +11,8 @@ ids, ignore_label pixels keep their id), ``overlay/<stem>.png`` (the classes' co
 ``uncertainty/<stem>.png`` (the plain ensemble's per-pixel JS divergence, grey = 255 JS / ln K),
 ``rows/<stem>.json`` (the image's row of the table) and, over all images of a call,
 ``predictions.csv``. ``.ddpmseg-labelling.json`` records the segmenter's identity: a rerun with the
-same segmenter skips the images whose outputs are all there (an interrupted run resumes), another
-segmenter is refused.
+same segmenter skips the images whose outputs are all there and were made from the same file (its
+sha256 is kept in the row), so an interrupted run resumes; another segmenter is refused.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .data import (
 )
 from .errors import DdpmsegError
 from .features import extract_activations, shared_noise
-from .files import atomic_path, load_json, save_json, save_png
+from .files import atomic_path, load_json, save_json, save_png, sha256_file
 from .predict import predict_image, uncertainty_score
 from .progress import progress_bar
 from .segmenter import Segmenter, segmenter_ddpm
@@ -160,20 +160,24 @@ def check_feature_width(ensemble: Sequence[nn.Module], segmenter: Segmenter, lay
     for path, member in zip(segmenter.member_paths, ensemble, strict=True):
         if member[0].in_features != width:
             raise DdpmsegError(
-                f"{path}: member takes {member[0].in_features} features, the segmenter's DDPM settings give {width}"
+                f"{path}: member takes {member[0].in_features} features, the segmenter's feature settings give {width}"
             )
 
 
 def image_layers(segmenter: Segmenter, images: Sequence[np.ndarray]) -> list[list[torch.Tensor]]:
-    """Per image, its channel-last (h, w, C) activations in feature order, for (S, S, 3) uint8 images
-    run through the DDPM as one batch."""
-    if segmenter.feature_source != "ddpm":
-        raise DdpmsegError(f"feature_source '{segmenter.feature_source}' is not supported by labelling yet")
-    model, diffusion = segmenter_ddpm(segmenter)
+    """Per image, its channel-last (h, w, C) float16 features in feature order, for (S, S, 3) uint8
+    images as one batch: the DDPM's activations, or for the RGB control one layer of the pixels' values
+    in [-1, 1]. Rounded to float16 as a feature store keeps them, so that an image gets the labels the
+    workflow's test prediction gives it."""
     batch = torch.from_numpy(np.stack([to_model_input(image) for image in images]))
-    noise = shared_noise(segmenter.noise_seed, segmenter.image_size)
-    activations = extract_activations(model, diffusion, batch, steps=segmenter.steps, blocks=segmenter.blocks, noise=noise)
-    return [[layer[index].permute(1, 2, 0).contiguous() for layer in activations.values()] for index in range(len(images))]
+    if segmenter.feature_source == "rgb":
+        layers = [batch]
+    else:
+        model, diffusion = segmenter_ddpm(segmenter)
+        noise = shared_noise(segmenter.noise_seed, segmenter.image_size)
+        activations = extract_activations(model, diffusion, batch, steps=segmenter.steps, blocks=segmenter.blocks, noise=noise)
+        layers = list(activations.values())
+    return [[layer[index].permute(1, 2, 0).to(torch.float16).contiguous() for layer in layers] for index in range(len(images))]
 
 
 def batched_layers(segmenter: Segmenter, images: Sequence[np.ndarray], batch_size: int) -> list[list[torch.Tensor]]:
@@ -303,8 +307,12 @@ def paths_of(out_dir: Path, stem: str) -> dict[str, Path]:
     return {**files, ROWS: out_dir / ROWS / f"{stem}.json"}
 
 
-def is_done(out_dir: Path, stem: str) -> bool:
-    return all(path.is_file() for path in paths_of(out_dir, stem).values())
+def is_done(out_dir: Path, path: Path) -> bool:
+    """Whether an image's outputs all exist and were made from this very file (its sha256 is in its row)."""
+    files = paths_of(out_dir, path.stem)
+    if not all(output.is_file() for output in files.values()):
+        return False
+    return load_json(files[ROWS]).get("sha256") == sha256_file(path)
 
 
 def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -> None:
@@ -321,6 +329,7 @@ def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -
         "height": height,
         "uncertainty": uncertainty_score(prediction.js),
         **class_fractions(labels, inside, segmenter),
+        "sha256": sha256_file(prediction.path),  # not a table column: tells a rerun whether the file changed
     }
     save_json(files[ROWS], row)
 
@@ -350,8 +359,8 @@ def check_class_columns(segmenter: Segmenter) -> None:
 
 
 def write_examples(out_dir: Path, paths: Sequence[Path], count: int) -> None:
-    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` labelled images."""
-    for path in [p for p in paths if is_done(out_dir, p.stem)][:count]:
+    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` of ``paths`` (labelled)."""
+    for path in paths[:count]:
         files = paths_of(out_dir, path.stem)
         shown = [np.asarray(Image.open(files[folder]).convert("RGB")) for folder in ("overlay", "uncertainty")]
         save_png(out_dir / "examples" / f"{path.stem}.png", panel(read_image(path), *shown))
@@ -369,12 +378,12 @@ def label_images(
 ) -> LabellingSummary:
     """Label ``images`` into ``out_dir`` (see the module's docstring); ``batch_size`` images per DDPM
     forward pass; ``examples`` panels of the first images. Images whose outputs exist for the same
-    segmenter are skipped; an unreadable image is listed in ``failed`` and the others are labelled."""
+    segmenter and file contents are skipped; an unreadable image is listed in ``failed`` and the others are labelled."""
     images, out_dir = [Path(p) for p in images], Path(out_dir)
     check_unique_stems(images)
     check_class_columns(segmenter)
     claim_folder(out_dir, segmenter)
-    todo = [path for path in images if not is_done(out_dir, path.stem)]
+    todo = [path for path in images if not is_done(out_dir, path)]
     summary = LabellingSummary(labelled=0, skipped=len(images) - len(todo))
     if todo:
         for prediction in predictions(

@@ -38,7 +38,7 @@ class Segmenter:
     steps: tuple[int, ...]
     blocks: tuple[int, ...]  # model order
     noise_seed: int
-    feature_source: str  # "ddpm" (default) or "rgb" (branch `rgb` adds the RGB control)
+    feature_source: str  # "ddpm" (default) or "rgb" (the RGB control: each pixel's values in [-1, 1])
     image_size: int
     non_square: str | None  # "resize" | "center_crop" | None (a non-square image is an error)
     number_class: int
@@ -86,8 +86,8 @@ def segmenter_settings(
         raise DdpmsegError(f"{len(class_names)} class names for number_class {number_class}")
     if len(palette) < number_class or any(len(colour) != 3 for colour in palette):
         raise DdpmsegError(f"palette must give an RGB colour to each of the {number_class} classes")
-    if not steps or not blocks:
-        raise DdpmsegError("a segmenter needs at least one feature step and one block")
+    if feature_source == "ddpm" and (not steps or not blocks):
+        raise DdpmsegError("a segmenter with DDPM features needs at least one feature step and one block")
     for view in tta_views:
         view_key(view)  # checks the transform names
     return {
@@ -135,6 +135,8 @@ def make_segmenter(
     digests = list(member_digests) if member_digests is not None else [_file_digest(p, "member") for p in members]
     if len(digests) != len(members):
         raise DdpmsegError(f"{len(digests)} member digests for {len(members)} members")
+    if checked["feature_source"] == "rgb":
+        ddpm_digest = "unused"  # the RGB control's features do not come from the DDPM
     ddpm_digest = ddpm_digest or _file_digest(Path(ddpm_checkpoint), "DDPM checkpoint")
     return Segmenter(
         member_paths=members,

@@ -1,4 +1,4 @@
-"""What to label next: unlabelled images ranked by the ensemble's uncertainty (docs/operations.md).
+"""What to label next: unlabelled images ranked by the ensemble's uncertainty (docs/method.md §4).
 
 An image's score is the paper's: the mean of the top 10 % of its per-pixel Jensen-Shannon divergences
 between the members (:func:`ddpmseg.predict.uncertainty_score`), computed on the plain image (no TTA)

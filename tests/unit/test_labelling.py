@@ -18,11 +18,14 @@ from conftest import TINY_FLAGS
 from PIL import Image
 
 import ddpmseg.labelling as labelling
-from ddpmseg.classifier import build_classifier, save_member
-from ddpmseg.ddpm import model_flags
+from ddpmseg.classifier import build_classifier, load_ensemble, save_member
+from ddpmseg.ddpm import load_ddpm, model_flags
 from ddpmseg.errors import DdpmsegError
+from ddpmseg.features import extract_to_store
 from ddpmseg.labelling import image_files, label_images, original_size, tta_image_index
+from ddpmseg.predict import predict_image, uncertainty_score
 from ddpmseg.segmenter import make_segmenter
+from ddpmseg.store import FeatureStore
 from ddpmseg.tables import read_table
 
 IGNORE = 255
@@ -190,6 +193,11 @@ def test_rerun_skips_finished_images_and_keeps_every_row(tmp_path, tiny_checkpoi
     assert (summary.labelled, summary.skipped) == (1, 1)
     assert (out / "overlay" / "b.png").is_file()
 
+    write_png(paths[0], np.full((32, 32, 3), GREEN, np.uint8))  # a new image under an old name
+    summary = label_images(segmenter, paths, out, progress=False)
+    assert (summary.labelled, summary.skipped) == (1, 1)
+    assert list(read_table(out / "predictions.csv")["green"]) == [1.0, 0.0]
+
 
 def test_an_unreadable_or_non_square_file_fails_alone(tmp_path, tiny_checkpoint, rgb_features) -> None:
     folder = tmp_path / "in"
@@ -292,7 +300,7 @@ def test_real_ddpm_features_with_tta_end_to_end(tmp_path, tiny_checkpoint) -> No
     assert sorted(p.name for p in (tmp_path / "out" / "examples").iterdir()) == ["0.png"]
 
     wrong = segmenter_for(tmp_path / "in", tiny_checkpoint, steps=[10, 400], blocks=[0, 2, 3])  # 3-input members
-    with pytest.raises(DdpmsegError, match=f"member takes 3 features, the segmenter's DDPM settings give {width}"):
+    with pytest.raises(DdpmsegError, match=f"member takes 3 features, the segmenter's feature settings give {width}"):
         label_images(wrong, paths, tmp_path / "out2", progress=False)
 
 
@@ -315,3 +323,39 @@ def test_table_is_a_plain_csv(tmp_path, tiny_checkpoint, rgb_features) -> None:
     write_png(tmp_path / "in" / "NA.png", np.full((32, 32, 3), GREEN, np.uint8))
     label_images(segmenter_for(tmp_path, tiny_checkpoint), [tmp_path / "in" / "NA.png"], tmp_path / "out", progress=False)
     assert pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False)["image"].tolist() == ["NA.png"]
+
+
+def test_labels_equal_the_workflows_prediction_from_a_feature_store(tmp_path, tiny_checkpoint) -> None:
+    """Same preprocessing, noise, block order and float16 rounding as extract_to_store + predict_image."""
+    steps, blocks = [10, 400], [3, 0, 2]
+    model, diffusion = load_ddpm(tiny_checkpoint, TINY_FLAGS, device="cpu")
+    image = np.random.default_rng(3).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    write_png(tmp_path / "in" / "x.png", image)
+    extract_to_store(
+        model, diffusion, image[None], np.zeros((1, 32, 32)), ["x"], steps=steps, blocks=blocks, noise_seed=5,
+        batch_size=1, out=tmp_path / "store.zarr", attrs={"checkpoint_sha256": "x"}, progress=False,
+    )
+    store = FeatureStore(tmp_path / "store.zarr")
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(tmp_path / f"random{seed}.pth")
+        save_member(members[-1], build_classifier(store.feature_dim, 3), in_features=store.feature_dim, number_class=3, dropout=0.0)
+    expected, js = predict_image(load_ensemble(members), store.activations(0), 32, 3)
+
+    segmenter = segmenter_for(tmp_path, tiny_checkpoint, members=members, steps=steps, blocks=blocks, noise_seed=5)
+    label_images(segmenter, [tmp_path / "in" / "x.png"], tmp_path / "out", progress=False)
+    np.testing.assert_array_equal(read_labels(tmp_path / "out" / "labels" / "x.png"), expected.numpy())
+    score = read_table(tmp_path / "out" / "predictions.csv")["uncertainty"].iloc[0]
+    assert score == pytest.approx(uncertainty_score(js), rel=1e-5)
+
+
+def test_rgb_control_needs_no_ddpm(tmp_path) -> None:
+    """The RGB control's features are the pixels' values in [-1, 1]; its DDPM file need not exist."""
+    members = [tmp_path / "m0.pth"]
+    colour_member(members[0])
+    segmenter = segmenter_for(tmp_path, tmp_path / "no_ddpm.pt", members=members, feature_source="rgb", steps=[], blocks=[])
+    image, column_class = bands(32, 32, [RED, GREEN, BLUE])
+    write_png(tmp_path / "in" / "bands.png", image)
+    label_images(segmenter, [tmp_path / "in" / "bands.png"], tmp_path / "out", progress=False)
+    np.testing.assert_array_equal(read_labels(tmp_path / "out" / "labels" / "bands.png"), column_class[None].repeat(32, axis=0))

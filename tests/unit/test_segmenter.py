@@ -102,3 +102,13 @@ def test_ddpm_is_built_once_per_checkpoint_and_device(members, tiny_checkpoint) 
     model, _ = segmenter_ddpm(segmenter, "cpu")
     assert segmenter_ddpm(segmenter, "cpu")[0] is model
     assert next(model.parameters()).dtype == torch.float32 and not model.training
+
+
+def test_rgb_control_does_not_depend_on_the_ddpm_file(tmp_path, members, tiny_checkpoint) -> None:
+    rgb = settings(feature_source="rgb", steps=[], blocks=[])
+    first = make_segmenter(member_paths=members, ddpm_checkpoint=tmp_path / "absent.pt", **rgb)
+    assert first.identity == make_segmenter(member_paths=members, ddpm_checkpoint=tiny_checkpoint, **rgb).identity
+    with pytest.raises(DdpmsegError, match="absent.pt: DDPM checkpoint file does not exist"):
+        make_segmenter(member_paths=members, ddpm_checkpoint=tmp_path / "absent.pt", **settings())
+    with pytest.raises(DdpmsegError, match="DDPM features needs at least one feature step"):
+        make_segmenter(member_paths=members, ddpm_checkpoint=tiny_checkpoint, **settings(steps=[]))

@@ -14,7 +14,13 @@ from ddpmseg.classifier import build_classifier, save_member
 from ddpmseg.ddpm import model_flags
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.segmenter import make_segmenter
-from ddpmseg.suggest import CAPTION_HEIGHT, GAP, THUMBNAIL_HEIGHT, suggest_images
+from ddpmseg.suggest import (
+    CAPTION_HEIGHT,
+    GAP,
+    THUMBNAIL_HEIGHT,
+    suggest_images,
+    thumbnail,
+)
 from ddpmseg.tables import read_table
 from ddpmseg.upsample import LayerGroups
 
@@ -96,8 +102,13 @@ def test_trained_image_ranks_below_corrupted_ones(tmp_path, trained, capsys) -> 
     with Image.open(tmp_path / "out" / "contact_sheet.png") as sheet:
         assert sheet.height == 2 * (CAPTION_HEIGHT + THUMBNAIL_HEIGHT) + GAP
         sheet_pixels = np.asarray(sheet.convert("RGB"))
-    # the first row shows the most uncertain image beside its map; the scene is not on the sheet
-    assert sheet_pixels[CAPTION_HEIGHT:CAPTION_HEIGHT + THUMBNAIL_HEIGHT].std() > 0
+    # each row shows its image (then its map): the most uncertain first, the scene not at all
+    for row, name in enumerate(ranking["image"].iloc[:2]):
+        top = row * (CAPTION_HEIGHT + THUMBNAIL_HEIGHT + GAP) + CAPTION_HEIGHT
+        shown = np.asarray(thumbnail(np.asarray(Image.open(tmp_path / name).convert("RGB"))))
+        np.testing.assert_array_equal(sheet_pixels[top : top + THUMBNAIL_HEIGHT, : shown.shape[1]], shown)
+        beside = sheet_pixels[top : top + THUMBNAIL_HEIGHT, shown.shape[1] + GAP :]
+        assert beside.std() > 0 and (beside[..., 0] == beside[..., 2]).all()  # a grey map, not blank
 
 
 def test_suggest_needs_a_readable_image_and_a_positive_top(tmp_path, trained) -> None:
