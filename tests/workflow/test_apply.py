@@ -11,6 +11,7 @@ import pytest
 from conftest import TINY_CONFIG, dry_run, snakemake
 from PIL import Image
 
+from ddpmseg.cli import main
 from ddpmseg.tables import read_table
 
 pytestmark = pytest.mark.workflow
@@ -84,3 +85,19 @@ def test_the_demo_runs_apply_entry_labels_its_folder(demo_run) -> None:
     assert sorted(p.stem for p in (applied / "examples").glob("*.png")) == [p.stem for p in images[:3]]
     assert (workdir / "logs/label_images/new_fields.log").is_file()
     assert not (workdir / "results/progress/applied/new_fields").exists()
+
+
+def test_a_bundle_of_the_demo_run_labels_as_its_apply_entry(demo_run, tmp_path, capsys) -> None:
+    """`ddpmseg export` of the run an apply entry uses, then `ddpmseg predict` on the same folder with a
+    .tar bundle: the same label PNGs as the workflow's label_images job."""
+    workdir, config = demo_run
+    entry = config["apply"]["new_fields"]
+    bundle = tmp_path / "run.tar"
+    assert main(["export", "--dataset", entry["dataset"], "--variant", entry["variant"], "--seed", str(entry["seed"]),
+                 "--workdir", str(workdir), "--config", "test-config.yaml", "--out", str(bundle), "--tar"]) == 0
+    assert main(["predict", str(bundle), entry["images"], "--out", str(tmp_path / "out")]) == 0
+    assert "3 labelled" in capsys.readouterr().out
+    for image in sorted(Path(entry["images"]).iterdir()):
+        by_bundle = np.asarray(Image.open(tmp_path / "out" / "labels" / f"{image.stem}.png"))
+        by_workflow = np.asarray(Image.open(workdir / "results/applied/new_fields/labels" / f"{image.stem}.png"))
+        assert np.array_equal(by_bundle, by_workflow), image.name
