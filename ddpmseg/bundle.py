@@ -198,6 +198,7 @@ def export_bundle(*, out: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
     either way its digest must be the run's (``run.ddpm_sha256``).
     """
     out = Path(out)
+    _check_replaceable(out, as_tar)
     actual = sha256_file(segmenter.ddpm_checkpoint)
     if actual != run.ddpm_sha256:
         raise DdpmsegError(
@@ -217,6 +218,27 @@ def export_bundle(*, out: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
         with atomic_directory(out) as tmp:
             _write_bundle(tmp, segmenter, run, include_ddpm)
     return out
+
+
+def _check_replaceable(out: Path, as_tar: bool) -> None:
+    """Only an earlier bundle is replaced: never a folder or file that holds something else."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if as_tar:
+        replaceable = out.is_file() and not out.is_symlink() and tarfile.is_tarfile(out)
+    else:
+        replaceable = out.is_dir() and not out.is_symlink() and (
+            not any(out.iterdir()) or _is_manifest(out / MANIFEST)
+        )
+    if not replaceable:
+        raise DdpmsegError(f"{out}: exists and is not a ddpmseg bundle{' .tar' if as_tar else ''}; choose another --out")
+
+
+def _is_manifest(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _plain_member(info: tarfile.TarInfo) -> tarfile.TarInfo:

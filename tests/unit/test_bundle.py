@@ -280,3 +280,17 @@ def test_a_loaded_bundle_labels_as_the_run_does(run, tmp_path, tiny_checkpoint) 
             second = np.asarray(Image.open(tmp_path / "by_bundle" / folder / f"{image.stem}.png"))
             assert np.array_equal(first, second), (folder, image.name)
     assert (tmp_path / "by_run/predictions.csv").read_text() == (tmp_path / "by_bundle/predictions.csv").read_text()
+
+
+def test_export_replaces_only_an_earlier_bundle(run, tmp_path) -> None:
+    segmenter, info, _ = run
+    out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info)
+    assert export_bundle(out=out, segmenter=segmenter, run=info) == out  # a new export of the same run
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(DdpmsegError, match="precious: exists and is not a ddpmseg bundle; choose another --out"):
+        export_bundle(out=precious, segmenter=segmenter, run=info)
+    with pytest.raises(DdpmsegError, match=r"thesis\.tex: exists and is not a ddpmseg bundle \.tar"):
+        export_bundle(out=precious / "thesis.tex", segmenter=segmenter, run=info, as_tar=True)
+    assert (precious / "thesis.tex").read_text() == "years of work"
