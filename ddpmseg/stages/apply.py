@@ -37,12 +37,13 @@ def label_images(
     of the first ``example_count`` images. An image that cannot be labelled fails the job, with the
     count and the first one named, once the others are labelled.
 
-    The labelling goes to ``progress_folder`` first (kept per segmenter identity), so that a killed job
+    The labelling goes to ``progress_folder`` first (kept per segmenter identity and TTA), so that a killed job
     resumes with the images it had not labelled yet; the outputs take their names when all are done.
     """
     segmenter = run_segmenter(members=members, checkpoint=checkpoint, check=check, settings=settings)
     files = labelling.image_files([images])
-    work = _progress_folder(Path(progress_folder), segmenter.identity)
+    # the labelling folder records the segmenter, not whether TTA was on: the folder's name says it
+    work = _progress_folder(Path(progress_folder), f"{segmenter.identity}-{'tta' if tta else 'plain'}")
     summary = labelling.label_images(
         segmenter, files, work, tta=tta, batch_size=batch_size, examples=example_count
     )
@@ -59,13 +60,13 @@ def label_images(
     shutil.rmtree(Path(progress_folder))
 
 
-def _progress_folder(root: Path, identity: str) -> Path:
-    """``root/<identity>``, with the folders of other segmenters (older members, settings) removed."""
+def _progress_folder(root: Path, name: str) -> Path:
+    """``root/<name>``, with the folders of other segmenters or TTA settings removed."""
     if root.is_dir():
         for stale in root.iterdir():
-            if stale.name != identity:
+            if stale.name != name:
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    return root / identity
+    return root / name
 
 
 def suggest_images(

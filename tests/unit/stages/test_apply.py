@@ -61,9 +61,12 @@ def test_a_killed_job_resumes_with_the_images_it_had_not_labelled(rule_arguments
     args = rule_arguments
     segmenter = run_segmenter(members=args["members"], checkpoint=args["checkpoint"], check=args["check"],
                               settings=args["settings"])
-    done_before = Path(args["progress_folder"]) / segmenter.identity
+    progress = Path(args["progress_folder"])
+    done_before = progress / f"{segmenter.identity}-plain"
     labelling.label_images(segmenter, [Path(args["images"]) / "n1.png"], done_before, tta=False, progress=False)
-    stale = Path(args["progress_folder"]) / "another-identity"
+    with_tta = progress / f"{segmenter.identity}-tta"  # labels of another TTA setting are not reused
+    labelling.label_images(segmenter, [Path(args["images"]) / "n0.png"], with_tta, tta=True, progress=False)
+    stale = progress / "another-identity-plain"
     stale.mkdir()
     labelled = []
     original = labelling.predictions
@@ -76,7 +79,7 @@ def test_a_killed_job_resumes_with_the_images_it_had_not_labelled(rule_arguments
     label_images(**args)
     assert labelled == ["n0.png", "n2.png"]
     assert sorted(p.name for p in Path(args["labels"]).iterdir()) == ["n0.png", "n1.png", "n2.png"]
-    assert not stale.exists()
+    assert not stale.exists() and not with_tta.exists()
 
 
 def test_an_unreadable_image_fails_the_job_naming_it(rule_arguments) -> None:
