@@ -32,6 +32,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/apply.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -46,6 +47,7 @@ rule all:
         "results/tables/per_class.csv",
         "results/tables/per_image.csv",
         rules.make_report_figures.output,
+        applied_outputs(),
 
 
 onerror:

@@ -53,6 +53,17 @@ def check_config(config: dict[str, Any]) -> None:
         tta_views(config, variant)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise DdpmsegError("seeds: a seed is listed twice")
+    check_apply_runs(config)
+
+
+def check_apply_runs(config: dict[str, Any]) -> None:
+    """Every ``apply`` entry names a run of this config: a dataset, a variant and one of the seeds."""
+    for name, entry in config.get("apply", {}).items():
+        for key, section in (("dataset", "datasets"), ("variant", "variants")):
+            if entry[key] not in config[section]:
+                raise DdpmsegError(f"apply.{name}.{key}: '{entry[key]}' is not a key of {section}")
+        if entry["seed"] not in config["seeds"]:
+            raise DdpmsegError(f"apply.{name}.seed: {entry['seed']} is not one of seeds {config['seeds']}")
 
 
 TRAINED = "train"
@@ -489,6 +500,8 @@ def check_paths(config: dict[str, Any]) -> None:
             _require_path(f"ddpms.{name}.checkpoint", Path(ddpm["checkpoint"]), folder=False)
         if ddpm["source"] == TRAINED:
             _check_training_paths(config, name)
+    for name, entry in config.get("apply", {}).items():
+        _require_path(f"apply.{name}.images", Path(entry["images"]))
 
 
 def _check_training_paths(config: dict[str, Any], name: str) -> None:

@@ -334,21 +334,29 @@ def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -
     save_json(files[ROWS], row)
 
 
-def claim_folder(out_dir: Path, segmenter: Segmenter) -> None:
+def claim_folder(out_dir: Path, segmenter: Segmenter, *, tta: bool = False) -> None:
     """Make ``out_dir`` this segmenter's labelling folder: new or empty folders are claimed, one that
-    records the same identity is resumed, anything else is refused."""
+    records the same identity and TTA setting is resumed, anything else is refused (``tta`` counts only
+    when the segmenter has views: without them both settings give the same labels)."""
     marker = out_dir / MARKER
+    tta = bool(tta and segmenter.tta_views)
     if marker.is_file():
-        recorded = load_json(marker).get("identity")
-        if recorded != segmenter.identity:
+        recorded = load_json(marker)
+        if recorded.get("identity") != segmenter.identity:
             raise DdpmsegError(
-                f"{out_dir}: holds labels of another segmenter (identity {recorded}, this one {segmenter.identity}); "
+                f"{out_dir}: holds labels of another segmenter (identity {recorded.get('identity')}, this one "
+                f"{segmenter.identity}); choose another --out folder or empty this one"
+            )
+        if bool(recorded.get("tta", False)) != tta:
+            was, now = ("on", "off") if recorded.get("tta") else ("off", "on")
+            raise DdpmsegError(
+                f"{out_dir}: holds labels made with TTA {was}, asked for TTA {now}; "
                 "choose another --out folder or empty this one"
             )
         return
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise DdpmsegError(f"{out_dir}: exists and is not an empty folder or a ddpmseg labelling folder")
-    save_json(marker, {"identity": segmenter.identity})
+    save_json(marker, {"identity": segmenter.identity, "tta": tta})
 
 
 def check_class_columns(segmenter: Segmenter) -> None:
@@ -382,7 +390,7 @@ def label_images(
     images, out_dir = [Path(p) for p in images], Path(out_dir)
     check_unique_stems(images)
     check_class_columns(segmenter)
-    claim_folder(out_dir, segmenter)
+    claim_folder(out_dir, segmenter, tta=tta)
     todo = [path for path in images if not is_done(out_dir, path)]
     summary = LabellingSummary(labelled=0, skipped=len(images) - len(todo))
     if todo:

@@ -180,10 +180,14 @@ def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> su
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The tiny demo plus a user's dataset (separate folders, non-square mixed sizes, PNG and uint16
-    masks) through the whole pipeline; returns (workdir, config)."""
+    masks) through the whole pipeline, and that dataset's test images labelled by one of its runs (an
+    ``apply:`` entry); returns (workdir, config)."""
     workdir = tmp_path_factory.mktemp("demo_run")
     config = copy.deepcopy(TINY_CONFIG)
     config["datasets"]["custom"] = {**make_custom_dataset(workdir / "custom"), "ddpm": "tiny_ddpm"}
+    # new images labelled by a trained run (apply.smk): the custom test images, non-square, mixed sizes
+    config["apply"] = {"new_fields": {"images": config["datasets"]["custom"]["test_images"], "dataset": "custom",
+                                      "variant": "final", "seed": 1, "suggest_top": 2}}
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, config
@@ -331,3 +335,51 @@ def server():
     srv = LoopbackServer()
     yield srv
     srv.close()
+
+
+def finished_tiny_run(
+    workdir: Path, checkpoint: Path, config: dict, *, variant: str = "final", seed: int = 1, in_features: int = 12
+) -> None:
+    """The files a finished run of dataset 'tiny' leaves in a workflow's ``workdir``: random members
+    taking ``in_features``, the DDPM checkpoint (a copy of ``checkpoint``), its check.json, the score."""
+    from ddpmseg.classifier import build_classifier, save_member
+    from ddpmseg.files import save_json, sha256_file
+
+    run = f"tiny/{variant}/seed{seed}"
+    number_class = config["datasets"]["tiny"]["number_class"]
+    for member in range(config["ensemble_size"]):
+        torch.manual_seed(member)
+        model = build_classifier(in_features, number_class).eval()
+        save_member(workdir / f"results/models/{run}/member{member}.pt", model, in_features=in_features,
+                    number_class=number_class, dropout=0.0)
+    ddpm = config["datasets"]["tiny"]["ddpm"]
+    copied = workdir / f"resources/checkpoints/{ddpm}.pt"
+    copied.parent.mkdir(parents=True, exist_ok=True)
+    copied.write_bytes(Path(checkpoint).read_bytes())
+    save_json(workdir / f"results/ddpm/{ddpm}/check.json", {"sha256": sha256_file(copied)})
+    (workdir / f"results/scores/{run}").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"miou": 61.25, "miou_plain": 60.0, "images": 3}]).to_csv(
+        workdir / f"results/scores/{run}/summary.csv", index=False
+    )
+
+
+def tiny_feature_width(config: dict, checkpoint: Path, *, variant: str = "final", seed: int = 1) -> int:
+    """Features per pixel the tiny UNet gives with ``config``'s steps and blocks (a member's in_features)."""
+    from ddpmseg.bundle import run_settings
+    from ddpmseg.labelling import image_layers
+    from ddpmseg.segmenter import make_segmenter
+
+    settings = run_settings(config, dataset="tiny", variant=variant, seed=seed)
+    probe = make_segmenter(member_paths=[checkpoint], ddpm_checkpoint=checkpoint, **settings)
+    size = settings["image_size"]
+    return sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((size, size, 3), np.uint8)])[0])
+
+
+def resolved_tiny_config() -> dict:
+    """The tiny config validated (defaults filled in) and resolved against the registry, as the Snakefile has it."""
+    from ddpmseg.config import resolve_registry, validate_config
+    from ddpmseg.registry import load_registry
+
+    config = copy.deepcopy(TINY_CONFIG)
+    validate_config(config)
+    return resolve_registry(config, load_registry())

@@ -234,6 +234,19 @@ def test_a_folder_of_another_segmenter_is_refused(tmp_path, tiny_checkpoint, rgb
         label_images(other, images, foreign, progress=False)
 
 
+def test_a_folder_labelled_with_tta_is_not_resumed_without_it(tmp_path, tiny_checkpoint, rgb_features) -> None:
+    write_png(tmp_path / "in" / "a.png", np.full((32, 32, 3), RED, np.uint8))
+    images, out = [tmp_path / "in" / "a.png"], tmp_path / "out"
+    segmenter = segmenter_for(tmp_path, tiny_checkpoint, tta_views=[["HorizontalFlip"]])
+    assert label_images(segmenter, images, out, tta=True, progress=False).labelled == 1
+    with pytest.raises(DdpmsegError, match="holds labels made with TTA on, asked for TTA off"):
+        label_images(segmenter, images, out, tta=False, progress=False)
+    assert label_images(segmenter, images, out, tta=True, progress=False).skipped == 1
+    plain = segmenter_for(tmp_path, tiny_checkpoint)  # no views: TTA on or off gives the same labels
+    label_images(plain, images, tmp_path / "plain", tta=False, progress=False)
+    assert label_images(plain, images, tmp_path / "plain", tta=True, progress=False).skipped == 1
+
+
 def test_two_images_with_one_name_are_refused_before_work(tmp_path, tiny_checkpoint, monkeypatch) -> None:
     for folder in ("one", "two"):
         write_png(tmp_path / folder / "x.png", np.full((32, 32, 3), RED, np.uint8))

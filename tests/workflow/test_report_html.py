@@ -190,6 +190,9 @@ def expected_results(config: dict) -> dict[str, dict]:
     trained = {config["datasets"][d]["ddpm"] for d in datasets if config["ddpms"][config["datasets"][d]["ddpm"]]["source"] == "train"}
     for name in sorted(trained):
         items[f"results/ddpm/{name}/samples.png"] = {"ddpm": name}
+    for name, entry in config.get("apply", {}).items():  # apply.smk: the first images of each entry
+        for image in sorted(Path(entry["images"]).iterdir())[:3]:
+            items[f"results/applied/{name}/examples/{image.stem}.png"] = {"entry": name, "image": image.stem}
     return items
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from ddpmseg.bundle import run_settings
 from ddpmseg.config import (
     SPLIT_COUNTS,
     archive_name,
@@ -368,6 +369,42 @@ def validated_folders(wildcards):
     if dataset["source"] == "folder":
         return [f"{dataset['path']}/real/{split}" for split in ("train", "test")]
     return dataset_inputs(wildcards)
+
+
+def applied_run(wildcards):
+    """(dataset, variant, seed) of the run an apply: entry labels its images with."""
+    entry = config["apply"][wildcards.apply]
+    return entry["dataset"], entry["variant"], int(entry["seed"])
+
+
+def applied_members(wildcards):
+    dataset, variant, seed = applied_run(wildcards)
+    return [
+        f"results/models/{dataset}/{variant}/seed{seed}/member{m}.pt" for m in MEMBERS
+    ]
+
+
+def applied_checkpoint(wildcards):
+    return checkpoint_path(config["datasets"][applied_run(wildcards)[0]]["ddpm"])
+
+
+def applied_check(wildcards):
+    return f"results/ddpm/{config['datasets'][applied_run(wildcards)[0]]['ddpm']}/check.json"
+
+
+def applied_settings(wildcards):
+    """Every setting the run's labels depend on (ddpmseg.bundle.run_settings), as one params dict."""
+    dataset, variant, seed = applied_run(wildcards)
+    return run_settings(config, dataset=dataset, variant=variant, seed=seed)
+
+
+def applied_outputs():
+    """What the apply: entries produce (in the default target)."""
+    return [
+        f"results/applied/{name}/{output}"
+        for name in config["apply"]
+        for output in ("predictions.csv", "examples", "suggest")
+    ]
 
 
 def limit_local_gpu_jobs():

@@ -1,0 +1,101 @@
+"""Stage apply: a folder of new images labelled by a run's members as the rule calls it (named inputs,
+outputs, params), resuming from its progress folder, and failing on an unreadable image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import finished_tiny_run, resolved_tiny_config, tiny_feature_width
+from PIL import Image
+
+from ddpmseg import labelling
+from ddpmseg.bundle import run_segmenter, run_settings
+from ddpmseg.errors import DdpmsegError
+from ddpmseg.stages.apply import label_images, suggest_images
+from ddpmseg.tables import read_table
+
+
+@pytest.fixture
+def rule_arguments(tmp_path, tiny_checkpoint):
+    """label_images' keyword arguments as the rule passes them, for entry 'field' over 3 new images."""
+    config = resolved_tiny_config()
+    config["datasets"]["tiny"]["non_square"] = "center_crop"
+    work = tmp_path / "work"
+    finished_tiny_run(work, tiny_checkpoint, config, in_features=tiny_feature_width(config, tiny_checkpoint))
+    rng = np.random.default_rng(0)
+    images = tmp_path / "new"
+    images.mkdir()
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, size=(32, 40 + index, 3), dtype=np.uint8)).save(images / f"n{index}.png")
+    applied = work / "results/applied/field"
+    return {
+        "images": str(images),
+        "members": [str(work / f"results/models/tiny/final/seed1/member{m}.pt") for m in range(2)],
+        "checkpoint": str(work / "resources/checkpoints/tiny_ddpm.pt"),
+        "check": str(work / "results/ddpm/tiny_ddpm/check.json"),
+        **{name: str(applied / name) for name in ("labels", "overlay", "uncertainty", "examples")},
+        "predictions": str(applied / "predictions.csv"),
+        "settings": run_settings(config, dataset="tiny", variant="final", seed=1),
+        "tta": False,
+        "batch_size": 2,
+        "example_count": 2,
+        "progress_folder": str(work / "results/progress/applied/field"),
+    }
+
+
+def test_every_image_is_labelled_at_its_size_and_the_progress_folder_goes(rule_arguments) -> None:
+    label_images(**rule_arguments)
+    for index in range(3):
+        labels = np.asarray(Image.open(f"{rule_arguments['labels']}/n{index}.png"))
+        assert labels.shape == (32, 40 + index)
+        assert Image.open(f"{rule_arguments['overlay']}/n{index}.png").size == (40 + index, 32)
+    table = read_table(rule_arguments["predictions"])
+    assert list(table["image"]) == ["n0.png", "n1.png", "n2.png"] and list(table["width"]) == [40, 41, 42]
+    assert sorted(p.name for p in Path(rule_arguments["examples"]).iterdir()) == ["n0.png", "n1.png"]
+    assert not Path(rule_arguments["progress_folder"]).exists()
+
+
+def test_a_killed_job_resumes_with_the_images_it_had_not_labelled(rule_arguments, monkeypatch) -> None:
+    args = rule_arguments
+    segmenter = run_segmenter(members=args["members"], checkpoint=args["checkpoint"], check=args["check"],
+                              settings=args["settings"])
+    progress = Path(args["progress_folder"])
+    done_before = progress / f"{segmenter.identity}-plain"
+    labelling.label_images(segmenter, [Path(args["images"]) / "n1.png"], done_before, tta=False, progress=False)
+    with_tta = progress / f"{segmenter.identity}-tta"  # labels of another TTA setting are not reused
+    labelling.label_images(segmenter, [Path(args["images"]) / "n0.png"], with_tta, tta=True, progress=False)
+    stale = progress / "another-identity-plain"
+    stale.mkdir()
+    labelled = []
+    original = labelling.predictions
+
+    def counting(segmenter, paths, *rest, **kwargs):
+        labelled.extend(p.name for p in paths)
+        return original(segmenter, paths, *rest, **kwargs)
+
+    monkeypatch.setattr(labelling, "predictions", counting)
+    label_images(**args)
+    assert labelled == ["n0.png", "n2.png"]
+    assert sorted(p.name for p in Path(args["labels"]).iterdir()) == ["n0.png", "n1.png", "n2.png"]
+    assert not stale.exists() and not with_tta.exists()
+
+
+def test_an_unreadable_image_fails_the_job_naming_it(rule_arguments) -> None:
+    (Path(rule_arguments["images"]) / "broken.png").write_bytes(b"no image")
+    with pytest.raises(DdpmsegError, match=r"1 of 4 images could not be labelled; first: .*broken\.png"):
+        label_images(**rule_arguments)
+    assert not Path(rule_arguments["labels"]).exists()
+
+
+
+
+def test_suggestions_rank_every_image_and_draw_the_top(rule_arguments) -> None:
+    args = {key: rule_arguments[key] for key in ("images", "members", "checkpoint", "check", "settings", "batch_size")}
+    suggestions = Path(rule_arguments["predictions"]).parent / "suggest"
+    suggest_images(**args, suggestions=str(suggestions), top=2)
+    ranking = read_table(suggestions / "ranking.csv")
+    assert sorted(ranking["image"]) == ["n0.png", "n1.png", "n2.png"]
+    assert list(ranking["rank"]) == [1, 2, 3] and ranking["uncertainty"].is_monotonic_decreasing
+    assert (suggestions / "contact_sheet.png").is_file()
