@@ -41,6 +41,7 @@ from .data import (
     resize_image,
     to_model_input,
 )
+from .ddpm import select_device
 from .errors import DdpmsegError
 from .features import extract_activations, shared_noise
 from .files import atomic_path, load_json, save_json, save_png, sha256_file
@@ -196,7 +197,8 @@ class EnsembleLabeller:
             raise DdpmsegError(f"batch size {batch_size} must be at least 1")
         self.segmenter, self.batch_size = segmenter, batch_size
         self.views = [list(view) for view in segmenter.tta_views] if tta else []
-        self.ensemble = load_ensemble(segmenter.member_paths)
+        # the members on the DDPM's device (CUDA when present): the native-resolution products run there
+        self.ensemble = [member.to(select_device()) for member in load_ensemble(segmenter.member_paths)]
         check_ensemble(self.ensemble, segmenter)
 
     def label(self, layers: Sequence[torch.Tensor]) -> tuple[np.ndarray, torch.Tensor]:
