@@ -86,13 +86,16 @@ def _copy_weights(model: torch.nn.Module, values: list[torch.Tensor]) -> None:
 
 
 def train_demo_model(flags: dict, unlabelled: np.ndarray, *, iterations: int, batch_size: int, lr: float,
-                     ema_rates: list[float], checkpoints: list[int], on_checkpoint, seed: int = 0):
+                     ema_rates: list[float], checkpoints: list[int], on_checkpoint, seed: int = 0,
+                     init: Path | None = None):
     """The demo DDPM trained with ddpmseg.ddpm.train_ddpm. At each of ``checkpoints`` (iterations) and at
     the end, ``on_checkpoint(iteration, name, model)`` is called with the raw weights (name "raw") and
     with an EMA of the weights per rate in ``ema_rates`` (name "ema<rate>", guided-diffusion style: the
     shadow starts at the initial weights and is updated after every optimiser step)."""
     torch.manual_seed(seed)
     model, diffusion = build_model_and_diffusion(flags)
+    if init is not None:  # a saved DDPM (e.g. --iterations 0 scores it on other images or features)
+        model.load_state_dict(torch.load(init, weights_only=True))
     shadows = {rate: [p.detach().clone() for p in model.parameters()] for rate in ema_rates}
     started = time.perf_counter()
     paused = [0.0]
@@ -189,6 +192,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--patch", type=int, default=0, help="also score a patch x patch RGB diagnostic")
+    parser.add_argument("--init", type=Path, default=None, help="state_dict the DDPM starts from")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -255,7 +259,8 @@ def main(argv: list[str]) -> None:
     checkpoints = [int(c) for c in args.checkpoints.split(",")] if args.checkpoints else []
     ema_rates = [float(r) for r in args.ema.split(",")] if args.ema else []
     losses = train_demo_model(flags, unlabelled, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-                              ema_rates=ema_rates, checkpoints=checkpoints, on_checkpoint=on_checkpoint)
+                              ema_rates=ema_rates, checkpoints=checkpoints, on_checkpoint=on_checkpoint,
+                              init=args.init)
     report["ddpm_and_evaluations"] = clock.stop()
     report["ddpm_losses"] = {"first": losses[0] if losses else None,
                              "final": float(np.mean(losses[-20:])) if losses else None}
