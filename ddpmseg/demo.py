@@ -1,7 +1,10 @@
 """The embedded demo dataset: textured scenes of overlapping shapes, in the paper's archive layout.
 
-Four object classes on textured backgrounds: plain discs, striped squares, checkered triangles and
-dotted rings, each object in a random colour, size, position and rotation; objects overlap.
+Four object classes on textured backgrounds: plain discs, squares with horizontal stripes, triangles
+with vertical stripes and rings with diagonal stripes, each object in a random colour, size, position
+and rotation; objects overlap. A pixel's colour says nothing about its class: its neighbourhood (the
+stripes' orientation, the shape) does, which is what the demo's RGB control lacks and diffusion
+features carry. Stripes are bands of ``_texture_cell`` pixels (2 at 32 px, 4 at 64 px).
 
 Every image is drawn from its own generator seeded by (seed, split, index), so the dataset is the same
 for a given seed whatever the counts. Pixels on object outlines carry the ignore label, like the
@@ -91,7 +94,9 @@ def _texture(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """Brightness pattern (size, size, 1) of an object class: what identifies it besides its shape.
 
     Colours are random, so a class is told by its shape and texture only, which greyscale, colour
-    jitter and flips (the study's augmentations) keep.
+    jitter and flips (the study's augmentations) keep: a flip leaves horizontal and vertical stripes
+    as they are and diagonal ones diagonal. The stripes' phase is random; their orientation is not
+    rotated with the object, so it stays a class's mark.
     """
     yy, xx = np.mgrid[0:size, 0:size]
     cell = _texture_cell(size)
