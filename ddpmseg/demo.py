@@ -1,7 +1,10 @@
 """The embedded demo dataset: textured scenes of overlapping shapes, in the paper's archive layout.
 
-Four object classes on textured backgrounds: plain discs, striped squares, checkered triangles and
-dotted rings, each object in a random colour, size, position and rotation; objects overlap.
+Four object classes on textured backgrounds: plain discs, squares with horizontal stripes, triangles
+with vertical stripes and rings with diagonal stripes, each object in a random colour, size, position
+and rotation; objects overlap. A pixel's colour says nothing about its class: its neighbourhood (the
+stripes' orientation, the shape) does, which is what the demo's RGB control lacks and diffusion
+features carry. Stripes are bands of ``_texture_cell`` pixels (2 at 32 px, 4 at 64 px).
 
 Every image is drawn from its own generator seeded by (seed, split, index), so the dataset is the same
 for a given seed whatever the counts. Pixels on object outlines carry the ignore label, like the
@@ -49,7 +52,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """Boolean mask of one object of class ``label`` at a random position, size and rotation."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    radius = rng.uniform(0.12, 0.26) * size
+    radius = rng.uniform(0.15, 0.28) * size
     cy, cx = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
     dy, dx = yy - cy, xx - cx
     theta = rng.uniform(0, 2 * np.pi)
@@ -64,11 +67,11 @@ def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
         inside = np.ones_like(u, dtype=bool)
         for k in range(3):
             phi = theta + k * 2 * np.pi / 3
-            inside &= np.cos(phi) * dx + np.sin(phi) * dy <= radius * 0.5
+            inside &= np.cos(phi) * dx + np.sin(phi) * dy <= radius * 0.6
         return inside
     if label == 4:  # ring
         distance = np.sqrt(dx**2 + dy**2)
-        return (distance <= radius) & (distance >= radius * 0.55)
+        return (distance <= radius) & (distance >= radius * 0.5)
     raise ValueError(f"unknown demo class {label}")
 
 
@@ -82,23 +85,31 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return edge
 
 
+def _texture_cell(size: int) -> int:
+    """Side in pixels of a texture's cell: 4 at 64 px, 2 (the finest a pattern can be) at 32 px and below."""
+    return max(2, size // 16)
+
+
 def _texture(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """Brightness pattern (size, size, 1) of an object class: what identifies it besides its shape.
 
     Colours are random, so a class is told by its shape and texture only, which greyscale, colour
-    jitter and flips (the study's augmentations) keep.
+    jitter and flips (the study's augmentations) keep: a flip leaves horizontal and vertical stripes
+    as they are and diagonal ones diagonal. The stripes' phase is random; their orientation is not
+    rotated with the object, so it stays a class's mark.
     """
     yy, xx = np.mgrid[0:size, 0:size]
-    phase_y, phase_x = rng.integers(0, 8, size=2)
-    if label == 2:  # square: diagonal stripes
-        pattern = ((xx + yy + phase_x) // 4) % 2
-    elif label == 3:  # triangle: checkerboard
-        pattern = (((yy + phase_y) // 4) + ((xx + phase_x) // 4)) % 2
-    elif label == 4:  # ring: dots
-        pattern = (((yy + phase_y) % 6) < 3) & (((xx + phase_x) % 6) < 3)
+    cell = _texture_cell(size)
+    phase_y, phase_x = rng.integers(0, 2 * cell, size=2)
+    if label == 2:  # square: horizontal stripes
+        pattern = ((yy + phase_y) // cell) % 2
+    elif label == 3:  # triangle: vertical stripes
+        pattern = ((xx + phase_x) // cell) % 2
+    elif label == 4:  # ring: diagonal stripes
+        pattern = ((xx + yy + phase_x) // cell) % 2
     else:  # disc: plain
         pattern = np.zeros((size, size))
-    return (1.0 - 0.45 * pattern.astype(np.float32))[..., None]
+    return (1.0 - 0.55 * pattern.astype(np.float32))[..., None]
 
 
 def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -234,7 +234,7 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
     results = browser.run("return Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.mime_type]));")
     assert set(results) == set(expected_results(config))
     categories = browser.run("return Object.keys(categories);")
-    assert set(categories) == {"Tables", "Resources", "IoU per class", "Training curves", "Example predictions", "DDPM samples"}
+    assert set(categories) == {"Tables", "Resources", "IoU per class", "Training curves", "Example predictions", "DDPM samples", "Applied to new images"}
 
     # every image: shown by the app (as its result buttons do), decoded at its full size, not blank
     for result, mime in sorted(results.items()):
