@@ -57,6 +57,7 @@ def run_settings(config: dict[str, Any], *, dataset: str, variant: str, seed: in
     """Every setting a run's labels depend on besides its files, as plain JSON values (a rule's params)."""
     from .config import feature_source, noise_seed_of_run, tta_views, variant_settings
     from .ddpm import model_flags
+    from .features import model_order
     from .visualize import default_palette
 
     entry = config["datasets"][dataset]
@@ -65,7 +66,7 @@ def run_settings(config: dict[str, Any], *, dataset: str, variant: str, seed: in
     return {
         "ddpm_flags": flags,
         "steps": [int(s) for s in config["features"]["steps"]],
-        "blocks": [int(b) for b in config["features"]["blocks"]],
+        "blocks": model_order(config["features"]["blocks"]),  # listing them in another order changes nothing
         "noise_seed": noise_seed_of_run(config, seed),
         "feature_source": feature_source(config, variant),
         "image_size": int(flags["image_size"]),

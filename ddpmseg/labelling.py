@@ -368,12 +368,22 @@ def check_class_columns(segmenter: Segmenter) -> None:
         raise DdpmsegError(f"class name '{clashes[0]}' is repeated or is one of the table's columns {', '.join(FIXED_COLUMNS)}")
 
 
+EXAMPLE_MIN_HEIGHT = 160  # px: small images are enlarged (nearest) so that a viewer sees their pixels
+
+
+def enlarged(picture: np.ndarray, min_height: int = EXAMPLE_MIN_HEIGHT) -> np.ndarray:
+    """``picture`` repeated pixel by pixel an integer number of times until it is ``min_height`` high."""
+    factor = max(1, math.ceil(min_height / picture.shape[0]))
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
 def write_examples(out_dir: Path, paths: Sequence[Path], count: int) -> None:
-    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` of ``paths`` (labelled)."""
+    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` of ``paths`` (labelled),
+    enlarged to at least :data:`EXAMPLE_MIN_HEIGHT` px high."""
     for path in paths[:count]:
         files = paths_of(out_dir, path.stem)
         shown = [np.asarray(Image.open(files[folder]).convert("RGB")) for folder in ("overlay", "uncertainty")]
-        save_png(out_dir / "examples" / f"{path.stem}.png", panel(read_image(path), *shown))
+        save_png(out_dir / "examples" / f"{path.stem}.png", enlarged(panel(read_image(path), *shown)))
 
 
 def label_images(

@@ -311,6 +311,8 @@ def test_real_ddpm_features_with_tta_end_to_end(tmp_path, tiny_checkpoint) -> No
     assert list(table["height"]) == [30, 31, 32] and (table["uncertainty"] > 0).all()
     np.testing.assert_allclose(table[["red", "green", "blue"]].sum(axis=1), 1.0, rtol=1e-6)
     assert sorted(p.name for p in (tmp_path / "out" / "examples").iterdir()) == ["0.png"]
+    with Image.open(tmp_path / "out" / "examples" / "0.png") as example:  # small images are enlarged to be seen
+        assert example.height >= labelling.EXAMPLE_MIN_HEIGHT
 
     wrong = segmenter_for(tmp_path / "in", tiny_checkpoint, steps=[10, 400], blocks=[0, 2, 3])  # 3-input members
     with pytest.raises(DdpmsegError, match=f"member takes 3 features, the segmenter's feature settings give {width}"):
