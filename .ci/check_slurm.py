@@ -11,7 +11,9 @@ usage: check_slurm.py RUN_LOG WORKDIR [--gpu-rules R1,R2,...] [--tables LOCAL_TA
     exit code 0:0, whose working directory is WORKDIR, and whose per-job log is under
     WORKDIR/.snakemake/slurm_logs/rule_<rule>/; the GPUs each job asked sbatch for (TresPerJob) are
     the `gpu` resource Snakemake printed for it, and every rule of --gpu-rules asked for at least one.
-(b) With --tables: WORKDIR/results/tables/*.csv and miou.md equal LOCAL_TABLES' files byte for byte.
+(b) With --tables: WORKDIR/results/tables/*.csv and miou.md equal LOCAL_TABLES' files byte for byte;
+    with --seed S as well (the SLURM run made only seed S): the lines of seed S in the per-run tables
+    (per_seed.csv, per_class.csv, per_image.csv) equal the local run's lines of seed S, byte for byte.
 """
 
 import argparse
@@ -151,16 +153,41 @@ def check_tables(local, slurm):
         print(f"tables identical ({', '.join(names)}): {local} == {slurm}")
 
 
+PER_RUN_TABLES = ("per_seed.csv", "per_class.csv", "per_image.csv")
+
+
+def seed_lines(path, seed):
+    """The header and the lines of one seed of a per-run table (column ``seed``)."""
+    lines = path.read_text().splitlines()
+    column = lines[0].split(",").index("seed")
+    return [lines[0]] + [line for line in lines[1:] if line.split(",")[column] == str(seed)]
+
+
+def check_seed_tables(local, slurm, seed):
+    for name in PER_RUN_TABLES:
+        ours, theirs = seed_lines(local / name, seed), seed_lines(slurm / name, seed)
+        if len(ours) < 2:
+            fail(f"{name}: the local run has no line of seed {seed}")
+        if ours != theirs:
+            diff = difflib.unified_diff(ours, theirs, str(local / name), str(slurm / name), lineterm="", n=0)
+            fail(f"{name} (seed {seed}) differs:\n" + "\n".join(list(diff)[:20]))
+    if not errors:
+        print(f"seed {seed}'s lines identical ({', '.join(PER_RUN_TABLES)}): {local} == {slurm}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_log")
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--gpu-rules", default="", help="comma-separated rules that must request a GPU")
     parser.add_argument("--tables", type=Path, help="the local run's results/tables to compare with")
+    parser.add_argument("--seed", type=int, help="with --tables: compare only this seed's lines of the per-run tables")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     check_jobs(args.run_log, workdir, [r for r in args.gpu_rules.split(",") if r])
-    if args.tables:
+    if args.tables and args.seed is not None:
+        check_seed_tables(args.tables, workdir / "results" / "tables", args.seed)
+    elif args.tables:
         check_tables(args.tables, workdir / "results" / "tables")
     if errors:
         sys.exit(f"check_slurm: {len(errors)} check(s) failed")
