@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from conftest import REPO
@@ -58,7 +59,9 @@ def test_demo_extraction_time_is_near_the_measured_one(noise_seed, runs) -> None
         config["features"]["noise_seed"] = noise_seed
     (row,) = plan(config)
     assert row["extraction_runs"] == runs and row["extraction_jobs"] == 10 * runs
-    assert row["forward_passes"] == runs * 120 * 3  # 120 views (train, test, augmented, TTA) x 3 steps
+    demo = config["demo"]  # views: train, test, 4 augmented copies of train, 4 TTA views of test
+    views = demo["train_images"] * 5 + demo["test_images"] * 5
+    assert row["forward_passes"] == runs * views * 3  # x 3 steps
     per_noise_seed = row["extraction_s"] / runs
     assert 30 / 2 <= per_noise_seed <= 40 * 2, per_noise_seed
 
@@ -74,7 +77,7 @@ def test_output_says_how_the_noise_seed_counts_extractions(capsys) -> None:
     out = capsys.readouterr().out
     demo = load_config(REPO / "config.yaml")
     assert f"features.noise_seed {demo['features']['noise_seed']}" in out  # as the demo config sets it
-    assert "| 0 |" not in out and " MB |" in out  # the demo's stores, not "0" GB
+    assert "| 0 |" not in out and re.search(r"\| [\d.]+ (kB|MB|GB) \|", out)  # the demo's stores, not "0" GB
     per_run = copy.deepcopy(demo)
     per_run["features"]["noise_seed"] = "per_run"
     assert "every image set is extracted 2 times" in noise_note(per_run)
@@ -93,8 +96,9 @@ def test_the_rgb_control_adds_no_forward_pass_and_its_small_stores_apart(capsys)
     for key in ("views", "train_views", "test_views", "forward_passes", "extraction_jobs", "extraction_s"):
         assert row[key] == reference[key], key  # the DDPM's work is the DDPM variants' only
     size = config["ddpms"]["demo_ddpm"]["flags"]["image_size"]
-    assert row["rgb_views"] == 12 + 12 + 12 * 2 and row["rgb_jobs"] == 1 + 1 + 2  # train, test, 2 copies each
+    train, test = config["demo"]["train_images"], config["demo"]["test_images"]
+    assert row["rgb_views"] == train + test + train * 2 and row["rgb_jobs"] == 1 + 1 + 2  # train, test, 2 copies each
     assert row["store_bytes"] - reference["store_bytes"] == row["rgb_views"] * size * size * 3 * 2  # float16
     assert reference["rgb_views"] == 0
     main([str(REPO / "config.yaml")])
-    assert "RGB control (features: rgb): 24 views in 2 small stores" in capsys.readouterr().out
+    assert f"RGB control (features: rgb): {train + test} views in 2 small stores" in capsys.readouterr().out

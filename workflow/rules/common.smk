@@ -339,6 +339,7 @@ def benchmark_files():
         for v in VARIANTS
         for s in SEEDS
     ]
+    files += [f"results/benchmarks/label_images/{name}.tsv" for name in config["apply"]]
     return files
 
 
