@@ -293,7 +293,7 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
 def test_report_figures_are_rule_outputs(report) -> None:
     workdir, config, _ = report
     resources = pd.read_csv(workdir / "results/report/tables/resources.csv")
-    assert list(resources["rule"]) == ["train_ddpm", "extract_features", "train_member", "predict_ensemble"]
+    assert list(resources["rule"]) == ["train_ddpm", "extract_features", "train_member", "predict_ensemble", "label_images"]
     datasets, variants, seeds = len(config["datasets"]), len(config["variants"]), len(config["seeds"])
     jobs = dict(zip(resources["rule"], resources["jobs"]))
     assert jobs["train_member"] == datasets * variants * seeds * config["ensemble_size"]
