@@ -270,7 +270,8 @@ def training_init(wildcards):
 
 def training_threads(wildcards):
     """CPU threads of a DDPM's training job: 2 per GPU (one process each and its data), at least 2. A
-    SLURM job asks for them all (--cpus-per-task): 4 for one GPU never started on CI's 2-CPU node."""
+    SLURM job asks for them all (--cpus-per-task): 4 for one GPU never started on CI's 2-CPU node.
+    """
     return max(2, 2 * ddpm_training_gpus(config, wildcards.ddpm))
 
 
