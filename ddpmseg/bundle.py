@@ -100,10 +100,18 @@ def settings_of(segmenter: Segmenter) -> dict[str, Any]:
 
 
 def run_segmenter(
-    *, members: list[str | Path], checkpoint: str | Path, check: str | Path, settings: dict[str, Any]
+    *,
+    members: list[str | Path],
+    checkpoint: str | Path | list[str] | None,
+    check: str | Path | list[str] | None,
+    settings: dict[str, Any],
 ) -> Segmenter:
     """The segmenter of a workflow run: its members, its DDPM checkpoint with the validation record
-    ``check`` (``results/ddpm/<name>/check.json``, whose sha256 is the checkpoint's), its settings."""
+    ``check`` (``results/ddpm/<name>/check.json``, whose sha256 is the checkpoint's), its settings.
+    An RGB control's run has no DDPM: its ``checkpoint`` and ``check`` are empty (None or ``[]``, how a
+    rule passes an empty input)."""
+    if not checkpoint:
+        return make_segmenter(member_paths=[Path(m) for m in members], ddpm_checkpoint=None, **settings)
     return make_segmenter(
         member_paths=[Path(m) for m in members], ddpm_checkpoint=Path(checkpoint),
         ddpm_digest=load_json(check)["sha256"], **settings,

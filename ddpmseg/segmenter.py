@@ -33,7 +33,7 @@ class Segmenter:
     """Everything needed to label new images with one trained run (dataset, variant, seed)."""
 
     member_paths: tuple[Path, ...]  # the members' weights files (classifier.save_member format)
-    ddpm_checkpoint: Path  # guided-diffusion state_dict (loaded with ddpm.load_ddpm)
+    ddpm_checkpoint: Path | None  # guided-diffusion state_dict (ddpm.load_ddpm); None: an RGB control without one
     ddpm_flags: dict[str, Any]  # full flags (ddpm.model_flags output)
     steps: tuple[int, ...]
     blocks: tuple[int, ...]  # model order
@@ -119,7 +119,7 @@ def segmenter_identity(*, member_digests: Sequence[str], ddpm_digest: str, setti
 def make_segmenter(
     *,
     member_paths: Sequence[str | Path],
-    ddpm_checkpoint: str | Path,
+    ddpm_checkpoint: str | Path | None,
     member_digests: Sequence[str] | None = None,
     ddpm_digest: str | None = None,
     **settings: Any,
@@ -137,10 +137,12 @@ def make_segmenter(
         raise DdpmsegError(f"{len(digests)} member digests for {len(members)} members")
     if checked["feature_source"] == "rgb":
         ddpm_digest = "unused"  # the RGB control's features do not come from the DDPM
+    elif ddpm_checkpoint is None:
+        raise DdpmsegError("a segmenter with DDPM features needs the DDPM checkpoint")
     ddpm_digest = ddpm_digest or _file_digest(Path(ddpm_checkpoint), "DDPM checkpoint")
     return Segmenter(
         member_paths=members,
-        ddpm_checkpoint=Path(ddpm_checkpoint),
+        ddpm_checkpoint=None if ddpm_checkpoint is None else Path(ddpm_checkpoint),
         ddpm_flags=checked["ddpm_flags"],
         steps=tuple(checked["steps"]),
         blocks=tuple(checked["blocks"]),

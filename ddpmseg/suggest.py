@@ -9,16 +9,17 @@ at the model's resolution. ``ranking.csv`` lists every readable image, most unce
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .data import warn
+from .data import read_image, warn
 from .errors import DdpmsegError
-from .files import save_png
-from .labelling import Prediction, check_unique_stems, predictions, uncertainty_map
+from .files import load_json, save_png
+from .labelling import ROWS, check_unique_stems, paths_of, predictions, uncertainty_map
 from .predict import uncertainty_score
 from .segmenter import Segmenter
 from .tables import write_csv
@@ -48,21 +49,48 @@ def suggest_images(
         raise DdpmsegError(f"--top {top} must be at least 1")
     check_unique_stems(images)
     failed: list[tuple[Path, str]] = []
-    kept: list[tuple[float, str, Prediction]] = []  # the current top ones, with their maps
+    kept: list[tuple[float, str, SheetEntry]] = []  # the current top ones, with their maps
     scores: list[tuple[float, str]] = []
     for prediction in predictions(
         segmenter, images, failed, tta=False, batch_size=batch_size, progress=progress, desc="suggest"
     ):
         score = (uncertainty_score(prediction.js), prediction.path.name)
         scores.append(score)
-        kept = sorted(kept + [(*score, prediction)], key=lambda item: (-item[0], item[1]))[:top]
+        entry = SheetEntry(prediction.path.name, score[0], prediction.original, uncertainty_map(prediction, segmenter))
+        kept = sorted(kept + [(*score, entry)], key=lambda item: (-item[0], item[1]))[:top]
     for _, reason in failed:
         warn(reason)
     if not scores:
         raise DdpmsegError(f"none of the {len(images)} images could be read")
+    return write_suggestions(out_dir, scores, [entry for _, _, entry in kept])
+
+
+def suggest_from_labelling(labelling_dir: Path, images: Sequence[Path], out_dir: Path, *, top: int) -> pd.DataFrame:
+    """:func:`suggest_images`' outputs for ``images`` labelled in ``labelling_dir`` by
+    :func:`ddpmseg.labelling.label_images`, read from its rows (the same score, of the plain ensemble
+    with or without TTA) and its uncertainty maps: no second pass of the DDPM and the members."""
+    images, labelling_dir = [Path(p) for p in images], Path(labelling_dir)
+    if top < 1:
+        raise DdpmsegError(f"--top {top} must be at least 1")
+    by_name = {path.name: path for path in images}
+    scores = [(float(load_json(paths_of(labelling_dir, path.stem)[ROWS])["uncertainty"]), path.name) for path in images]
+    if not scores:
+        raise DdpmsegError(f"{labelling_dir}: no labelled image to rank")
+    shown = sorted(scores, key=lambda item: (-item[0], item[1]))[:top]
+    entries = []
+    for score, name in shown:
+        stem = by_name[name].stem
+        with Image.open(paths_of(labelling_dir, stem)["uncertainty"]) as grey:
+            entries.append(SheetEntry(name, score, read_image(by_name[name]), np.asarray(grey.convert("RGB"))[..., 0]))
+    return write_suggestions(out_dir, scores, entries)
+
+
+def write_suggestions(out_dir: Path, scores: Sequence[tuple[float, str]], shown: Sequence[SheetEntry]) -> pd.DataFrame:
+    """``out_dir/ranking.csv`` of every (score, name) and ``contact_sheet.png`` of the ``shown`` ones
+    (most uncertain first); returns the ranking."""
     ranking = ranking_table(scores)
-    write_csv(out_dir / "ranking.csv", ranking)
-    save_png(out_dir / "contact_sheet.png", contact_sheet([(name, s, p) for s, name, p in kept], segmenter))
+    write_csv(Path(out_dir) / "ranking.csv", ranking)
+    save_png(Path(out_dir) / "contact_sheet.png", contact_sheet(shown))
     return ranking
 
 
@@ -80,17 +108,27 @@ def thumbnail(array: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> Image.Image:
     return image.resize((width, height), Image.BILINEAR)
 
 
-def contact_sheet(entries: Sequence[tuple[str, float, Prediction]], segmenter: Segmenter) -> np.ndarray:
+@dataclass(frozen=True)
+class SheetEntry:
+    """One image of the contact sheet: its name and score, the image as read and its (H, W) uint8
+    grey uncertainty map (:func:`ddpmseg.labelling.uncertainty_map`)."""
+
+    name: str
+    score: float
+    original: np.ndarray
+    grey: np.ndarray
+
+
+def contact_sheet(entries: Sequence[SheetEntry]) -> np.ndarray:
     """One row per image, most uncertain first: a caption (rank, name, score) over the image and its
-    uncertainty map (grey, as :func:`ddpmseg.labelling.uncertainty_map`), on white."""
+    uncertainty map (grey), on white."""
     rows = []
-    for rank, (name, score, prediction) in enumerate(entries, start=1):
-        grey = uncertainty_map(prediction, segmenter)
-        pair = [thumbnail(prediction.original), thumbnail(np.repeat(grey[..., None], 3, axis=2))]
+    for rank, entry in enumerate(entries, start=1):
+        pair = [thumbnail(entry.original), thumbnail(np.repeat(entry.grey[..., None], 3, axis=2))]
         row = Image.new("RGB", (pair[0].width + GAP + pair[1].width, CAPTION_HEIGHT + THUMBNAIL_HEIGHT), "white")
         row.paste(pair[0], (0, CAPTION_HEIGHT))
         row.paste(pair[1], (pair[0].width + GAP, CAPTION_HEIGHT))
-        ImageDraw.Draw(row).text((2, 1), f"{rank}. {name}  {score:.4f}", fill="black")
+        ImageDraw.Draw(row).text((2, 1), f"{rank}. {entry.name}  {entry.score:.4f}", fill="black")
         rows.append(row)
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + GAP for r in rows) - GAP), "white")
     top = 0

@@ -1,5 +1,6 @@
-"""apply: entries of the config plan label_images and suggest_images jobs from a trained run, are in the
-default target, and bad entries stop the real snakemake at parse time with one line."""
+"""apply: entries of the config plan a label_images job (labels and suggestions) from a trained run, are
+in the default target, need no DDPM for the RGB control, and bad entries stop the real snakemake at parse
+time with one line."""
 
 from __future__ import annotations
 
@@ -37,11 +38,20 @@ def test_apply_entries_plan_labelling_and_suggestions_from_the_run(tmp_path) -> 
     config = apply_config(image_folder(tmp_path / "new"))
     config["apply"]["second"] = {**config["apply"]["field"], "variant": "baseline", "seed": 0}
     jobs = dry_run(tmp_path, config)
-    assert jobs["label_images"] == 2 and jobs["suggest_images"] == 2
+    assert jobs["label_images"] == 2 and "suggest_images" not in jobs  # one pass labels and ranks
     without = copy.deepcopy(config)
     del without["apply"]
     plain = dry_run(tmp_path, without)
     assert "label_images" not in plain and plain["train_member"] == jobs["train_member"]
+
+
+def test_an_rgb_control_entry_needs_no_ddpm(tmp_path) -> None:
+    config = apply_config(image_folder(tmp_path / "new"))
+    config["variants"] = {"rgb_control": {"features": "rgb"}}
+    config["apply"]["field"]["variant"] = "rgb_control"
+    jobs = dry_run(tmp_path, config)
+    assert jobs["label_images"] == 1
+    assert not {"train_ddpm", "validate_ddpm", "extract_features"} & set(jobs), jobs
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-# apply: entries of the config: new images labelled by a trained run (README: "Use what you trained").
+# apply: entries of the config: new images labelled by a trained run, and ranked by what to annotate next
+# (README: "Use what you trained").
 APPLIED_EXAMPLES = 3  # panels (image | overlay | uncertainty) per entry in the report
 
 
@@ -21,6 +22,7 @@ rule label_images:
             labels={"entry": "{apply}", "image": "{image}"},
         ),
         predictions="results/applied/{apply}/predictions.csv",
+        suggestions=directory("results/applied/{apply}/suggest"),
     log:
         "logs/label_images/{apply}.log",
     benchmark:
@@ -39,33 +41,7 @@ rule label_images:
         tta=lookup(dpath="apply/{apply}/tta", within=config),
         batch_size=lookup(dpath="apply/{apply}/batch_size", within=config),
         example_count=APPLIED_EXAMPLES,
+        top=lookup(dpath="apply/{apply}/suggest_top", within=config),
         progress_folder=lambda wc: f"results/progress/applied/{wc.apply}",
     script:
         "../scripts/label_images.py"
-
-
-rule suggest_images:
-    input:
-        images=lookup(dpath="apply/{apply}/images", within=config),
-        members=applied_members,
-        checkpoint=applied_checkpoint,
-        check=applied_check,
-    output:
-        suggestions=directory("results/applied/{apply}/suggest"),
-    log:
-        "logs/suggest_images/{apply}.log",
-    wildcard_constraints:
-        apply=name_constraint(list(config["apply"])),
-    conda:
-        "../../envs/ddpmseg.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=config["gpu_per_job"],
-    params:
-        settings=applied_settings,
-        top=lookup(dpath="apply/{apply}/suggest_top", within=config),
-        batch_size=lookup(dpath="apply/{apply}/batch_size", within=config),
-    script:
-        "../scripts/suggest_images.py"

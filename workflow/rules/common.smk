@@ -388,11 +388,18 @@ def applied_members(wildcards):
 
 
 def applied_checkpoint(wildcards):
-    return checkpoint_path(config["datasets"][applied_run(wildcards)[0]]["ddpm"])
+    """The DDPM checkpoint of an apply: entry's run; none for the RGB control, which needs no DDPM."""
+    dataset, variant, _ = applied_run(wildcards)
+    if feature_source(config, variant) == "rgb":
+        return []
+    return checkpoint_path(config["datasets"][dataset]["ddpm"])
 
 
 def applied_check(wildcards):
-    return f"results/ddpm/{config['datasets'][applied_run(wildcards)[0]]['ddpm']}/check.json"
+    dataset, variant, _ = applied_run(wildcards)
+    if feature_source(config, variant) == "rgb":
+        return []
+    return f"results/ddpm/{config['datasets'][dataset]['ddpm']}/check.json"
 
 
 def applied_settings(wildcards):

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import finished_tiny_run, resolved_tiny_config, tiny_feature_width
 from PIL import Image
 
 from ddpmseg import labelling
 from ddpmseg.bundle import run_segmenter, run_settings
+from ddpmseg.classifier import build_classifier, save_member
 from ddpmseg.errors import DdpmsegError
-from ddpmseg.stages.apply import label_images, suggest_images
+from ddpmseg.stages.apply import label_images
+from ddpmseg.suggest import suggest_images
 from ddpmseg.tables import read_table
 
 
@@ -37,10 +40,12 @@ def rule_arguments(tmp_path, tiny_checkpoint):
         "check": str(work / "results/ddpm/tiny_ddpm/check.json"),
         **{name: str(applied / name) for name in ("labels", "overlay", "uncertainty", "examples")},
         "predictions": str(applied / "predictions.csv"),
+        "suggestions": str(applied / "suggest"),
         "settings": run_settings(config, dataset="tiny", variant="final", seed=1),
         "tta": False,
         "batch_size": 2,
         "example_count": 2,
+        "top": 2,
         "progress_folder": str(work / "results/progress/applied/field"),
     }
 
@@ -91,11 +96,31 @@ def test_an_unreadable_image_fails_the_job_naming_it(rule_arguments) -> None:
 
 
 
-def test_suggestions_rank_every_image_and_draw_the_top(rule_arguments) -> None:
-    args = {key: rule_arguments[key] for key in ("images", "members", "checkpoint", "check", "settings", "batch_size")}
-    suggestions = Path(rule_arguments["predictions"]).parent / "suggest"
-    suggest_images(**args, suggestions=str(suggestions), top=2)
-    ranking = read_table(suggestions / "ranking.csv")
-    assert sorted(ranking["image"]) == ["n0.png", "n1.png", "n2.png"]
-    assert list(ranking["rank"]) == [1, 2, 3] and ranking["uncertainty"].is_monotonic_decreasing
-    assert (suggestions / "contact_sheet.png").is_file()
+def test_the_suggestions_from_the_labelling_pass_equal_a_suggest_run(rule_arguments, tmp_path) -> None:
+    """The job ranks the images from its own labelling (with TTA here) without a second DDPM pass: the same
+    ranking and contact sheet as `ddpmseg suggest` on the same images."""
+    args = {**rule_arguments, "tta": True}
+    label_images(**args)
+    segmenter = run_segmenter(members=args["members"], checkpoint=args["checkpoint"], check=args["check"],
+                              settings=args["settings"])
+    images = sorted(Path(args["images"]).iterdir())
+    expected = suggest_images(segmenter, images, tmp_path / "alone", top=2, batch_size=args["batch_size"], progress=False)
+    ranking = read_table(Path(args["suggestions"]) / "ranking.csv")
+    assert list(ranking["image"]) == list(expected["image"]) and list(ranking["rank"]) == [1, 2, 3]
+    np.testing.assert_allclose(ranking["uncertainty"], expected["uncertainty"], rtol=1e-5)
+    sheets = [np.asarray(Image.open(folder / "contact_sheet.png")) for folder in (Path(args["suggestions"]), tmp_path / "alone")]
+    np.testing.assert_array_equal(*sheets)
+
+
+def test_an_rgb_control_run_labels_without_a_ddpm(rule_arguments, tmp_path) -> None:
+    args = {**rule_arguments, "checkpoint": [], "check": [], "settings": {**rule_arguments["settings"], "feature_source": "rgb"}}
+    members = []
+    for member in range(2):
+        torch.manual_seed(member)
+        members.append(str(tmp_path / f"rgb{member}.pt"))
+        number_class = args["settings"]["number_class"]
+        save_member(members[-1], build_classifier(3, number_class).eval(), in_features=3, number_class=number_class,
+                    dropout=0.0)
+    label_images(**{**args, "members": members})
+    assert len(read_table(args["predictions"])) == 3
+    assert len(read_table(Path(args["suggestions"]) / "ranking.csv")) == 3

@@ -1,6 +1,0 @@
-import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
-
-from ddpmseg.runner import run_stage
-from ddpmseg.stages.apply import suggest_images
-
-run_stage(snakemake, suggest_images)  # noqa: F821 - injected by Snakemake
