@@ -23,7 +23,7 @@ import workers
 from performance_doc import fmt
 from synthetic import GB
 
-from ddpmseg.classifier import build_classifier
+from ddpmseg.classifier import random_members
 
 NAME = "prediction"
 MEMBERS = 10
@@ -42,28 +42,6 @@ def random_activations(layers: list[tuple[int, int]], seed: int) -> list[torch.T
     """One image's activations: N(0, 1) float16, channel-last (h, w, C) per layer."""
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn((size, size, channels), generator=generator).half() for channels, size in layers]
-
-
-def random_members(feature_dim: int, number_class: int, count: int, seed: int = 0) -> list[torch.nn.Sequential]:
-    """``build_classifier`` members in eval mode with random weights scaled like trained ones (Linear
-    weights N(0, 1 / fan_in), biases and BatchNorm statistics random), so that logits are O(1) apart
-    rather than the near-ties of the N(0, 0.02) initialisation."""
-    torch.manual_seed(seed)
-    members = []
-    for _ in range(count):
-        member = build_classifier(feature_dim, number_class, dropout=0.1)
-        with torch.no_grad():
-            for module in member:
-                if isinstance(module, torch.nn.Linear):
-                    module.weight.normal_(0.0, module.in_features**-0.5)
-                    module.bias.normal_(0.0, 0.5)
-                elif isinstance(module, torch.nn.BatchNorm1d):
-                    module.running_mean.normal_(0.0, 0.3)
-                    module.running_var.uniform_(0.5, 2.0)
-                    module.weight.uniform_(0.5, 1.5)
-                    module.bias.normal_(0.0, 0.3)
-        members.append(member.eval())
-    return members
 
 
 def time_prediction(path: str, members: list[torch.nn.Module], images: list[list[torch.Tensor]], image_size: int,
@@ -90,7 +68,7 @@ def closest_logit_gaps(quick: bool, members: int, pixels: np.ndarray) -> list[fl
     if len(pixels) == 0:
         return []
     layers, image_size = shapes(quick)
-    models = random_members(sum(c for c, _ in layers), synthetic.NUMBER_CLASS, members)
+    models = random_members(sum(c for c, _ in layers), synthetic.NUMBER_CLASS, members, dropout=0.1)
     activations = [layer[None] for layer in random_activations(layers, 0)]
     ys, xs = torch.as_tensor(pixels[:, 0]), torch.as_tensor(pixels[:, 1])
     features = gather_features(activations, torch.zeros_like(ys), ys, xs, image_size)
@@ -102,7 +80,7 @@ def closest_logit_gaps(quick: bool, members: int, pixels: np.ndarray) -> list[fl
 def worker(payload: dict[str, Any]) -> dict[str, Any]:
     layers, image_size = shapes(payload["quick"])
     feature_dim = sum(channels for channels, _ in layers)
-    members = random_members(feature_dim, synthetic.NUMBER_CLASS, payload["members"])
+    members = random_members(feature_dim, synthetic.NUMBER_CLASS, payload["members"], dropout=0.1)
     images = [random_activations(layers, seed) for seed in range(payload["images"])]
     seconds, (labels, js) = time_prediction(payload["path"], members, images, image_size, synthetic.NUMBER_CLASS)
     out = Path(payload["out"])

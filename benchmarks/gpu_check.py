@@ -28,6 +28,7 @@ from typing import Any
 import common  # noqa: F401 - puts this checkout's ddpmseg on the path
 import torch
 
+from ddpmseg.classifier import random_members
 from ddpmseg.ddpm import build_model_and_diffusion
 from ddpmseg.features import extract_activations, shared_noise
 from ddpmseg.registry import paper_model_flags
@@ -182,7 +183,7 @@ def check_prediction(report: Report, quick: bool, device: torch.device) -> None:
     print("(d) prediction per image, per pixel vs native resolution", flush=True)
     layers, image_size = bench_prediction.shapes(quick)
     feature_dim = sum(channels for channels, _ in layers)
-    members = [m.to(device) for m in bench_prediction.random_members(feature_dim, NUMBER_CLASS, MEMBERS)]
+    members = [m.to(device) for m in random_members(feature_dim, NUMBER_CLASS, MEMBERS, dropout=0.1)]
     activations = bench_prediction.random_activations(layers, 0)
     results, seconds = {}, {}
     for name, predict in (("per pixel", predict_image_per_pixel), ("native", predict_image)):

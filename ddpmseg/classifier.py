@@ -63,3 +63,28 @@ def load_member(path: str | Path) -> nn.Sequential:
 def load_ensemble(member_paths: Sequence[str | Path]) -> list[nn.Sequential]:
     """The trained members saved at ``member_paths``, as models in eval mode."""
     return [load_member(p) for p in member_paths]
+
+
+def random_members(
+    feature_dim: int, number_class: int, count: int, dropout: float = 0.0, seed: int = 0
+) -> list[nn.Sequential]:
+    """``count`` :func:`build_classifier` members in eval mode with random weights scaled like trained
+    ones (Linear weights N(0, 1 / fan_in), biases and BatchNorm statistics random), so that logits are
+    O(1) apart rather than the near-ties of the N(0, 0.02) initialisation and no layer is the identity.
+    For tests and benchmarks of prediction, which need members without training them."""
+    torch.manual_seed(seed)
+    members = []
+    for _ in range(count):
+        member = build_classifier(feature_dim, number_class, dropout)
+        with torch.no_grad():
+            for module in member:
+                if isinstance(module, nn.Linear):
+                    module.weight.normal_(0.0, module.in_features**-0.5)
+                    module.bias.normal_(0.0, 0.5)
+                elif isinstance(module, nn.BatchNorm1d):
+                    module.running_mean.normal_(0.0, 0.3)
+                    module.running_var.uniform_(0.5, 2.0)
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0.0, 0.3)
+        members.append(member.eval())
+    return members

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ddpmseg.classifier import build_classifier
+from ddpmseg.classifier import build_classifier, random_members
 from ddpmseg.errors import DdpmsegError
 from ddpmseg.predict import (
     js_uncertainty,
@@ -70,27 +70,6 @@ def test_predict_image_matches_members_on_upsampled_features() -> None:
 
 # --------------------------------------------------------------------------------------------------
 # native-resolution prediction against the per-pixel reference
-
-
-def random_members(feature_dim: int, number_class: int, count: int, dropout: float, seed: int) -> list[torch.nn.Sequential]:
-    """Members as build_classifier makes them, in eval mode, with weights and BatchNorm statistics
-    drawn large enough that the logits are far apart (so near-ties are rare) and no layer is the identity."""
-    torch.manual_seed(seed)
-    members = []
-    for _ in range(count):
-        member = build_classifier(feature_dim, number_class, dropout)
-        with torch.no_grad():
-            for module in member:
-                if isinstance(module, torch.nn.Linear):
-                    module.weight.normal_(0.0, 1.0 / module.in_features**0.5)
-                    module.bias.normal_(0.0, 0.5)
-                elif isinstance(module, torch.nn.BatchNorm1d):
-                    module.running_mean.normal_(0.0, 0.3)
-                    module.running_var.uniform_(0.5, 2.0)
-                    module.weight.uniform_(0.5, 1.5)
-                    module.bias.normal_(0.0, 0.3)
-        members.append(member.eval())
-    return members
 
 
 def reference_logits(members, layers, image_size: int) -> torch.Tensor:
