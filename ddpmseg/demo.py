@@ -52,7 +52,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     """Boolean mask of one object of class ``label`` at a random position, size and rotation."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    radius = rng.uniform(0.15, 0.28) * size
+    radius = rng.uniform(0.2, 0.33) * size
     cy, cx = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
     dy, dx = yy - cy, xx - cx
     theta = rng.uniform(0, 2 * np.pi)
@@ -67,11 +67,11 @@ def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
         inside = np.ones_like(u, dtype=bool)
         for k in range(3):
             phi = theta + k * 2 * np.pi / 3
-            inside &= np.cos(phi) * dx + np.sin(phi) * dy <= radius * 0.6
+            inside &= np.cos(phi) * dx + np.sin(phi) * dy <= radius * 0.7
         return inside
     if label == 4:  # ring
         distance = np.sqrt(dx**2 + dy**2)
-        return (distance <= radius) & (distance >= radius * 0.5)
+        return (distance <= radius) & (distance >= radius * 0.4)
     raise ValueError(f"unknown demo class {label}")
 
 
