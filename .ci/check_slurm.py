@@ -1,6 +1,6 @@
 """Check a Snakemake run through the SLURM executor (CI, see .ci/run).
 
-usage: check_slurm.py RUN_LOG WORKDIR [--gpu-rules R1,R2,...] [--tables LOCAL_TABLES]
+usage: check_slurm.py RUN_LOG WORKDIR [--gpu-rules R1,R2,...] [--tables LOCAL_TABLES [--seed S --variants V1,...]]
 
 (a) Every job of the run went through SLURM. From the run's Snakemake output (RUN_LOG): the planned
     jobs ("Job stats"), the SLURM run ID (the job name the plugin gives every sbatch job), and each
@@ -12,8 +12,9 @@ usage: check_slurm.py RUN_LOG WORKDIR [--gpu-rules R1,R2,...] [--tables LOCAL_TA
     WORKDIR/.snakemake/slurm_logs/rule_<rule>/; the GPUs each job asked sbatch for (TresPerJob) are
     the `gpu` resource Snakemake printed for it, and every rule of --gpu-rules asked for at least one.
 (b) With --tables: WORKDIR/results/tables/*.csv and miou.md equal LOCAL_TABLES' files byte for byte;
-    with --seed S as well (the SLURM run made only seed S): the lines of seed S in the per-run tables
-    (per_seed.csv, per_class.csv, per_image.csv) equal the local run's lines of seed S, byte for byte.
+    with --seed S and --variants V1,... as well (the SLURM run made only seed S of those variants): the
+    lines of seed S and those variants in the per-run tables (per_seed.csv, per_class.csv,
+    per_image.csv) equal the local run's such lines, byte for byte, and the SLURM tables hold no others.
 """
 
 import argparse
@@ -156,23 +157,29 @@ def check_tables(local, slurm):
 PER_RUN_TABLES = ("per_seed.csv", "per_class.csv", "per_image.csv")
 
 
-def seed_lines(path, seed):
-    """The header and the lines of one seed of a per-run table (column ``seed``)."""
+def run_lines(path, seed, variants):
+    """The header and the lines of one seed and the given variants of a per-run table."""
     lines = path.read_text().splitlines()
-    column = lines[0].split(",").index("seed")
-    return [lines[0]] + [line for line in lines[1:] if line.split(",")[column] == str(seed)]
+    header = lines[0].split(",")
+    seed_column, variant_column = header.index("seed"), header.index("variant")
+    return [lines[0]] + [
+        line for line in lines[1:]
+        if line.split(",")[seed_column] == str(seed) and line.split(",")[variant_column] in variants
+    ]
 
 
-def check_seed_tables(local, slurm, seed):
+def check_run_tables(local, slurm, seed, variants):
     for name in PER_RUN_TABLES:
-        ours, theirs = seed_lines(local / name, seed), seed_lines(slurm / name, seed)
+        ours, theirs = run_lines(local / name, seed, variants), run_lines(slurm / name, seed, variants)
         if len(ours) < 2:
-            fail(f"{name}: the local run has no line of seed {seed}")
+            fail(f"{name}: the local run has no line of seed {seed} and variants {variants}")
+        if len(slurm.joinpath(name).read_text().splitlines()) != len(theirs):
+            fail(f"{name}: the SLURM run has lines of other seeds or variants than seed {seed}, {variants}")
         if ours != theirs:
             diff = difflib.unified_diff(ours, theirs, str(local / name), str(slurm / name), lineterm="", n=0)
-            fail(f"{name} (seed {seed}) differs:\n" + "\n".join(list(diff)[:20]))
+            fail(f"{name} (seed {seed}, {', '.join(variants)}) differs:\n" + "\n".join(list(diff)[:20]))
     if not errors:
-        print(f"seed {seed}'s lines identical ({', '.join(PER_RUN_TABLES)}): {local} == {slurm}")
+        print(f"lines of seed {seed}, {', '.join(variants)} identical ({', '.join(PER_RUN_TABLES)}): {local} == {slurm}")
 
 
 def main():
@@ -181,12 +188,16 @@ def main():
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--gpu-rules", default="", help="comma-separated rules that must request a GPU")
     parser.add_argument("--tables", type=Path, help="the local run's results/tables to compare with")
-    parser.add_argument("--seed", type=int, help="with --tables: compare only this seed's lines of the per-run tables")
+    parser.add_argument("--seed", type=int, help="with --tables and --variants: the one seed the SLURM run made")
+    parser.add_argument("--variants", default="", help="with --seed: the comma-separated variants the SLURM run made")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     check_jobs(args.run_log, workdir, [r for r in args.gpu_rules.split(",") if r])
     if args.tables and args.seed is not None:
-        check_seed_tables(args.tables, workdir / "results" / "tables", args.seed)
+        variants = [v for v in args.variants.split(",") if v]
+        if not variants:
+            sys.exit("check_slurm: --seed needs --variants")
+        check_run_tables(args.tables, workdir / "results" / "tables", args.seed, variants)
     elif args.tables:
         check_tables(args.tables, workdir / "results" / "tables")
     if errors:
