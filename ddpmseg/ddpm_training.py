@@ -23,6 +23,7 @@ grad scaler, sampler, step, log, random generators) atomically; a run that finds
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -658,6 +659,7 @@ def train_ddpm(
     init_state = read_init(init, flags) if init is not None else None
     pixels = load_training_images(images, flags["image_size"], non_square)
     device = start_distributed(ddp)
+    trainer = None
     try:
         trainer = build_trainer(flags=flags, settings=settings, images=pixels, device=device, ddp=ddp, init_state=init_state)
         notes = []
@@ -689,6 +691,10 @@ def train_ddpm(
         if ddp.active:
             dist.barrier()
     finally:
+        # DDP's reducer holds the process group and its pending work: it goes first, then the group (a rank
+        # of the 2-process gloo test once aborted at the end with "terminate called without an active exception")
+        trainer = None
+        gc.collect()
         if ddp.active and dist.is_initialized():
             dist.destroy_process_group()
 
