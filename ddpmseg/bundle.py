@@ -45,8 +45,8 @@ class RunInfo:
     variant: str
     seed: int
     ddpm_name: str
-    ddpm_sha256: str
-    ddpm_source: dict[str, Any]  # "source" (registry, file, train) and any of registry_name, url, path, images, init
+    ddpm_sha256: str | None  # None for an RGB control's run, which uses no DDPM
+    ddpm_source: dict[str, Any] | None  # "source" (registry, file, train) and any of registry_name, url, path, images, init
     test_miou: float | None = None
 
 
@@ -187,16 +187,21 @@ def exported_run(
     if seed not in config["seeds"]:
         raise DdpmsegError(f"--seed: {seed} is not one of seeds {config['seeds']}")
     files = run_files(config, dataset=dataset, variant=variant, seed=seed, workdir=workdir)
-    for path in [*files.members, files.checkpoint, files.check]:
+    settings = run_settings(config, dataset=dataset, variant=variant, seed=seed)
+    uses_ddpm = settings["feature_source"] != "rgb"  # the RGB control's run needs no DDPM
+    for path in [*files.members, *([files.checkpoint, files.check] if uses_ddpm else [])]:
         if not path.is_file():
             raise DdpmsegError(f"{path}: missing; build the run first: snakemake {files.target}")
-    recorded = load_json(files.check)["sha256"]
-    settings = run_settings(config, dataset=dataset, variant=variant, seed=seed)
-    segmenter = run_segmenter(members=files.members, checkpoint=files.checkpoint, check=files.check, settings=settings)
+    segmenter = run_segmenter(
+        members=files.members, checkpoint=files.checkpoint if uses_ddpm else None,
+        check=files.check if uses_ddpm else None, settings=settings,
+    )
     ddpm = config["datasets"][dataset]["ddpm"]
     run = RunInfo(
-        dataset=dataset, variant=variant, seed=seed, ddpm_name=ddpm, ddpm_sha256=recorded,
-        ddpm_source=ddpm_source(config, ddpm, files.checkpoint), test_miou=test_miou(files.summary),
+        dataset=dataset, variant=variant, seed=seed, ddpm_name=ddpm,
+        ddpm_sha256=load_json(files.check)["sha256"] if uses_ddpm else None,
+        ddpm_source=ddpm_source(config, ddpm, files.checkpoint) if uses_ddpm else None,
+        test_miou=test_miou(files.summary),
     )
     return segmenter, run
 
@@ -208,15 +213,19 @@ def export_bundle(*, out: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
     """Write the bundle of ``segmenter`` (a folder, or one ``.tar`` with ``as_tar``) at ``out``; return it.
 
     The DDPM checkpoint is referenced by its sha256 and source, or copied in with ``include_ddpm``;
-    either way its digest must be the run's (``run.ddpm_sha256``).
+    either way its digest must be the run's (``run.ddpm_sha256``). An RGB control's bundle has no DDPM.
     """
     out = Path(out)
     _check_replaceable(out, as_tar)
-    actual = sha256_file(segmenter.ddpm_checkpoint)
-    if actual != run.ddpm_sha256:
-        raise DdpmsegError(
-            f"{segmenter.ddpm_checkpoint}: sha256 {actual} differs from the run's DDPM checkpoint {run.ddpm_sha256}"
-        )
+    if segmenter.feature_source == "rgb":
+        if include_ddpm:
+            raise DdpmsegError("--include-ddpm: an RGB control's run uses no DDPM; its bundle has none to include")
+    else:
+        actual = sha256_file(segmenter.ddpm_checkpoint)
+        if actual != run.ddpm_sha256:
+            raise DdpmsegError(
+                f"{segmenter.ddpm_checkpoint}: sha256 {actual} differs from the run's DDPM checkpoint {run.ddpm_sha256}"
+            )
     if as_tar:
         with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
             folder = Path(tmp) / "bundle"
@@ -322,13 +331,14 @@ def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_ch
     for name in [*manifest["members"], *([ddpm_file] if ddpm_file else [])]:
         if name not in manifest["files"]:
             raise DdpmsegError(f"{path}: {name} has no sha256 in {MANIFEST}")
-    ddpm = manifest["ddpm"]
-    checkpoint = _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
+    ddpm, settings = manifest["ddpm"], _manifest_settings(manifest)
+    # an RGB control's segmenter never reads a DDPM: none is looked for (a given one is not used)
+    checkpoint = None if settings["feature_source"] == "rgb" else _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
     try:
         segmenter = make_segmenter(
             member_paths=[root / m for m in manifest["members"]], ddpm_checkpoint=checkpoint,
             member_digests=[manifest["files"][m] for m in manifest["members"]], ddpm_digest=ddpm["sha256"],
-            **_manifest_settings(manifest),
+            **settings,
         )
     except DdpmsegError as error:
         raise DdpmsegError(f"{path}: {MANIFEST}: {error}") from None

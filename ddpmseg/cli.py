@@ -30,9 +30,11 @@ def export_command(args: argparse.Namespace) -> int:
     segmenter, run = exported_run(config, dataset=args.dataset, variant=args.variant, seed=args.seed, workdir=workdir)
     out = export_bundle(out=Path(args.out), segmenter=segmenter, run=run, include_ddpm=args.include_ddpm, as_tar=args.tar)
     miou = "not scored" if run.test_miou is None else f"test mIoU {run.test_miou:.2f} %"
-    ddpm = "included" if args.include_ddpm else f"referenced by sha256 {run.ddpm_sha256[:12]}..."
-    print(f"bundle {out}: {run.dataset}/{run.variant}/seed{run.seed}, {len(segmenter.member_paths)} members, "
-          f"{miou}, DDPM {run.ddpm_name} {ddpm}")
+    if run.ddpm_sha256 is None:
+        ddpm = "no DDPM (RGB control)"
+    else:
+        ddpm = f"DDPM {run.ddpm_name} " + ("included" if args.include_ddpm else f"referenced by sha256 {run.ddpm_sha256[:12]}...")
+    print(f"bundle {out}: {run.dataset}/{run.variant}/seed{run.seed}, {len(segmenter.member_paths)} members, {miou}, {ddpm}")
     return 0
 
 

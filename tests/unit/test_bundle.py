@@ -294,3 +294,27 @@ def test_export_replaces_only_an_earlier_bundle(run, tmp_path) -> None:
     with pytest.raises(DdpmsegError, match=r"thesis\.tex: exists and is not a ddpmseg bundle \.tar"):
         export_bundle(out=precious / "thesis.tex", segmenter=segmenter, run=info, as_tar=True)
     assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_an_rgb_control_run_exports_and_labels_without_any_ddpm(tmp_path, tiny_checkpoint, capsys) -> None:
+    """A config whose variant classifies RGB values: no DDPM checkpoint or check.json in the working directory,
+    none in or referenced by the bundle, and none asked for when it labels images."""
+    config = tiny_config()
+    config["variants"] = {"rgb_control": {"features": "rgb"}}
+    workdir = tmp_path / "work"
+    finished_tiny_run(workdir, tiny_checkpoint, config, variant="rgb_control", in_features=3)
+    (workdir / "resources/checkpoints/tiny_ddpm.pt").unlink()
+    (workdir / "results/ddpm/tiny_ddpm/check.json").unlink()
+    segmenter, info = exported_run(config, dataset="tiny", variant="rgb_control", seed=1, workdir=workdir)
+    assert segmenter.ddpm_checkpoint is None and info.ddpm_sha256 is None
+    with pytest.raises(DdpmsegError, match="--include-ddpm: an RGB control's run uses no DDPM"):
+        export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info, include_ddpm=True)
+    bundle = export_bundle(out=tmp_path / "b.tar", segmenter=segmenter, run=info, as_tar=True)
+    manifest = read_manifest(bundle)
+    assert manifest["ddpm"]["file"] is None and manifest["ddpm"]["sha256"] is None
+    loaded = load_bundle(bundle)
+    assert loaded.identity == segmenter.identity and loaded.ddpm_checkpoint is None
+    image = tmp_path / "new.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(image)
+    summary = label_images(loaded, [image], tmp_path / "out", tta=False, progress=False)
+    assert summary.labelled == 1 and np.asarray(Image.open(tmp_path / "out/labels/new.png")).shape == (32, 32)
