@@ -501,7 +501,21 @@ def check_paths(config: dict[str, Any]) -> None:
         if ddpm["source"] == TRAINED:
             _check_training_paths(config, name)
     for name, entry in config.get("apply", {}).items():
-        _require_path(f"apply.{name}.images", Path(entry["images"]))
+        _check_apply_images(f"apply.{name}.images", Path(entry["images"]))
+
+
+def _check_apply_images(key: str, folder: Path) -> None:
+    """An apply: entry's folder holds images, no two of them with one name (their outputs' name)."""
+    from .data import IMAGE_SUFFIXES, check_unique_stems, files_with_suffixes
+
+    _require_path(key, folder)
+    images = files_with_suffixes(folder, IMAGE_SUFFIXES)
+    if not images:
+        raise DdpmsegError(f"{key}: {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    try:
+        check_unique_stems(images)
+    except DdpmsegError as error:
+        raise DdpmsegError(f"{key}: {error}") from None
 
 
 def _check_training_paths(config: dict[str, Any], name: str) -> None:

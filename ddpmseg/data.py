@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +85,17 @@ def files_with_suffixes(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
             if path.is_file():
                 found.append(path)
     return sorted(found)
+
+
+def check_unique_stems(images: Sequence[Path]) -> None:
+    """Outputs are named by stem: two images with one stem (e.g. in two folders) are an error."""
+    if not images:
+        raise DdpmsegError("no images to label")
+    counts = Counter(Path(p).stem for p in images)
+    repeated = sorted(stem for stem, n in counts.items() if n > 1)
+    if repeated:
+        clashing = ", ".join(str(p) for p in images if Path(p).stem == repeated[0])
+        raise DdpmsegError(f"two images share the name '{repeated[0]}' ({clashing}); outputs are named by it: rename one")
 
 
 def list_samples(folder: str | Path, count: int | None = None, masks: str | Path | None = None) -> list[Sample]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from .data import (
     IMAGE_SUFFIXES,
     center_square,
     check_link,
+    check_unique_stems,
     files_with_suffixes,
     nearest_indices,
     read_image,
@@ -95,17 +95,6 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
         else:
             raise DdpmsegError(f"{entry}: no such image file or folder")
     return sorted(found)
-
-
-def check_unique_stems(images: Sequence[Path]) -> None:
-    """Outputs are named by stem: two images with one stem (e.g. in two folders) are an error."""
-    if not images:
-        raise DdpmsegError("no images to label")
-    counts = Counter(Path(p).stem for p in images)
-    repeated = sorted(stem for stem, n in counts.items() if n > 1)
-    if repeated:
-        clashing = ", ".join(str(p) for p in images if Path(p).stem == repeated[0])
-        raise DdpmsegError(f"two images share the name '{repeated[0]}' ({clashing}); outputs are named by it: rename one")
 
 
 def tta_image_index(path: Path) -> int:

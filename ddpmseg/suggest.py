@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .data import read_image, warn
+from .data import check_unique_stems, read_image, warn
 from .errors import DdpmsegError
 from .files import load_json, save_png
-from .labelling import ROWS, check_unique_stems, paths_of, predictions, uncertainty_map
+from .labelling import ROWS, paths_of, predictions, uncertainty_map
 from .predict import uncertainty_score
 from .segmenter import Segmenter
 from .tables import write_csv

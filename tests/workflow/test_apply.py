@@ -45,6 +45,23 @@ def test_apply_entries_plan_labelling_and_suggestions_from_the_run(tmp_path) -> 
     assert "label_images" not in plain and plain["train_member"] == jobs["train_member"]
 
 
+@pytest.mark.parametrize("files,message", [
+    ([], "holds no .png/.jpg/.jpeg images"),
+    (["a.png", "a.JPG"], "two images share the name 'a'"),
+])
+def test_an_apply_folder_without_labellable_images_stops_at_parse_time(tmp_path, files, message) -> None:
+    """Not after the training: an empty folder, or two images whose outputs would share a name."""
+    images = tmp_path / "new"
+    images.mkdir()
+    for name in files:
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / name)
+    (images / "notes.txt").write_text("not an image")
+    result = snakemake(tmp_path, apply_config(images), "-n", timeout=120)
+    assert result.returncode != 0
+    last = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-1]
+    assert last.startswith("config: apply.field.images: ") and message in last, last
+
+
 def test_an_rgb_control_entry_needs_no_ddpm(tmp_path) -> None:
     config = apply_config(image_folder(tmp_path / "new"))
     config["variants"] = {"rgb_control": {"features": "rgb"}}
