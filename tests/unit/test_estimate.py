@@ -51,7 +51,8 @@ def test_forward_cost_is_anchored_at_the_paper_model_and_scales_with_flops() -> 
 
 @pytest.mark.parametrize("noise_seed,runs", [("per_run", 2), (None, 2), (0, 1)])
 def test_demo_extraction_time_is_near_the_measured_one(noise_seed, runs) -> None:
-    """The demo's 10 extraction jobs take 30-40 s of job time per noise seed on 2 cores (README)."""
+    """The demo's 10 extraction jobs take about 51 s of job time per noise seed on 2 cores (README: 102 s
+    for both seeds' noise); the estimate is within a factor of 2 of that."""
     config = load_config(REPO / "config.yaml")
     assert len(config["seeds"]) == 2
     config["features"].pop("noise_seed", None)  # missing key: per_run
@@ -63,7 +64,7 @@ def test_demo_extraction_time_is_near_the_measured_one(noise_seed, runs) -> None
     views = demo["train_images"] * 5 + demo["test_images"] * 5
     assert row["forward_passes"] == runs * views * 3  # x 3 steps
     per_noise_seed = row["extraction_s"] / runs
-    assert 30 / 2 <= per_noise_seed <= 40 * 2, per_noise_seed
+    assert 51 / 2 <= per_noise_seed <= 51 * 2, per_noise_seed
 
 
 def test_small_sizes_are_printed_in_mb() -> None:
