@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from .data import check_unique_stems, read_image, warn
 from .errors import DdpmsegError
 from .files import load_json, save_png
-from .labelling import ROWS, paths_of, predictions, uncertainty_map
+from .labelling import ROWS, Prediction, paths_of, predictions, uncertainty_map
 from .predict import uncertainty_score
 from .segmenter import Segmenter
 from .tables import write_csv
@@ -49,20 +49,20 @@ def suggest_images(
         raise DdpmsegError(f"--top {top} must be at least 1")
     check_unique_stems(images)
     failed: list[tuple[Path, str]] = []
-    kept: list[tuple[float, str, SheetEntry]] = []  # the current top ones, with their maps
+    kept: list[tuple[float, str, Prediction]] = []  # the current top ones
     scores: list[tuple[float, str]] = []
     for prediction in predictions(
         segmenter, images, failed, tta=False, batch_size=batch_size, progress=progress, desc="suggest"
     ):
         score = (uncertainty_score(prediction.js), prediction.path.name)
         scores.append(score)
-        entry = SheetEntry(prediction.path.name, score[0], prediction.original, uncertainty_map(prediction, segmenter))
-        kept = sorted(kept + [(*score, entry)], key=lambda item: (-item[0], item[1]))[:top]
+        kept = sorted(kept + [(*score, prediction)], key=lambda item: (-item[0], item[1]))[:top]
     for _, reason in failed:
         warn(reason)
     if not scores:
         raise DdpmsegError(f"none of the {len(images)} images could be read")
-    return write_suggestions(out_dir, scores, [entry for _, _, entry in kept])
+    shown = [SheetEntry(name, score, p.original, uncertainty_map(p, segmenter)) for score, name, p in kept]
+    return write_suggestions(out_dir, scores, shown)
 
 
 def suggest_from_labelling(labelling_dir: Path, images: Sequence[Path], out_dir: Path, *, top: int) -> pd.DataFrame:
