@@ -110,5 +110,10 @@ def test_rgb_control_does_not_depend_on_the_ddpm_file(tmp_path, members, tiny_ch
     assert first.identity == make_segmenter(member_paths=members, ddpm_checkpoint=tiny_checkpoint, **rgb).identity
     with pytest.raises(DdpmsegError, match="absent.pt: DDPM checkpoint file does not exist"):
         make_segmenter(member_paths=members, ddpm_checkpoint=tmp_path / "absent.pt", **settings())
+    # no checkpoint at all: the RGB control needs none, DDPM features do
+    without = make_segmenter(member_paths=members, ddpm_checkpoint=None, **rgb)
+    assert without.ddpm_checkpoint is None and without.identity == first.identity
+    with pytest.raises(DdpmsegError, match="^a segmenter with DDPM features needs the DDPM checkpoint$"):
+        make_segmenter(member_paths=members, ddpm_checkpoint=None, **settings())
     with pytest.raises(DdpmsegError, match="DDPM features needs at least one feature step"):
         make_segmenter(member_paths=members, ddpm_checkpoint=tiny_checkpoint, **settings(steps=[]))
