@@ -4,7 +4,7 @@ import time
 
 from snakemake.utils import min_version
 
-from ddpmseg.runner import job_error_lines, repeat_at_exit
+from ddpmseg.stages.runner import job_error_lines, repeat_at_exit
 
 min_version("9.0")
 

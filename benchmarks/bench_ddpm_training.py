@@ -1,4 +1,4 @@
-"""Training speed of a DDPM with ddpmseg.ddpm_training: iterations/s of the demo UNet on the CPU, the
+"""Training speed of a DDPM with ddpmseg.diffusion.training.loop: iterations/s of the demo UNet on the CPU, the
 whole batch at once against two microbatches of half of it; and, when a GPU is present, of the paper's
 UNet on it (float32 and fp16).
 
@@ -15,8 +15,8 @@ import performance_doc
 import yaml
 from performance_doc import fmt
 
-from ddpmseg.ddpm_training import ddpm_training_speed
-from ddpmseg.registry import paper_model_flags
+from ddpmseg.diffusion.training.loop import ddpm_training_speed
+from ddpmseg.config.registry import paper_model_flags
 
 NAME = "ddpm_training"
 DEMO_DDPM = "demo_ddpm"

@@ -72,7 +72,7 @@ def main() -> None:
     floor = entropy_floor()
     notes = f"""
 {measured} views in {len(paths)} store(s) of {dataset.shard_size} views ({size / 1e9:.2f} GB), written by
-`ddpmseg.store.StoreWriter` (float16, one chunk per image and layer, Blosc-zstd level 3 with byte
+`ddpmseg.features.store.StoreWriter` (float16, one chunk per image and layer, Blosc-zstd level 3 with byte
 shuffle). The activations are i.i.d. N(0, 1) draws, the incompressible worst case: no spatial or
 channel correlation for the compressor to use, only the skewed distribution of the high byte (sign,
 exponent, top mantissa bits); by the entropies of their two bytes, a byte-wise coder cannot go

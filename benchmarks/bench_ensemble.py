@@ -17,8 +17,8 @@ import workers
 from performance_doc import fmt
 from synthetic import GB
 
-from ddpmseg.classifier import hidden_sizes
-from ddpmseg.store import FeatureStore
+from ddpmseg.classifier.mlp import hidden_sizes
+from ddpmseg.features.store import FeatureStore
 
 NAME = "ensemble"
 MEMBERS = 10
@@ -27,9 +27,9 @@ GOAL = 3.0
 
 def job_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """One training job as the pipeline runs it: read the stores, train the given members, exit."""
-    from ddpmseg.config import default_variant_settings
-    from ddpmseg.sampler import PixelSampler
-    from ddpmseg.training import TrainSettings, train_ensemble, train_member
+    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.features.sampler import PixelSampler
+    from ddpmseg.classifier.training import TrainSettings, train_ensemble, train_member
 
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
     settings = TrainSettings.of({**default_variant_settings(), "max_epochs": 1, "epochs_before_stopping": 10**6})
@@ -56,9 +56,9 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from ddpmseg.config import default_variant_settings
-    from ddpmseg.sampler import PixelSampler
-    from ddpmseg.training import TrainSettings, make_optimizer
+    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.features.sampler import PixelSampler
+    from ddpmseg.classifier.training import TrainSettings, make_optimizer
 
     hidden = hidden_sizes(synthetic.NUMBER_CLASS)[0]
     generator = torch.Generator().manual_seed(0)
@@ -100,9 +100,9 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
         return job_worker(payload)
     if payload["mode"] == "floor":
         return floor_worker(payload)
-    from ddpmseg.config import default_variant_settings
-    from ddpmseg.sampler import PixelSampler
-    from ddpmseg.training import TrainSettings, train_ensemble, train_member
+    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.features.sampler import PixelSampler
+    from ddpmseg.classifier.training import TrainSettings, train_ensemble, train_member
 
     started = time.perf_counter()
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])

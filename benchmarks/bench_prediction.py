@@ -1,8 +1,8 @@
 """Prediction of one image by a 10-member ensemble: per-pixel features against native resolution.
 
-Per pixel (``ddpmseg.predict.predict_image_per_pixel``, the code before native-resolution prediction):
+Per pixel (``ddpmseg.prediction.predict.predict_image_per_pixel``, the code before native-resolution prediction):
 every pixel's 8448 upsampled features, then each member's whole MLP. Native resolution
-(``ddpmseg.predict.predict_image``): the members' first layers applied to the activations at their
+(``ddpmseg.prediction.predict.predict_image``): the members' first layers applied to the activations at their
 native resolution, upsampled, then the rest of the MLPs. Both on the same random paper-shaped
 activations (float16, channel-last, as ``FeatureStore.activations`` returns them) and the same random
 members, each path in its own process (its peak RSS); the labels and JS maps of the two are compared.
@@ -23,7 +23,7 @@ import workers
 from performance_doc import fmt
 from synthetic import GB
 
-from ddpmseg.classifier import random_members
+from ddpmseg.classifier.mlp import random_members
 
 NAME = "prediction"
 MEMBERS = 10
@@ -47,7 +47,7 @@ def random_activations(layers: list[tuple[int, int]], seed: int) -> list[torch.T
 def time_prediction(path: str, members: list[torch.nn.Module], images: list[list[torch.Tensor]], image_size: int,
                     number_class: int) -> tuple[list[float], tuple[torch.Tensor, torch.Tensor]]:
     """Seconds per image of ``path`` ("native" or "per_pixel") and the first image's (labels, JS)."""
-    from ddpmseg.predict import predict_image, predict_image_per_pixel
+    from ddpmseg.prediction.predict import predict_image, predict_image_per_pixel
 
     predict = predict_image if path == "native" else predict_image_per_pixel
     seconds, first = [], None
@@ -63,7 +63,7 @@ def time_prediction(path: str, members: list[torch.nn.Module], images: list[list
 def closest_logit_gaps(quick: bool, members: int, pixels: np.ndarray) -> list[float]:
     """At each of ``pixels`` ((row, column) pairs) of the first image, the smallest gap between a
     member's two best logits, from exact float32 upsampled features (``upsample.gather_features``)."""
-    from ddpmseg.upsample import gather_features
+    from ddpmseg.features.upsample import gather_features
 
     if len(pixels) == 0:
         return []

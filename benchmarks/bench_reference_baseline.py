@@ -22,7 +22,7 @@ from performance_doc import fmt
 from synthetic import GB
 from torch.utils.data import DataLoader, TensorDataset
 
-from ddpmseg.store import FeatureStore
+from ddpmseg.features.store import FeatureStore
 
 NAME = "reference_baseline"
 GOAL_SPEED = 0.8
@@ -31,8 +31,8 @@ GOAL_RSS = 0.1
 
 def reference_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """The reference design: materialise (N, 8448) float32 features of the labelled pixels, then train."""
-    from ddpmseg.classifier import build_classifier
-    from ddpmseg.sampler import training_pixels
+    from ddpmseg.classifier.mlp import build_classifier
+    from ddpmseg.features.sampler import training_pixels
 
     started = time.perf_counter()
     store = FeatureStore(payload["paths"])

@@ -8,7 +8,7 @@
 (c) member training: steps of the fused batched MLP (``stacked.StackedClassifiers``, the code
     ``training.train_ensemble`` runs) on the GPU, one member alone vs 10 fused, as member-steps/s.
 (d) prediction of one paper-shaped image by 10 members: per pixel vs native resolution.
-(e) DDPM training iterations/s, when ``ddpmseg.ddpm_training`` provides ``ddpm_training_speed``.
+(e) DDPM training iterations/s, when ``ddpmseg.diffusion.training.loop`` provides ``ddpm_training_speed``.
 
 ``--quick`` runs every section on the CPU with a small UNet and small sizes (well under a minute): the
 test of this script. Without CUDA and without ``--quick`` it says so in one line and exits 1. It ends
@@ -28,10 +28,10 @@ from typing import Any
 import common  # noqa: F401 - puts this checkout's ddpmseg on the path
 import torch
 
-from ddpmseg.classifier import random_members
-from ddpmseg.ddpm import build_model_and_diffusion
-from ddpmseg.features import extract_activations, shared_noise
-from ddpmseg.registry import paper_model_flags
+from ddpmseg.classifier.mlp import random_members
+from ddpmseg.diffusion.model import build_model_and_diffusion
+from ddpmseg.diffusion.activations import extract_activations, shared_noise
+from ddpmseg.config.registry import paper_model_flags
 
 STEPS = [50, 150, 250]
 BLOCKS = [5, 6, 7, 8, 12]  # the paper's (docs/method.md §3)
@@ -142,10 +142,10 @@ def check_extraction(
 
 def check_member_training(report: Report, feature_dim: int, steps: int, device: torch.device) -> None:
     """(c) member-steps/s of StackedClassifiers training steps, 1 member vs MEMBERS fused."""
-    from ddpmseg.classifier import build_classifier
-    from ddpmseg.config import default_variant_settings
-    from ddpmseg.stacked import StackedClassifiers
-    from ddpmseg.training import TrainSettings, make_optimizer
+    from ddpmseg.classifier.mlp import build_classifier
+    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.classifier.stacked import StackedClassifiers
+    from ddpmseg.classifier.training import TrainSettings, make_optimizer
 
     print("(c) member training steps/s, alone vs fused", flush=True)
     settings = TrainSettings.of(default_variant_settings())
@@ -178,7 +178,7 @@ def check_prediction(report: Report, quick: bool, device: torch.device) -> None:
     """(d) seconds per image, per pixel (features gathered on the CPU, MLPs on ``device``) vs native."""
     import bench_prediction
 
-    from ddpmseg.predict import predict_image, predict_image_per_pixel
+    from ddpmseg.prediction.predict import predict_image, predict_image_per_pixel
 
     print("(d) prediction per image, per pixel vs native resolution", flush=True)
     layers, image_size = bench_prediction.shapes(quick)
@@ -203,9 +203,9 @@ def check_ddpm_training(report: Report, flags: dict[str, Any], quick: bool, devi
     """(e) the hook for DDPM training: ``ddpm_training.ddpm_training_speed`` when it exists."""
     print("(e) DDPM training iterations/s", flush=True)
     try:
-        speed = importlib.import_module("ddpmseg.ddpm_training").ddpm_training_speed
+        speed = importlib.import_module("ddpmseg.diffusion.training.loop").ddpm_training_speed
     except (ImportError, AttributeError):
-        report.add("DDPM training iterations/s", "not available (no ddpmseg.ddpm_training.ddpm_training_speed)")
+        report.add("DDPM training iterations/s", "not available (no ddpmseg.diffusion.training.loop.ddpm_training_speed)")
         return
     batch, iterations = (2, 2) if quick else (8, 10)
     rate = speed(flags, batch, iterations, device, fp16=device.type == "cuda")

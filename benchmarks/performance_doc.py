@@ -73,6 +73,6 @@ def write_block(doc: Path, name: str, block: str) -> None:
         text = text[:insert_at].rstrip("\n") + "\n\n" + content + "\n" + text[insert_at:]
         if following < 0:
             text = text.rstrip("\n") + "\n"
-    from ddpmseg.files import save_text
+    from ddpmseg.base.files import save_text
 
     save_text(doc, text)

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpmseg.files import atomic_directory, save_json
-from ddpmseg.registry import paper_model_flags
-from ddpmseg.store import StoreWriter
+from ddpmseg.base.files import atomic_directory, save_json
+from ddpmseg.config.registry import paper_model_flags
+from ddpmseg.features.store import StoreWriter
 
 GB = 1e9
 # The paper's setting (docs/method.md §2-3): per step, decoder blocks (block, channels, resolution).
@@ -64,7 +64,7 @@ class SyntheticDataset:
 
     ``dataset.json`` is the marker: the recipe (a mismatch stops rather than overwrites) and the
     shards known complete. Shards are written one view at a time (one view's activations in memory)
-    and appear only when complete (:func:`ddpmseg.files.atomic_directory`), so an interrupted run
+    and appear only when complete (:func:`ddpmseg.base.files.atomic_directory`), so an interrupted run
     resumes where it stopped. Nothing is ever deleted.
     """
 

@@ -22,7 +22,7 @@ from typing import Any
 from common import REPO, set_threads
 from synthetic import IGNORE_LABEL, NUMBER_CLASS
 
-from ddpmseg.store import FeatureStore
+from ddpmseg.features.store import FeatureStore
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -58,7 +58,7 @@ def serve_worker(work: Callable[[dict[str, Any]], dict[str, Any]], payload_json:
 def idle_rss_worker(_payload: dict[str, Any]) -> dict[str, Any]:
     """Nothing but the imports (torch, zarr, ddpmseg): the floor under every measured process
     (a payload with ``"idle": true`` runs this instead of the script's worker)."""
-    for module in ("ddpmseg.classifier", "ddpmseg.sampler"):
+    for module in ("ddpmseg.classifier.mlp", "ddpmseg.features.sampler"):
         importlib.import_module(module)
     return {}
 
@@ -115,9 +115,9 @@ def ddpmseg_training_worker(payload: dict[str, Any]) -> dict[str, Any]:
     ``time_to_first_step_s`` counts from the start of the sampler's construction (which loads resident
     activations) to the end of the first optimizer step.
     """
-    from ddpmseg.config import default_variant_settings
-    from ddpmseg.sampler import PixelSampler
-    from ddpmseg.training import TrainSettings, train_member
+    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.features.sampler import PixelSampler
+    from ddpmseg.classifier.training import TrainSettings, train_member
 
     started = time.perf_counter()
     store = FeatureStore(payload["paths"])

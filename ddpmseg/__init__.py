@@ -3,13 +3,13 @@
 The package holds all logic of the pipeline; the Snakemake scripts only call it.
 Main entry points:
 
-- :func:`ddpmseg.ddpm.load_ddpm` loads a guided-diffusion checkpoint with its model flags.
-- :func:`ddpmseg.features.extract_activations` runs the DDPM on a batch of images.
-- :class:`ddpmseg.store.StoreWriter` / :class:`ddpmseg.store.FeatureStore` keep native-resolution
-  activations in zarr; :mod:`ddpmseg.upsample` computes the exact (upsampled) features of any pixel.
-- :func:`ddpmseg.training.train_member` trains one pixel classifier of the ensemble.
-- :func:`ddpmseg.predict.predict_image` labels an image with an ensemble.
-- :func:`ddpmseg.metrics.dataset_miou` computes mIoU as the paper does; :mod:`ddpmseg.tables` collects the tables.
+- :func:`ddpmseg.diffusion.model.load_ddpm` loads a guided-diffusion checkpoint with its model flags.
+- :func:`ddpmseg.diffusion.activations.extract_activations` runs the DDPM on a batch of images.
+- :class:`ddpmseg.features.store.StoreWriter` / :class:`ddpmseg.features.store.FeatureStore` keep native-resolution
+  activations in zarr; :mod:`ddpmseg.features.upsample` computes the exact (upsampled) features of any pixel.
+- :func:`ddpmseg.classifier.training.train_member` trains one pixel classifier of the ensemble.
+- :func:`ddpmseg.prediction.predict.predict_image` labels an image with an ensemble.
+- :func:`ddpmseg.prediction.metrics.dataset_miou` computes mIoU as the paper does; :mod:`ddpmseg.report.tables` collects the tables.
 """
 
 __version__ = "0.1.0"

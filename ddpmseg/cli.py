@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import DdpmsegError
+from .base.errors import DdpmsegError
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from .bundle import export_bundle, exported_run
-    from .config import load_config
+    from .use.bundle import export_bundle, exported_run
+    from .config.checks import load_config
 
     workdir = Path(args.workdir)
     config_path = Path(args.config) if Path(args.config).is_absolute() else workdir / args.config
@@ -39,8 +39,8 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from .bundle import load_bundle
-    from .labelling import image_files, label_images
+    from .use.bundle import load_bundle
+    from .use.labelling import image_files, label_images
 
     segmenter = load_bundle(Path(args.bundle), ddpm_checkpoint=_optional_path(args.ddpm))
     images = image_files(args.images)
@@ -57,9 +57,9 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def suggest_command(args: argparse.Namespace) -> int:
-    from .bundle import load_bundle
-    from .labelling import image_files
-    from .suggest import suggest_images
+    from .use.bundle import load_bundle
+    from .use.labelling import image_files
+    from .use.suggest import suggest_images
 
     segmenter = load_bundle(Path(args.bundle), ddpm_checkpoint=_optional_path(args.ddpm))
     images = image_files([args.folder])

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import (
+from .config.checks import (
     PER_RUN_NOISE,
     feature_imagesets,
     imageset_count,
@@ -26,7 +26,7 @@ from .config import (
     shard_count,
     variant_settings,
 )
-from .ddpm import build_model_and_diffusion, model_flags
+from .diffusion.model import build_model_and_diffusion, model_flags
 
 BYTES_PER_VALUE = 2  # float16
 # Throughput of the extraction's forward pass on 2 CPU cores, anchored at the paper's figure: its

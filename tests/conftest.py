@@ -21,11 +21,11 @@ import torch
 import yaml
 from PIL import Image
 
-from ddpmseg.config import default_variant_settings
-from ddpmseg.ddpm import build_model_and_diffusion
-from ddpmseg.files import atomic_directory
-from ddpmseg.store import StoreWriter
-from ddpmseg.training import TrainSettings
+from ddpmseg.config.checks import default_variant_settings
+from ddpmseg.diffusion.model import build_model_and_diffusion
+from ddpmseg.base.files import atomic_directory
+from ddpmseg.features.store import StoreWriter
+from ddpmseg.classifier.training import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -342,8 +342,8 @@ def finished_tiny_run(
 ) -> None:
     """The files a finished run of dataset 'tiny' leaves in a workflow's ``workdir``: random members
     taking ``in_features``, the DDPM checkpoint (a copy of ``checkpoint``), its check.json, the score."""
-    from ddpmseg.classifier import build_classifier, save_member
-    from ddpmseg.files import save_json, sha256_file
+    from ddpmseg.classifier.mlp import build_classifier, save_member
+    from ddpmseg.base.files import save_json, sha256_file
 
     run = f"tiny/{variant}/seed{seed}"
     number_class = config["datasets"]["tiny"]["number_class"]
@@ -365,9 +365,9 @@ def finished_tiny_run(
 
 def tiny_feature_width(config: dict, checkpoint: Path, *, variant: str = "final", seed: int = 1) -> int:
     """Features per pixel the tiny UNet gives with ``config``'s steps and blocks (a member's in_features)."""
-    from ddpmseg.bundle import run_settings
-    from ddpmseg.labelling import image_layers
-    from ddpmseg.segmenter import make_segmenter
+    from ddpmseg.use.bundle import run_settings
+    from ddpmseg.use.labelling import image_layers
+    from ddpmseg.use.segmenter import make_segmenter
 
     settings = run_settings(config, dataset="tiny", variant=variant, seed=seed)
     probe = make_segmenter(member_paths=[checkpoint], ddpm_checkpoint=checkpoint, **settings)
@@ -377,8 +377,8 @@ def tiny_feature_width(config: dict, checkpoint: Path, *, variant: str = "final"
 
 def resolved_tiny_config() -> dict:
     """The tiny config validated (defaults filled in) and resolved against the registry, as the Snakefile has it."""
-    from ddpmseg.config import resolve_registry, validate_config
-    from ddpmseg.registry import load_registry
+    from ddpmseg.config.checks import resolve_registry, validate_config
+    from ddpmseg.config.registry import load_registry
 
     config = copy.deepcopy(TINY_CONFIG)
     validate_config(config)

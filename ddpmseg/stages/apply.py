@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import labelling
-from ..bundle import run_segmenter
-from ..errors import DdpmsegError
-from ..files import atomic_directory, atomic_path
-from ..suggest import suggest_from_labelling
+from ..use import labelling
+from ..use.bundle import run_segmenter
+from ..base.errors import DdpmsegError
+from ..base.files import atomic_directory, atomic_path
+from ..use.suggest import suggest_from_labelling
 
 
 def label_images(
@@ -38,7 +38,7 @@ def label_images(
     ``checkpoint`` validated in ``check``, the run's ``settings``): label PNGs at each image's size in
     ``labels``, ``overlay``s, ``uncertainty`` maps, ``predictions`` (the table) and ``examples`` panels
     of the first ``example_count`` images, and ``suggestions``: the images ranked by uncertainty with a
-    contact sheet of the ``top`` ones (:func:`ddpmseg.suggest.suggest_from_labelling`, from the same
+    contact sheet of the ``top`` ones (:func:`ddpmseg.use.suggest.suggest_from_labelling`, from the same
     pass). An image that cannot be labelled fails the job, with the count and the first one named, once
     the others are labelled. ``checkpoint`` and ``check`` are empty for the RGB control, which needs no DDPM.
 

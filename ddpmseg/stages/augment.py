@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..augment import augment_copies
-from ..config import AugmentationSettings
-from ..data import Split, load_split
-from ..files import atomic_directory
+from ..data.augment import augment_copies
+from ..config.checks import AugmentationSettings
+from ..data.datasets import Split, load_split
+from ..base.files import atomic_directory
 
 
 def augment_training_set(
@@ -26,7 +26,7 @@ def augment_training_set(
     ignore_label: int,
 ) -> None:
     """Write ``scale - 1`` augmented copies of every training image and mask into ``images`` (archive
-    layout, ``real/train``); ``settings``: the fields of :class:`ddpmseg.config.AugmentationSettings`."""
+    layout, ``real/train``); ``settings``: the fields of :class:`ddpmseg.config.checks.AugmentationSettings`."""
     augmentation = AugmentationSettings(**settings)
     names, originals, masks = load_split(
         split, training_number, 0, training_number,

@@ -19,17 +19,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import ddpm_training
-from ..data import IMAGE_SUFFIXES, files_with_suffixes
-from ..ddpm import model_flags
-from ..ddpm_training import (
+from ..diffusion.training import loop as ddpm_training
+from ..data.datasets import IMAGE_SUFFIXES, files_with_suffixes
+from ..diffusion.model import model_flags
+from ..diffusion.training.loop import (
     RESUMABLE_CHANGES,
     DdpmTrainingSettings,
     launch_command,
     write_arguments,
 )
-from ..errors import DdpmsegError
-from ..files import save_json
+from ..base.errors import DdpmsegError
+from ..base.files import save_json
 
 
 def train_ddpm(
@@ -77,7 +77,7 @@ def _init_path(init: str | list[str]) -> Path | None:
 
 def training_image_files(folders: list[str]) -> list[Path]:
     """The images of the folders, folder after folder, each sorted by name (the files that
-    :func:`ddpmseg.config.ddpm_image_inputs` lists for the rule)."""
+    :func:`ddpmseg.config.checks.ddpm_image_inputs` lists for the rule)."""
     files = []
     for folder in folders:
         if not Path(folder).is_dir():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..demo import write_demo_dataset
+from ..data.demo import write_demo_dataset
 
 
 def generate_demo_dataset(*, dataset: str | Path, seed: int, image_size: int, train: int, test: int, unlabelled: int) -> None:

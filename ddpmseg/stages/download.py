@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..archive import check_archive, extract_archive
-from ..download import download
+from ..data.archive import check_archive, extract_archive
+from ..data.download import download
 
 
 def download_archive(
     *, archive: str | Path, verify: dict[str, Any], retries: int, backoff_s: float, timeout_s: float
 ) -> None:
-    """Download a dataset archive (resuming, verified, atomic; see :func:`ddpmseg.download.download`).
+    """Download a dataset archive (resuming, verified, atomic; see :func:`ddpmseg.data.download.download`).
 
     ``verify``: url, sha256, lock_file, lock_key. Without a known digest, the archive must read as
-    extraction would (:func:`ddpmseg.archive.check_archive`) before its digest goes into the lock file.
+    extraction would (:func:`ddpmseg.data.archive.check_archive`) before its digest goes into the lock file.
     """
     _fetch(archive, verify, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, is_archive=True)
 

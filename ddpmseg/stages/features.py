@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data import Split, load_split
-from ..ddpm import load_ddpm, model_flags
-from ..features import extract_to_store
-from ..files import load_json
-from ..rgb_features import write_rgb_store
+from ..data.datasets import Split, load_split
+from ..diffusion.model import load_ddpm, model_flags
+from ..diffusion.activations import extract_to_store
+from ..base.files import load_json
+from ..features.rgb import write_rgb_store
 
 
 def extract_features(

@@ -11,15 +11,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..classifier import load_ensemble
-from ..errors import DdpmsegError
-from ..files import save_npy, save_png
-from ..predict import predict_image, uncertainty_score
-from ..progress import progress_bar
-from ..store import FeatureStore
-from ..tables import write_csv
-from ..tta import tta_labels
-from ..visualize import colourise, default_palette, prediction_panel
+from ..classifier.mlp import load_ensemble
+from ..base.errors import DdpmsegError
+from ..base.files import save_npy, save_png
+from ..prediction.predict import predict_image, uncertainty_score
+from ..base.progress import progress_bar
+from ..features.store import FeatureStore
+from ..report.tables import write_csv
+from ..prediction.tta import tta_labels
+from ..prediction.visualize import colourise, default_palette, prediction_panel
 
 
 def predict_ensemble(

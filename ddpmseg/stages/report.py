@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..figures import make_report_figures as write_report_figures
+from ..report.figures import make_report_figures as write_report_figures
 
 File = str | Path
 Files = Sequence[str | Path]
@@ -21,7 +21,7 @@ def make_report_figures(
     class_names: Mapping[str, Sequence[str] | None], palettes: Mapping[str, Sequence[Sequence[int]] | None],
     number_class: Mapping[str, int],
 ) -> None:
-    """Write the report's figures and tables (see :func:`ddpmseg.figures.make_report_figures`) from the
+    """Write the report's figures and tables (see :func:`ddpmseg.report.figures.make_report_figures`) from the
     collected tables (``*_csv``), the members' training logs (in the order of ``member_runs``), the
     runs' predictions (in the order of ``prediction_runs``) and the heavy jobs' ``benchmarks``.
 

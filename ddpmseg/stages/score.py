@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import FeatureStore
-from ..tables import merge_plain_scores, read_table, score_run, write_csv
+from ..features.store import FeatureStore
+from ..report.tables import merge_plain_scores, read_table, score_run, write_csv
 
 
 def score_predictions(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..tables import write_tables
+from ..report.tables import write_tables
 
 
 def make_tables(

@@ -7,12 +7,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..classifier import save_member
-from ..errors import DdpmsegError
-from ..files import save_json
-from ..sampler import PixelSampler
-from ..store import FeatureStore
-from ..training import TrainSettings, study_batches_per_epoch, train_ensemble
+from ..classifier.mlp import save_member
+from ..base.errors import DdpmsegError
+from ..base.files import save_json
+from ..features.sampler import PixelSampler
+from ..features.store import FeatureStore
+from ..classifier.training import TrainSettings, study_batches_per_epoch, train_ensemble
 
 
 def train_classifier(
@@ -32,8 +32,8 @@ def train_classifier(
     """Train ensemble ``members`` of run ``seed`` on the training ``stores``; save each one's weights
     (``models``) and JSON log (``logs``), in the order of ``members``.
 
-    The members train together in one batched computation (:func:`ddpmseg.training.train_ensemble`).
-    An epoch has :func:`ddpmseg.training.study_batches_per_epoch` batches of the first
+    The members train together in one batched computation (:func:`ddpmseg.classifier.training.train_ensemble`).
+    An epoch has :func:`ddpmseg.classifier.training.study_batches_per_epoch` batches of the first
     ``original_images`` views. Activations beyond ``memory_budget_mb`` are streamed.
     ``progress_file`` keeps the training state after every epoch (outside the job's declared outputs,
     which Snakemake deletes when a job fails), so a killed job resumes; it is removed when done.

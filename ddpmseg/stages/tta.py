@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import Split, load_split
-from ..files import atomic_directory
-from ..tta import apply_view, view_is_flipped
+from ..data.datasets import Split, load_split
+from ..base.files import atomic_directory
+from ..prediction.tta import apply_view, view_is_flipped
 
 
 def make_tta_view(

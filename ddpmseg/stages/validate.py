@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data import Split, summarize_split
-from ..ddpm import (
+from ..data.datasets import Split, summarize_split
+from ..diffusion.model import (
     build_model_and_diffusion,
     check_state_dict,
     model_flags,
     read_checkpoint,
 )
-from ..download import download
-from ..files import save_json, sha256_file
+from ..data.download import download
+from ..base.files import save_json, sha256_file
 
 
 def validate_dataset(

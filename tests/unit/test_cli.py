@@ -19,7 +19,7 @@ from conftest import (
 from PIL import Image
 
 from ddpmseg.cli import main
-from ddpmseg.files import sha256_file
+from ddpmseg.base.files import sha256_file
 
 
 def last_line(text: str) -> str:

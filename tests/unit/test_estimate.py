@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import REPO
 
-from ddpmseg.config import load_config
+from ddpmseg.config.checks import load_config
 from ddpmseg.estimate import (
     activation_values,
     format_size,
@@ -17,7 +17,7 @@ from ddpmseg.estimate import (
     noise_note,
     plan,
 )
-from ddpmseg.registry import paper_model_flags
+from ddpmseg.config.registry import paper_model_flags
 
 PAPER_BLOCKS = [5, 6, 7, 8, 12]
 

@@ -13,7 +13,7 @@ from conftest import TINY_CONFIG, dry_run, snakemake
 from PIL import Image
 
 from ddpmseg.cli import main
-from ddpmseg.tables import read_table
+from ddpmseg.report.tables import read_table
 
 pytestmark = pytest.mark.workflow
 

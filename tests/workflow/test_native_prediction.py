@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ddpmseg.classifier import load_ensemble
-from ddpmseg.predict import predict_image_per_pixel
-from ddpmseg.store import FeatureStore
-from ddpmseg.upsample import LayerGroups, gather_features
+from ddpmseg.classifier.mlp import load_ensemble
+from ddpmseg.prediction.predict import predict_image_per_pixel
+from ddpmseg.features.store import FeatureStore
+from ddpmseg.features.upsample import LayerGroups, gather_features
 
 pytestmark = pytest.mark.workflow
 

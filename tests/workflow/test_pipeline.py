@@ -70,7 +70,7 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
     assert log["settings"]["optimizer"] == "adamw" and log["settings"]["dropout"] == 0.2
     assert log["training_views"] == 10  # 5 originals + 5 augmented copies
     assert log["noise_seed"] == 1  # run seed 1 trains on the features of its own noise
-    from ddpmseg.store import FeatureStore
+    from ddpmseg.features.store import FeatureStore
 
     by_noise = [FeatureStore(workdir / f"results/features/tiny/test/noise{seed}/shard0.zarr") for seed in (0, 1)]
     assert [store.attrs["noise_seed"] for store in by_noise] == [0, 1]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import TINY_CONFIG, dry_run, planned_jobs, snakemake
 
-from ddpmseg.store import FeatureStore
+from ddpmseg.features.store import FeatureStore
 
 pytestmark = pytest.mark.workflow
 

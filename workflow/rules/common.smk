@@ -3,8 +3,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from ddpmseg.bundle import run_settings
-from ddpmseg.config import (
+from ddpmseg.use.bundle import run_settings
+from ddpmseg.config.checks import (
     SPLIT_COUNTS,
     archive_name,
     augmentation_set,
@@ -33,9 +33,9 @@ from ddpmseg.config import (
     variant_tta_sets,
     visible_gpu_count,
 )
-from ddpmseg.ddpm import model_flags
-from ddpmseg.errors import DdpmsegError
-from ddpmseg.registry import load_registry
+from ddpmseg.diffusion.model import model_flags
+from ddpmseg.base.errors import DdpmsegError
+from ddpmseg.config.registry import load_registry
 
 try:
     # One line naming the key on a schema error (Snakemake's validate prints the whole schema).
@@ -403,7 +403,7 @@ def applied_check(wildcards):
 
 
 def applied_settings(wildcards):
-    """Every setting the run's labels depend on (ddpmseg.bundle.run_settings), as one params dict."""
+    """Every setting the run's labels depend on (ddpmseg.use.bundle.run_settings), as one params dict."""
     dataset, variant, seed = applied_run(wildcards)
     return run_settings(config, dataset=dataset, variant=variant, seed=seed)
 

@@ -2,7 +2,7 @@ from functools import partial
 
 import _repo  # noqa: F401 - makes this checkout's ddpmseg importable
 
-from ddpmseg.runner import run_stage
+from ddpmseg.stages.runner import run_stage
 from ddpmseg.stages.ddpm import train_ddpm
 
 # GPUs come from the job's gpu resource, not a param: a finished training does not rerun for more GPUs.

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddpmseg.classifier import build_classifier, save_member
-from ddpmseg.files import atomic_directory
-from ddpmseg.store import FeatureStore, StoreWriter
+from ddpmseg.classifier.mlp import build_classifier, save_member
+from ddpmseg.base.files import atomic_directory
+from ddpmseg.features.store import FeatureStore, StoreWriter
 
 IGNORE = 255
 SIZE = 8

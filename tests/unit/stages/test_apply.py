@@ -11,13 +11,13 @@ import torch
 from conftest import finished_tiny_run, resolved_tiny_config, tiny_feature_width
 from PIL import Image
 
-from ddpmseg import labelling
-from ddpmseg.bundle import run_segmenter, run_settings
-from ddpmseg.classifier import build_classifier, save_member
-from ddpmseg.errors import DdpmsegError
+from ddpmseg.use import labelling
+from ddpmseg.use.bundle import run_segmenter, run_settings
+from ddpmseg.classifier.mlp import build_classifier, save_member
+from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.apply import label_images
-from ddpmseg.suggest import suggest_images
-from ddpmseg.tables import read_table
+from ddpmseg.use.suggest import suggest_images
+from ddpmseg.report.tables import read_table
 
 
 @pytest.fixture

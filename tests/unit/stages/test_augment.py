@@ -8,9 +8,9 @@ import numpy as np
 from conftest import make_dataset
 from PIL import Image
 
-from ddpmseg.augment import augment_copies
-from ddpmseg.config import parse_augmentation_set
-from ddpmseg.data import load_split
+from ddpmseg.data.augment import augment_copies
+from ddpmseg.config.checks import parse_augmentation_set
+from ddpmseg.data.datasets import load_split
 from ddpmseg.stages.augment import augment_training_set
 
 

@@ -20,16 +20,16 @@ import pytest
 import yaml
 from conftest import NA_NAMES, TINY_FLAGS, make_dataset, raw_cells
 
-from ddpmseg.data import split_dir
-from ddpmseg.download import load_lock, part_path
-from ddpmseg.errors import DdpmsegError
+from ddpmseg.data.datasets import split_dir
+from ddpmseg.data.download import load_lock, part_path
+from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.download import (
     download_archive,
     download_checkpoint,
     extract_dataset,
 )
 from ddpmseg.stages.validate import validate_ddpm
-from ddpmseg.tables import write_csv
+from ddpmseg.report.tables import write_csv
 
 KEY_ARCHIVE, KEY_CHECKPOINT = "archives/datasets.tar.gz", "checkpoints/lsun_horse.pt"
 
@@ -133,9 +133,9 @@ def test_extract_dataset_checks_a_hand_placed_archive_before_recording_it(tmp_pa
 def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> None:
     import torch
 
-    from ddpmseg.files import atomic_directory
+    from ddpmseg.base.files import atomic_directory
     from ddpmseg.stages.score import score_predictions
-    from ddpmseg.store import StoreWriter
+    from ddpmseg.features.store import StoreWriter
 
     size, names = 4, NA_NAMES
     labels = np.zeros((len(names), size, size), np.int64)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_FLAGS
 
-from ddpmseg import ddpm_training
-from ddpmseg.ddpm import model_flags
-from ddpmseg.ddpm_training import DdpmTrainingSettings, launch_command
-from ddpmseg.errors import DdpmsegError
+from ddpmseg.diffusion.training import loop as ddpm_training
+from ddpmseg.diffusion.model import model_flags
+from ddpmseg.diffusion.training.loop import DdpmTrainingSettings, launch_command
+from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages import ddpm as stage
 
 TRAINING = {"iterations": 4, "batch_size": 2, "microbatch": 0, "lr": 1e-4, "weight_decay": 0.0, "ema_rate": 0.9,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ddpmseg.demo import render_scene, scene_rng
+from ddpmseg.data.demo import render_scene, scene_rng
 from ddpmseg.stages.demo import generate_demo_dataset
 
 

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 import yaml
 
-from ddpmseg.errors import DdpmsegError
+from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.download import (
     download_archive,
     download_checkpoint,

@@ -14,14 +14,14 @@ from conftest import (
     write_sample,
 )
 
-from ddpmseg.classifier import load_ensemble
-from ddpmseg.config import default_variant_settings
-from ddpmseg.data import load_split
+from ddpmseg.classifier.mlp import load_ensemble
+from ddpmseg.config.checks import default_variant_settings
+from ddpmseg.data.datasets import load_split
 from ddpmseg.stages.features import extract_features, extract_rgb_features
 from ddpmseg.stages.predict import predict_ensemble
 from ddpmseg.stages.train import train_classifier
 from ddpmseg.stages.tta import make_tta_view
-from ddpmseg.store import FeatureStore
+from ddpmseg.features.store import FeatureStore
 
 
 def test_a_shard_holds_its_images_labels_and_the_checkpoints_digest(tmp_path, tiny_checkpoint) -> None:

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ddpmseg.classifier import load_ensemble
-from ddpmseg.errors import DdpmsegError
-from ddpmseg.predict import predict_image
+from ddpmseg.classifier.mlp import load_ensemble
+from ddpmseg.base.errors import DdpmsegError
+from ddpmseg.prediction.predict import predict_image
 from ddpmseg.stages.predict import predict_ensemble
-from ddpmseg.tta import tta_labels
-from ddpmseg.visualize import default_palette, prediction_panel
+from ddpmseg.prediction.tta import tta_labels
+from ddpmseg.prediction.visualize import default_palette, prediction_panel
 
 from .conftest import IGNORE, NUMBER_CLASS
 

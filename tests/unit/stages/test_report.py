@@ -9,8 +9,8 @@ import pandas as pd
 from PIL import Image
 
 from ddpmseg.stages.report import make_report_figures
-from ddpmseg.tables import read_table, write_csv
-from ddpmseg.visualize import default_palette, prediction_panel
+from ddpmseg.report.tables import read_table, write_csv
+from ddpmseg.prediction.visualize import default_palette, prediction_panel
 
 RUNS = [{"dataset": "d", "variant": v, "seed": 0} for v in ("baseline", "final")]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpmseg.metrics import dataset_miou
+from ddpmseg.prediction.metrics import dataset_miou
 from ddpmseg.stages.score import score_predictions
-from ddpmseg.tables import read_table, write_csv
+from ddpmseg.report.tables import read_table, write_csv
 
 from .conftest import IGNORE, NUMBER_CLASS
 

@@ -6,11 +6,11 @@ import json
 
 import torch
 
-from ddpmseg.classifier import load_ensemble
-from ddpmseg.config import default_variant_settings
-from ddpmseg.sampler import PixelSampler
+from ddpmseg.classifier.mlp import load_ensemble
+from ddpmseg.config.checks import default_variant_settings
+from ddpmseg.features.sampler import PixelSampler
 from ddpmseg.stages.train import train_classifier
-from ddpmseg.training import study_batches_per_epoch
+from ddpmseg.classifier.training import study_batches_per_epoch
 
 from .conftest import IGNORE, NUMBER_CLASS
 

@@ -8,11 +8,11 @@ import pytest
 from conftest import make_dataset
 from PIL import Image
 
-from ddpmseg.config import parse_tta_set, tta_set
-from ddpmseg.data import load_split
-from ddpmseg.errors import DdpmsegError
+from ddpmseg.config.checks import parse_tta_set, tta_set
+from ddpmseg.data.datasets import load_split
+from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.tta import make_tta_view
-from ddpmseg.tta import apply_view
+from ddpmseg.prediction.tta import apply_view
 
 DATASET = {"testing_number": 2, "image_size": 32, "number_class": 3, "ignore_label": 255}
 

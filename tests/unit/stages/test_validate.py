@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import TINY_FLAGS, make_dataset
 
-from ddpmseg.errors import DdpmsegError
+from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.validate import validate_dataset, validate_ddpm
 
 

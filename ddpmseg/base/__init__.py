@@ -1,0 +1,1 @@
+"""Shared by every layer: one-line errors, atomic file writes, progress bars."""

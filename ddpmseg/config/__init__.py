@@ -1,0 +1,1 @@
+"""The workflow's configuration: schema validation, registry, cross-checks, variants, image sets and path templates."""

@@ -1,0 +1,131 @@
+"""Pixel features (docs/method.md §3): decoder activations of the DDPM at a few noise levels.
+
+For each step t, x_t = q_sample(x0, t, noise) with ONE noise tensor shared by every image (drawn from
+the noise seed: by default a run's own seed, as the reference does), the UNet runs on (x_t, t) and the
+outputs of the chosen ``model.output_blocks`` are kept at their native resolution, in the model's block
+order whatever order they are listed in. The forward pass stops after the last chosen block: later
+blocks cannot change them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.datasets import to_model_input
+from ..base.errors import DdpmsegError
+from ..base.files import atomic_directory
+from ..base.progress import progress_bar
+from ..features.store import StoreWriter
+
+
+class _StopForward(Exception):
+    """Raised by the last hook to skip the decoder blocks after it."""
+
+
+def shared_noise(seed: int, image_size: int) -> torch.Tensor:
+    """The one N(0, I) noise of shape (1, 3, S, S), drawn on the CPU so every device sees the same values.
+
+    The reference draws it from the GPU's generator when it runs on one; drawing on the CPU is this
+    project's one deliberate departure (docs/method.md §7): features are identical across machines.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((1, 3, image_size, image_size), generator=generator)
+
+
+def model_order(blocks: Sequence[int]) -> list[int]:
+    """Decoder blocks in the model's order (the reference concatenates them so, whatever the config's
+    order); a block listed twice is an error."""
+    ordered = sorted(int(b) for b in blocks)
+    repeated = sorted({b for b in ordered if ordered.count(b) > 1})
+    if repeated:
+        raise DdpmsegError(f"features.blocks: block {repeated[0]} is listed twice")
+    return ordered
+
+
+@torch.no_grad()
+def extract_activations(
+    model: torch.nn.Module,
+    diffusion: Any,
+    images: torch.Tensor,
+    *,
+    steps: Sequence[int],
+    blocks: Sequence[int],
+    noise: torch.Tensor,
+) -> dict[tuple[int, int], torch.Tensor]:
+    """Decoder activations of a batch of images (B, 3, S, S) in [-1, 1].
+
+    Returns ``{(step, block): tensor (B, C, h, w)}`` on the CPU in float32, in the order steps outer,
+    blocks inner in the model's order (the feature order of docs/method.md §3).
+    """
+    blocks = model_order(blocks)
+    device = next(model.parameters()).device
+    x0 = images.to(device=device, dtype=torch.float32)
+    noise = noise.to(device=device, dtype=torch.float32).expand_as(x0)
+    last = max(blocks)
+    captured: dict[int, torch.Tensor] = {}
+
+    def hook(index: int):
+        def record(_module, _inputs, output):
+            captured[index] = output.detach().float().cpu()
+            if index == last:
+                raise _StopForward
+
+        return record
+
+    handles = [model.output_blocks[b].register_forward_hook(hook(b)) for b in blocks]
+    activations: dict[tuple[int, int], torch.Tensor] = {}
+    try:
+        for step in steps:
+            t = torch.full((x0.shape[0],), int(step), device=device, dtype=torch.long)
+            x_t = diffusion.q_sample(x0, t, noise=noise)
+            captured.clear()
+            try:
+                model(x_t, diffusion._scale_timesteps(t))
+            except _StopForward:
+                pass
+            for block in blocks:
+                activations[(int(step), int(block))] = captured[block]
+    finally:
+        for handle in handles:
+            handle.remove()
+    return activations
+
+
+def extract_to_store(
+    model: torch.nn.Module,
+    diffusion: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    steps: Sequence[int],
+    blocks: Sequence[int],
+    noise_seed: int,
+    batch_size: int,
+    out: str | Path,
+    attrs: dict[str, Any],
+    progress: bool = True,
+) -> None:
+    """Extract the activations of (n, S, S, 3) uint8 images in batches into a new store at ``out``.
+
+    The store appears under ``out`` only when complete (written beside it, then renamed).
+    """
+    image_size = images.shape[1]
+    noise = shared_noise(noise_seed, image_size)
+    attrs = {
+        **attrs, "feature_source": "ddpm", "steps": [int(s) for s in steps], "blocks": model_order(blocks),
+        "noise_seed": noise_seed,
+    }
+    with atomic_directory(out) as tmp:
+        writer = StoreWriter(tmp, names, image_size, attrs)
+        starts = range(0, len(images), batch_size)
+        for start in progress_bar(starts, desc=f"extract {Path(out).name}", unit="batch", disable=not progress):
+            batch = np.stack([to_model_input(image) for image in images[start : start + batch_size]])
+            activations = extract_activations(model, diffusion, torch.from_numpy(batch), steps=steps, blocks=blocks, noise=noise)
+            writer.write(start, activations, images[start : start + batch_size], labels[start : start + batch_size])
+        writer.close()

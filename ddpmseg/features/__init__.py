@@ -1,0 +1,1 @@
+"""Feature stores and sampling: zarr stores of native-resolution activations, exact upsampling, the RGB control's features, training pixels."""

@@ -1,0 +1,1 @@
+"""Prediction: the ensemble's vote and uncertainty at native resolution, test-time augmentation, scores and label pictures."""

@@ -1,0 +1,1 @@
+"""Tables and the report: mIoU tables, figures, HTML tables, benchmark summaries, published numbers."""

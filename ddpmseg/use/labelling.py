@@ -1,0 +1,414 @@
+"""Label new images with a trained segmenter, at their original size (docs/method.md §1 and §4).
+
+Each image is read, made square by the segmenter's ``non_square`` policy and resized to its
+``image_size`` as the dataset stage does (:mod:`ddpmseg.data.datasets`), its DDPM features are computed in
+memory, and the ensemble labels it (with test-time augmentation when the segmenter has views). The
+label map is then brought back to the image's own size: resized with nearest neighbour, or, under
+``center_crop``, resized onto the crop and placed back with ``ignore_label`` in the cut-off margins.
+
+Outputs in the labelling folder, per image stem: ``labels/<stem>.png`` (8-bit palette PNG of class
+ids, ignore_label pixels keep their id), ``overlay/<stem>.png`` (the classes' colours over the image),
+``uncertainty/<stem>.png`` (the plain ensemble's per-pixel JS divergence, grey = 255 JS / ln K),
+``rows/<stem>.json`` (the image's row of the table) and, over all images of a call,
+``predictions.csv``. ``.ddpmseg-labelling.json`` records the segmenter's identity: a rerun with the
+same segmenter skips the images whose outputs are all there and were made from the same file (its
+sha256 is kept in the row), so an interrupted run resumes; another segmenter is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+
+from ..classifier.mlp import load_ensemble
+from ..data.datasets import (
+    IMAGE_SUFFIXES,
+    center_square,
+    check_link,
+    check_unique_stems,
+    files_with_suffixes,
+    nearest_indices,
+    read_image,
+    resize_image,
+    to_model_input,
+)
+from ..diffusion.model import select_device
+from ..base.errors import DdpmsegError
+from ..diffusion.activations import extract_activations, shared_noise
+from ..base.files import atomic_path, load_json, save_json, save_png, sha256_file
+from ..prediction.predict import predict_image, uncertainty_score
+from ..base.progress import progress_bar
+from .segmenter import Segmenter, segmenter_ddpm
+from ..report.tables import write_csv
+from ..prediction.tta import apply_view, tta_labels
+from ..prediction.visualize import IGNORE_COLOUR, colourise, panel
+
+MARKER = ".ddpmseg-labelling.json"
+OUTPUT_FOLDERS = ("labels", "overlay", "uncertainty")
+ROWS = "rows"
+FIXED_COLUMNS = ("image", "width", "height", "uncertainty", "ignored")
+OVERLAY_ALPHA = 0.5
+
+
+@dataclass
+class LabellingSummary:
+    """What a labelling call did: images labelled now, skipped (done before), and failed with a reason."""
+
+    labelled: int
+    skipped: int
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    """One image labelled at the model's resolution, with what bringing it back to its size needs."""
+
+    path: Path
+    original: np.ndarray  # (H, W, 3) uint8 as read
+    labels: np.ndarray  # (S, S) int32: the final labels (TTA-voted when TTA is on)
+    js: torch.Tensor  # (S, S) float32: the plain ensemble's JS uncertainty
+
+
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files named directly or found (``.png``/``.jpg``/``.jpeg``, any case, not recursing) in
+    folders, sorted and without repeats. A path that does not exist, or a folder without images, is an
+    error naming it; a file named directly is taken whatever its suffix (reading it tells)."""
+    found: set[Path] = set()
+    for entry in map(Path, paths):
+        check_link(entry)
+        if entry.is_dir():
+            images = files_with_suffixes(entry, IMAGE_SUFFIXES)
+            if not images:
+                raise DdpmsegError(f"{entry}: folder holds no {'/'.join(IMAGE_SUFFIXES)} images")
+            found.update(images)
+        elif entry.is_file():
+            found.add(entry)
+        else:
+            raise DdpmsegError(f"{entry}: no such image file or folder")
+    return sorted(found)
+
+
+def tta_image_index(path: Path) -> int:
+    """The image index that seeds an image's TTA views: CRC-32 of its file name, below 2**31, so a view
+    depends on the name only, not on which other images are labelled with it."""
+    return zlib.crc32(Path(path).name.encode()) % 2**31
+
+
+def square_input(rgb: np.ndarray, segmenter: Segmenter, path: Path) -> np.ndarray:
+    """The image the model sees: a square image resized; a non-square one resized whole ('resize') or
+    its central square resized ('center_crop'); without a policy a non-square image is an error."""
+    height, width = rgb.shape[:2]
+    if height != width and segmenter.non_square == "center_crop":
+        rgb = center_square(rgb)
+    elif height != width and segmenter.non_square != "resize":
+        raise DdpmsegError(
+            f"{path}: image is {width}x{height}, not square, and the segmenter has no non_square policy"
+        )
+    return resize_image(rgb, segmenter.image_size)
+
+
+def crop_box(height: int, width: int, policy: str | None) -> tuple[int, int, int, int]:
+    """(top, left, box height, box width) of the part of an H x W image the model's square covers."""
+    if height != width and policy == "center_crop":
+        side = min(height, width)
+        return (height - side) // 2, (width - side) // 2, side, side
+    return 0, 0, height, width
+
+
+def original_size(array: np.ndarray, height: int, width: int, policy: str | None, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """An (S, S) map at the model's resolution back at the image's H x W, by nearest neighbour (OpenCV's
+    index rule, as masks are resized); outside a center crop the map holds ``fill``. Returns
+    (map (H, W) in the array's dtype, inside (H, W) bool: covered by the model's square)."""
+    top, left, box_height, box_width = crop_box(height, width, policy)
+    size = array.shape[0]
+    rows, cols = nearest_indices(size, box_height), nearest_indices(size, box_width)
+    restored = np.full((height, width), fill, dtype=array.dtype)
+    inside = np.zeros((height, width), dtype=bool)
+    restored[top : top + box_height, left : left + box_width] = array[rows[:, None], cols[None, :]]
+    inside[top : top + box_height, left : left + box_width] = True
+    return restored, inside
+
+
+def check_ensemble(ensemble: Sequence[nn.Module], segmenter: Segmenter) -> None:
+    for path, member in zip(segmenter.member_paths, ensemble, strict=True):
+        classes = member[-1].out_features
+        if classes != segmenter.number_class:
+            raise DdpmsegError(f"{path}: member predicts {classes} classes, the segmenter has {segmenter.number_class}")
+
+
+def check_feature_width(ensemble: Sequence[nn.Module], segmenter: Segmenter, layers: Sequence[torch.Tensor]) -> None:
+    width = sum(layer.shape[-1] for layer in layers)
+    for path, member in zip(segmenter.member_paths, ensemble, strict=True):
+        if member[0].in_features != width:
+            raise DdpmsegError(
+                f"{path}: member takes {member[0].in_features} features, the segmenter's feature settings give {width}"
+            )
+
+
+def image_layers(segmenter: Segmenter, images: Sequence[np.ndarray]) -> list[list[torch.Tensor]]:
+    """Per image, its channel-last (h, w, C) float16 features in feature order, for (S, S, 3) uint8
+    images as one batch: the DDPM's activations, or for the RGB control one layer of the pixels' values
+    in [-1, 1]. Rounded to float16 as a feature store keeps them, so that an image gets the labels the
+    workflow's test prediction gives it."""
+    batch = torch.from_numpy(np.stack([to_model_input(image) for image in images]))
+    if segmenter.feature_source == "rgb":
+        layers = [batch]
+    else:
+        model, diffusion = segmenter_ddpm(segmenter)
+        noise = shared_noise(segmenter.noise_seed, segmenter.image_size)
+        activations = extract_activations(model, diffusion, batch, steps=segmenter.steps, blocks=segmenter.blocks, noise=noise)
+        layers = list(activations.values())
+    return [[layer[index].permute(1, 2, 0).to(torch.float16).contiguous() for layer in layers] for index in range(len(images))]
+
+
+def batched_layers(segmenter: Segmenter, images: Sequence[np.ndarray], batch_size: int) -> list[list[torch.Tensor]]:
+    """:func:`image_layers` of any number of images, ``batch_size`` per DDPM forward pass."""
+    layers: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), batch_size):
+        layers += image_layers(segmenter, images[start : start + batch_size])
+    return layers
+
+
+class EnsembleLabeller:
+    """The segmenter's members, loaded once, labelling batches of images (see :func:`predictions`)."""
+
+    def __init__(self, segmenter: Segmenter, *, tta: bool, batch_size: int):
+        if batch_size < 1:
+            raise DdpmsegError(f"batch size {batch_size} must be at least 1")
+        self.segmenter, self.batch_size = segmenter, batch_size
+        self.views = [list(view) for view in segmenter.tta_views] if tta else []
+        # the members on the DDPM's device (CUDA when present): the native-resolution products run there
+        self.ensemble = [member.to(select_device()) for member in load_ensemble(segmenter.member_paths)]
+        check_ensemble(self.ensemble, segmenter)
+
+    def label(self, layers: Sequence[torch.Tensor]) -> tuple[np.ndarray, torch.Tensor]:
+        """(labels (S, S) int32, JS (S, S)) of one image's activations."""
+        check_feature_width(self.ensemble, self.segmenter, layers)
+        labels, js = predict_image(self.ensemble, layers, self.segmenter.image_size, self.segmenter.number_class)
+        return labels.numpy().astype(np.int32), js
+
+    def label_batch(self, paths: Sequence[Path], squares: Sequence[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+        """(final labels, plain JS) of each square image; views are batched like the images."""
+        plain = [self.label(layers) for layers in batched_layers(self.segmenter, squares, self.batch_size)]
+        if not self.views:
+            return plain
+        segmenter = self.segmenter
+        per_image: list[list[tuple[np.ndarray, np.ndarray, list[str]]]] = [[] for _ in squares]
+        for view in self.views:
+            shown = [apply_view(square, view, segmenter.tta_seed, tta_image_index(path)) for path, square in zip(paths, squares, strict=True)]
+            view_layers = batched_layers(segmenter, [image for image, _ in shown], self.batch_size)
+            for votes, (_, valid), layers in zip(per_image, shown, view_layers, strict=True):
+                votes.append((self.label(layers)[0], valid, view))
+        return [
+            (tta_labels(labels, votes, segmenter.ignore_label, segmenter.number_class), js)
+            for (labels, js), votes in zip(plain, per_image, strict=True)
+        ]
+
+
+def read_for_model(path: Path, segmenter: Segmenter) -> tuple[np.ndarray, np.ndarray]:
+    """(original (H, W, 3), square model input (S, S, 3)) of one image file; DdpmsegError if unreadable."""
+    original = read_image(path)
+    return original, square_input(original, segmenter, path)
+
+
+def predictions(
+    segmenter: Segmenter,
+    paths: Sequence[Path],
+    failed: list[tuple[Path, str]],
+    *,
+    tta: bool,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+) -> Iterator[Prediction]:
+    """Label ``paths`` batch by batch, yielding each readable image's :class:`Prediction` in order; an
+    image that cannot be read or preprocessed is appended to ``failed`` with its one-line reason."""
+    labeller = EnsembleLabeller(segmenter, tta=tta, batch_size=batch_size)
+    with progress_bar(total=len(paths), desc=desc, unit="image", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            readable: list[tuple[Path, np.ndarray, np.ndarray]] = []
+            for path in paths[start : start + batch_size]:
+                try:
+                    readable.append((path, *read_for_model(path, segmenter)))
+                except DdpmsegError as error:
+                    failed.append((path, str(error)))
+            if readable:
+                results = labeller.label_batch([p for p, _, _ in readable], [square for _, _, square in readable])
+                for (path, original, _), (labels, js) in zip(readable, results, strict=True):
+                    yield Prediction(path, original, labels, js)
+            bar.update(len(paths[start : start + batch_size]))
+
+
+def uncertainty_grey(js: np.ndarray, number_class: int) -> np.ndarray:
+    """JS values as uint8 grey: 255 at ln(number_class), the largest JS divergence K classes allow."""
+    return np.clip(np.rint(js / math.log(number_class) * 255.0), 0, 255).astype(np.uint8)
+
+
+def uncertainty_map(prediction: Prediction, segmenter: Segmenter) -> np.ndarray:
+    """The (H, W) uint8 grey JS map at the image's size (0 outside a center crop)."""
+    height, width = prediction.original.shape[:2]
+    grey = uncertainty_grey(prediction.js.numpy(), segmenter.number_class)
+    return original_size(grey, height, width, segmenter.non_square, 0)[0]
+
+
+def palette_bytes(segmenter: Segmenter) -> list[int]:
+    """A 256-entry PNG palette: the classes' colours, ignore_label white (unless it is a class), rest black."""
+    colours = [(0, 0, 0)] * 256
+    colours[segmenter.ignore_label] = IGNORE_COLOUR
+    colours[: segmenter.number_class] = segmenter.palette[: segmenter.number_class]
+    return [value for colour in colours for value in colour]
+
+
+def save_label_png(path: Path, labels: np.ndarray, segmenter: Segmenter) -> None:
+    """Class ids as an 8-bit palette ('P') PNG, written atomically."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="L")
+    image.putpalette(palette_bytes(segmenter))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def overlay(original: np.ndarray, labels: np.ndarray, inside: np.ndarray, segmenter: Segmenter) -> np.ndarray:
+    """The classes' colours blended over the image where the model labelled it (not on ignore_label)."""
+    colours = colourise(labels, segmenter.palette, segmenter.ignore_label).astype(np.float32)
+    blended = (1 - OVERLAY_ALPHA) * original.astype(np.float32) + OVERLAY_ALPHA * colours
+    labelled = inside & ((labels != segmenter.ignore_label) | (segmenter.ignore_label < segmenter.number_class))
+    return np.where(labelled[..., None], np.rint(blended), original).astype(np.uint8)
+
+
+def class_fractions(labels: np.ndarray, inside: np.ndarray, segmenter: Segmenter) -> dict[str, float]:
+    """Each class's share of the labelled pixels (summing to 1) and the ``ignored`` share of all pixels
+    (the margins a center crop cut off)."""
+    counts = np.bincount(labels[inside].ravel(), minlength=segmenter.number_class)[: segmenter.number_class]
+    fractions = {name: float(count / max(1, inside.sum())) for name, count in zip(segmenter.class_names, counts, strict=True)}
+    return {**fractions, "ignored": float(1 - inside.mean())}
+
+
+def paths_of(out_dir: Path, stem: str) -> dict[str, Path]:
+    """An image's output files, its table row last (written last: it marks the image as done)."""
+    files = {folder: out_dir / folder / f"{stem}.png" for folder in OUTPUT_FOLDERS}
+    return {**files, ROWS: out_dir / ROWS / f"{stem}.json"}
+
+
+def is_done(out_dir: Path, path: Path) -> bool:
+    """Whether an image's outputs all exist and were made from this very file (its sha256 is in its row)."""
+    files = paths_of(out_dir, path.stem)
+    if not all(output.is_file() for output in files.values()):
+        return False
+    return load_json(files[ROWS]).get("sha256") == sha256_file(path)
+
+
+def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -> None:
+    """An image's label PNG, overlay, uncertainty map and (last) its table row."""
+    height, width = prediction.original.shape[:2]
+    labels, inside = original_size(prediction.labels, height, width, segmenter.non_square, segmenter.ignore_label)
+    files = paths_of(out_dir, prediction.path.stem)
+    save_label_png(files["labels"], labels, segmenter)
+    save_png(files["overlay"], overlay(prediction.original, labels, inside, segmenter))
+    save_png(files["uncertainty"], np.repeat(uncertainty_map(prediction, segmenter)[..., None], 3, axis=2))
+    row = {
+        "image": prediction.path.name,
+        "width": width,
+        "height": height,
+        "uncertainty": uncertainty_score(prediction.js),
+        **class_fractions(labels, inside, segmenter),
+        "sha256": sha256_file(prediction.path),  # not a table column: tells a rerun whether the file changed
+    }
+    save_json(files[ROWS], row)
+
+
+def claim_folder(out_dir: Path, segmenter: Segmenter, *, tta: bool = False) -> None:
+    """Make ``out_dir`` this segmenter's labelling folder: new or empty folders are claimed, one that
+    records the same identity and TTA setting is resumed, anything else is refused (``tta`` counts only
+    when the segmenter has views: without them both settings give the same labels)."""
+    marker = out_dir / MARKER
+    tta = bool(tta and segmenter.tta_views)
+    if marker.is_file():
+        recorded = load_json(marker)
+        if recorded.get("identity") != segmenter.identity:
+            raise DdpmsegError(
+                f"{out_dir}: holds labels of another segmenter (identity {recorded.get('identity')}, this one "
+                f"{segmenter.identity}); choose another --out folder or empty this one"
+            )
+        if bool(recorded.get("tta", False)) != tta:
+            was, now = ("on", "off") if recorded.get("tta") else ("off", "on")
+            raise DdpmsegError(
+                f"{out_dir}: holds labels made with TTA {was}, asked for TTA {now}; "
+                "choose another --out folder or empty this one"
+            )
+        return
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DdpmsegError(f"{out_dir}: exists and is not an empty folder or a ddpmseg labelling folder")
+    save_json(marker, {"identity": segmenter.identity, "tta": tta})
+
+
+def check_class_columns(segmenter: Segmenter) -> None:
+    names = list(segmenter.class_names)
+    clashes = [name for name in names if name in FIXED_COLUMNS or names.count(name) > 1]
+    if clashes:
+        raise DdpmsegError(f"class name '{clashes[0]}' is repeated or is one of the table's columns {', '.join(FIXED_COLUMNS)}")
+
+
+EXAMPLE_MIN_HEIGHT = 160  # px: small images are enlarged (nearest) so that a viewer sees their pixels
+
+
+def enlarged(picture: np.ndarray, min_height: int = EXAMPLE_MIN_HEIGHT) -> np.ndarray:
+    """``picture`` repeated pixel by pixel an integer number of times until it is ``min_height`` high."""
+    factor = max(1, math.ceil(min_height / picture.shape[0]))
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
+def write_examples(out_dir: Path, paths: Sequence[Path], count: int) -> None:
+    """``examples/<stem>.png``: image | overlay | uncertainty of the first ``count`` of ``paths`` (labelled),
+    enlarged to at least :data:`EXAMPLE_MIN_HEIGHT` px high."""
+    for path in paths[:count]:
+        files = paths_of(out_dir, path.stem)
+        shown = [np.asarray(Image.open(files[folder]).convert("RGB")) for folder in ("overlay", "uncertainty")]
+        save_png(out_dir / "examples" / f"{path.stem}.png", enlarged(panel(read_image(path), *shown)))
+
+
+def label_images(
+    segmenter: Segmenter,
+    images: Sequence[Path],
+    out_dir: Path,
+    *,
+    tta: bool = True,
+    batch_size: int = 4,
+    progress: bool = True,
+    examples: int = 0,
+) -> LabellingSummary:
+    """Label ``images`` into ``out_dir`` (see the module's docstring); ``batch_size`` images per DDPM
+    forward pass; ``examples`` panels of the first images. Images whose outputs exist for the same
+    segmenter and file contents are skipped; an unreadable image is listed in ``failed`` and the others are labelled."""
+    images, out_dir = [Path(p) for p in images], Path(out_dir)
+    check_unique_stems(images)
+    check_class_columns(segmenter)
+    claim_folder(out_dir, segmenter, tta=tta)
+    todo = [path for path in images if not is_done(out_dir, path)]
+    summary = LabellingSummary(labelled=0, skipped=len(images) - len(todo))
+    if todo:
+        for prediction in predictions(
+            segmenter, todo, summary.failed, tta=tta, batch_size=batch_size, progress=progress, desc="label"
+        ):
+            write_outputs(prediction, segmenter, out_dir)
+            summary.labelled += 1
+    failed = {path for path, _ in summary.failed}
+    done = [path for path in images if path not in failed]
+    write_csv(out_dir / "predictions.csv", prediction_table(out_dir, done, segmenter))
+    write_examples(out_dir, done, examples)
+    return summary
+
+
+def prediction_table(out_dir: Path, images: Sequence[Path], segmenter: Segmenter) -> pd.DataFrame:
+    """The rows of ``images`` (labelled now or before), in their order, in the columns' fixed order."""
+    columns = list(FIXED_COLUMNS[:4]) + list(segmenter.class_names) + ["ignored"]
+    rows = [load_json(paths_of(out_dir, path.stem)[ROWS]) for path in images]
+    return pd.DataFrame(rows, columns=columns)
