@@ -41,11 +41,7 @@ report: "workflow/report/workflow.rst"
 rule all:
     default_target: True
     input:
-        "results/tables/miou.md",
-        "results/tables/miou.csv",
-        "results/tables/per_seed.csv",
-        "results/tables/per_class.csv",
-        "results/tables/per_image.csv",
+        rules.make_tables.output,
         rules.make_report_figures.output,
         applied_outputs(),
 

@@ -27,9 +27,10 @@ GOAL = 3.0
 
 def job_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """One training job as the pipeline runs it: read the stores, train the given members, exit."""
-    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.config.load import default_variant_settings
     from ddpmseg.features.sampler import PixelSampler
-    from ddpmseg.classifier.training import TrainSettings, train_ensemble, train_member
+    from ddpmseg.classifier.training import train_ensemble, train_member
+    from ddpmseg.classifier.settings import TrainSettings
 
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])
     settings = TrainSettings.of({**default_variant_settings(), "max_epochs": 1, "epochs_before_stopping": 10**6})
@@ -56,9 +57,10 @@ def floor_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.config.load import default_variant_settings
     from ddpmseg.features.sampler import PixelSampler
-    from ddpmseg.classifier.training import TrainSettings, make_optimizer
+    from ddpmseg.classifier.training import make_optimizer
+    from ddpmseg.classifier.settings import TrainSettings
 
     hidden = hidden_sizes(synthetic.NUMBER_CLASS)[0]
     generator = torch.Generator().manual_seed(0)
@@ -100,9 +102,10 @@ def worker(payload: dict[str, Any]) -> dict[str, Any]:
         return job_worker(payload)
     if payload["mode"] == "floor":
         return floor_worker(payload)
-    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.config.load import default_variant_settings
     from ddpmseg.features.sampler import PixelSampler
-    from ddpmseg.classifier.training import TrainSettings, train_ensemble, train_member
+    from ddpmseg.classifier.training import train_ensemble, train_member
+    from ddpmseg.classifier.settings import TrainSettings
 
     started = time.perf_counter()
     sampler = PixelSampler(FeatureStore(payload["paths"]), synthetic.IGNORE_LABEL, payload["indices"])

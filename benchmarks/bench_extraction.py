@@ -20,7 +20,7 @@ import performance_doc
 import torch
 from performance_doc import fmt
 
-from ddpmseg.data.datasets import to_model_input
+from ddpmseg.data.preprocess import to_model_input
 from ddpmseg.diffusion.model import build_model_and_diffusion
 from ddpmseg.diffusion.activations import extract_activations, extract_to_store, shared_noise
 

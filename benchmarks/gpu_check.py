@@ -143,9 +143,10 @@ def check_extraction(
 def check_member_training(report: Report, feature_dim: int, steps: int, device: torch.device) -> None:
     """(c) member-steps/s of StackedClassifiers training steps, 1 member vs MEMBERS fused."""
     from ddpmseg.classifier.mlp import build_classifier
-    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.config.load import default_variant_settings
     from ddpmseg.classifier.stacked import StackedClassifiers
-    from ddpmseg.classifier.training import TrainSettings, make_optimizer
+    from ddpmseg.classifier.training import make_optimizer
+    from ddpmseg.classifier.settings import TrainSettings
 
     print("(c) member training steps/s, alone vs fused", flush=True)
     settings = TrainSettings.of(default_variant_settings())

@@ -115,9 +115,10 @@ def ddpmseg_training_worker(payload: dict[str, Any]) -> dict[str, Any]:
     ``time_to_first_step_s`` counts from the start of the sampler's construction (which loads resident
     activations) to the end of the first optimizer step.
     """
-    from ddpmseg.config.checks import default_variant_settings
+    from ddpmseg.config.load import default_variant_settings
     from ddpmseg.features.sampler import PixelSampler
-    from ddpmseg.classifier.training import TrainSettings, train_member
+    from ddpmseg.classifier.training import train_member
+    from ddpmseg.classifier.settings import TrainSettings
 
     started = time.perf_counter()
     store = FeatureStore(payload["paths"])

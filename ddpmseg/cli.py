@@ -19,8 +19,9 @@ from .base.errors import DdpmsegError
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from .use.bundle import export_bundle, exported_run
-    from .config.checks import load_config
+    from .use.bundle import export_bundle
+    from .use.run import exported_run
+    from .config.load import load_config
 
     workdir = Path(args.workdir)
     config_path = Path(args.config) if Path(args.config).is_absolute() else workdir / args.config
@@ -40,7 +41,8 @@ def export_command(args: argparse.Namespace) -> int:
 
 def predict_command(args: argparse.Namespace) -> int:
     from .use.bundle import load_bundle
-    from .use.labelling import image_files, label_images
+    from .data.listing import image_files
+    from .use.labelling import label_images
 
     segmenter = load_bundle(Path(args.bundle), ddpm_checkpoint=_optional_path(args.ddpm))
     images = image_files(args.images)
@@ -58,7 +60,7 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def suggest_command(args: argparse.Namespace) -> int:
     from .use.bundle import load_bundle
-    from .use.labelling import image_files
+    from .data.listing import image_files
     from .use.suggest import suggest_images
 
     segmenter = load_bundle(Path(args.bundle), ddpm_checkpoint=_optional_path(args.ddpm))

@@ -17,16 +17,11 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config.checks import (
-    PER_RUN_NOISE,
-    feature_imagesets,
-    imageset_count,
-    load_config,
-    noise_seeds,
-    shard_count,
-    variant_settings,
-)
-from .diffusion.model import build_model_and_diffusion, model_flags
+from .config.imagesets import PER_RUN_NOISE, feature_imagesets, imageset_count, noise_seeds, shard_count
+from .config.load import load_config
+from .config.checks import variant_settings
+from .diffusion.model import build_model_and_diffusion
+from .diffusion.flags import model_flags
 
 BYTES_PER_VALUE = 2  # float16
 # Throughput of the extraction's forward pass on 2 CPU cores, anchored at the paper's figure: its

@@ -21,11 +21,11 @@ import torch
 import yaml
 from PIL import Image
 
-from ddpmseg.config.checks import default_variant_settings
+from ddpmseg.config.load import default_variant_settings
 from ddpmseg.diffusion.model import build_model_and_diffusion
 from ddpmseg.base.files import atomic_directory
 from ddpmseg.features.store import StoreWriter
-from ddpmseg.classifier.training import TrainSettings
+from ddpmseg.classifier.settings import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -365,21 +365,42 @@ def finished_tiny_run(
 
 def tiny_feature_width(config: dict, checkpoint: Path, *, variant: str = "final", seed: int = 1) -> int:
     """Features per pixel the tiny UNet gives with ``config``'s steps and blocks (a member's in_features)."""
-    from ddpmseg.use.bundle import run_settings
     from ddpmseg.use.labelling import image_layers
     from ddpmseg.use.segmenter import make_segmenter
+    from ddpmseg.use.settings import SegmenterSettings
 
-    settings = run_settings(config, dataset="tiny", variant=variant, seed=seed)
-    probe = make_segmenter(member_paths=[checkpoint], ddpm_checkpoint=checkpoint, **settings)
-    size = settings["image_size"]
+    settings = SegmenterSettings.of_run(config, dataset="tiny", variant=variant, seed=seed)
+    probe = make_segmenter(member_paths=[checkpoint], ddpm_checkpoint=checkpoint, settings=settings)
+    size = settings.image_size
     return sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((size, size, 3), np.uint8)])[0])
 
 
 def resolved_tiny_config() -> dict:
     """The tiny config validated (defaults filled in) and resolved against the registry, as the Snakefile has it."""
-    from ddpmseg.config.checks import resolve_registry, validate_config
+    from ddpmseg.config.registry import resolve_registry
+    from ddpmseg.config.load import validate_config
     from ddpmseg.config.registry import load_registry
 
     config = copy.deepcopy(TINY_CONFIG)
     validate_config(config)
     return resolve_registry(config, load_registry())
+
+
+def segmenter_settings(**overrides) -> dict:
+    """Plain values of a segmenter's settings on the tiny UNet (``SegmenterSettings(**...)``), with ``overrides``."""
+    base = {
+        "ddpm_flags": TINY_FLAGS,
+        "steps": FEATURE_STEPS,
+        "blocks": list(reversed(FEATURE_BLOCKS)),
+        "noise_seed": 0,
+        "feature_source": "ddpm",
+        "image_size": TINY_FLAGS["image_size"],
+        "non_square": "resize",
+        "number_class": 2,
+        "ignore_label": 255,
+        "class_names": ["background", "thing"],
+        "palette": [(0, 0, 0), (255, 0, 0)],
+        "tta_views": [["HorizontalFlip"]],
+        "tta_seed": 0,
+    }
+    return {**base, **overrides}

@@ -14,9 +14,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def remove_stale_temporaries(path: Path) -> None:
@@ -142,3 +145,21 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_csv(path: str | Path, table: pd.DataFrame) -> None:
+    """A table as CSV, atomically (floats to 6 significant digits); :func:`read_table` reads it back."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+# Columns that hold names: always strings ("0001" keeps its zeros).
+NAME_COLUMNS = ("image", "class_name", "dataset", "variant")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV written by :func:`write_csv`: name columns as strings, and only empty cells (how
+    NaN is written) as missing, so that an image named NA, null, None or nan keeps its name."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={c: str for c in NAME_COLUMNS}, keep_default_na=False, na_values=[""])

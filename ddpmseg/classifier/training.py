@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +14,11 @@ import torch
 from torch import nn
 
 from .mlp import build_classifier
-from ..base.errors import DdpmsegError
 from ..base.files import save_torch
 from ..base.progress import progress_bar
+from .settings import TrainSettings
 from ..features.sampler import PixelSampler, member_seed, view_order_seed
 from .stacked import StackedClassifiers
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Settings of member training. No defaults here: they are the schema's ``variant_defaults``
-    (workflow/schemas/config.schema.yaml), filled into every config; build it with :meth:`of`."""
-
-    optimizer: str
-    lr: float
-    weight_decay: float
-    dropout: float
-    batch_size: int
-    max_epochs: int
-    epochs_before_stopping: int
-    patience: int
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "adamw"):
-            raise DdpmsegError(f"optimizer '{self.optimizer}' is not one of adam, adamw")
-
-    @classmethod
-    def of(cls, settings: Mapping[str, Any]) -> TrainSettings:
-        """The training settings among a variant's settings (other keys are left out)."""
-        return cls(**{field.name: settings[field.name] for field in fields(cls)})
 
 
 class StoppingRule:

@@ -19,8 +19,9 @@ import jsonschema
 import yaml
 
 from ..base.errors import DdpmsegError
+from .ddpms import TRAINED
+from .paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGISTRY = REPO_ROOT / "workflow" / "registry.yaml"
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "registry.schema.yaml"
 _MAX_MESSAGE = 200
@@ -98,3 +99,69 @@ def paper_model_flags(registry: dict[str, Any] | None = None) -> dict[str, Any]:
     """The model flags shared by the paper's checkpoints (docs/method.md §2), as the registry writes them
     once (other flags keep guided-diffusion's defaults)."""
     return dict(checkpoint_entry("lsun_horse", registry)["flags"])
+
+
+REGISTRY_DATASET_FIELDS = (
+    "ddpm", "number_class", "ignore_label", "training_number", "testing_number", "class_names", "palette",
+)
+
+
+def resolve_registry(config: dict[str, Any], registry: dict[str, Any]) -> dict[str, Any]:
+    """The config with registry entries filled in (a new dict; ``config`` is left as it is).
+
+    A dataset or DDPM with ``source: registry`` takes every field of its registry entry (named by
+    ``registry_name``, default its own key) that it does not set itself; its ``url`` overrides the
+    registry's (a mirror, a cache, a ``file://`` path) and the registry's sha256 still applies. A DDPM
+    that a registry dataset names but the config lacks is added from the registry.
+    """
+    resolved = copy.deepcopy(config)
+    resolved.setdefault("ddpms", {})
+    for name, dataset in resolved["datasets"].items():
+        if dataset["source"] != "registry":
+            continue
+        entry = _registry_entry(registry, "datasets", name, dataset)
+        for field in REGISTRY_DATASET_FIELDS:
+            dataset.setdefault(field, copy.deepcopy(entry[field]))
+        dataset.setdefault("url", entry["archive"]["url"])
+        dataset.setdefault("sha256", entry["archive"]["sha256"])
+        dataset.setdefault("archive_prefix", entry["archive"]["prefix"])
+        if dataset["ddpm"] not in resolved["ddpms"] and dataset["ddpm"] in registry["checkpoints"]:
+            resolved["ddpms"][dataset["ddpm"]] = {"source": "registry"}
+    for ddpm in list(resolved["ddpms"].values()):
+        init = ddpm.get("init") if ddpm["source"] == TRAINED else None
+        if init is not None and init not in resolved["ddpms"] and init in registry["checkpoints"]:
+            resolved["ddpms"][init] = {"source": "registry"}
+    for name, ddpm in resolved["ddpms"].items():
+        if ddpm["source"] != "registry":
+            continue
+        entry = _registry_entry(registry, "checkpoints", name, ddpm)
+        ddpm["flags"] = {**entry["flags"], **ddpm.get("flags", {})}
+        ddpm.setdefault("url", entry["url"])
+        ddpm.setdefault("sha256", entry["sha256"])
+    inherited: set[str] = set()
+    for name in resolved["ddpms"]:
+        _inherit_init_flags(resolved["ddpms"], name, inherited=inherited, chain=())
+    return resolved
+
+
+def _registry_entry(registry: dict[str, Any], part: str, name: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The registry's entry for a config item: its ``registry_name``, default its own key."""
+    key = item.get("registry_name", name)
+    if key not in registry[part]:
+        section, kind = ("datasets", "dataset") if part == "datasets" else ("ddpms", "checkpoint")
+        raise DdpmsegError(f"{section}.{name}: '{key}' is not a {kind} of the registry ({', '.join(registry[part])})")
+    return registry[part][key]
+
+
+def _inherit_init_flags(ddpms: dict[str, Any], name: str, *, inherited: set[str], chain: tuple[str, ...]) -> None:
+    """A trained DDPM whose init names another DDPM takes that DDPM's flags as the defaults of its own
+    (the initial weights must fit them), along a chain of such inits (``inherited``: names done)."""
+    ddpm = ddpms[name]
+    init = ddpm.get("init") if ddpm["source"] == TRAINED else None
+    if init not in ddpms or name in inherited:
+        return
+    if init in chain + (name,):
+        raise DdpmsegError(f"ddpms.{name}.init: '{init}' fine-tunes from {name} itself (a cycle of inits)")
+    _inherit_init_flags(ddpms, init, inherited=inherited, chain=chain + (name,))
+    ddpm["flags"] = {**ddpms[init].get("flags", {}), **ddpm.get("flags", {})}
+    inherited.add(name)

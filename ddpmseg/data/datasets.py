@@ -8,21 +8,22 @@ resized with nearest neighbour by OpenCV's index rule, each of image and mask on
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..base.errors import DdpmsegError
+from .listing import IMAGE_SUFFIXES, MASK_SUFFIXES, files_with_suffixes, is_hidden
+from .preprocess import SMALL_ANNOTATION_PIXELS, make_square, remove_small_annotations, resize_image, resize_mask
+from .decode import read_image, read_mask
+from ..base.errors import warn
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SMALL_ANNOTATION_PIXELS = 20
+
+def split_folder(root: str | Path, split: str) -> Path:
+    """The folder of a split (``train``, ``test``) of a dataset in the archive layout."""
+    return Path(root) / "real" / split
 
 
 @dataclass(frozen=True)
@@ -52,50 +53,6 @@ class Split:
 
     def as_dict(self) -> dict:
         return {"images": str(self.images), "masks": str(self.masks) if self.masks else None, "non_square": self.non_square}
-
-
-def split_dir(root: str | Path, split: str) -> Path:
-    """Folder of a split in the archive layout."""
-    return Path(root) / "real" / split
-
-
-MASK_SUFFIXES = (".npy", ".png")
-NON_SQUARE_POLICIES = ("resize", "center_crop")
-MAX_IMAGE_PIXELS_VARIABLE = "DDPMSEG_MAX_IMAGE_PIXELS"
-DEFAULT_MAX_IMAGE_PIXELS = 178_956_970  # PIL's own refusal limit (2 x Image.MAX_IMAGE_PIXELS), about 13378 x 13378
-NPY_MAGIC = b"\x93NUMPY"
-
-
-def is_hidden(path: Path) -> bool:
-    return path.name.startswith(".")
-
-
-def check_link(path: Path) -> None:
-    """A broken symbolic link is an error naming it (``is_file`` would silently skip it)."""
-    if path.is_symlink() and not path.exists():
-        raise DdpmsegError(f"{path}: broken symbolic link (its target {os.readlink(path)} does not exist)")
-
-
-def files_with_suffixes(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files of ``folder`` whose suffix, in any case, is one of ``suffixes``, sorted by name."""
-    found = []
-    for path in folder.iterdir():
-        if path.suffix.lower() in suffixes:
-            check_link(path)
-            if path.is_file():
-                found.append(path)
-    return sorted(found)
-
-
-def check_unique_stems(images: Sequence[Path]) -> None:
-    """Outputs are named by stem: two images with one stem (e.g. in two folders) are an error."""
-    if not images:
-        raise DdpmsegError("no images to label")
-    counts = Counter(Path(p).stem for p in images)
-    repeated = sorted(stem for stem, n in counts.items() if n > 1)
-    if repeated:
-        clashing = ", ".join(str(p) for p in images if Path(p).stem == repeated[0])
-        raise DdpmsegError(f"two images share the name '{repeated[0]}' ({clashing}); outputs are named by it: rename one")
 
 
 def list_samples(folder: str | Path, count: int | None = None, masks: str | Path | None = None) -> list[Sample]:
@@ -177,255 +134,6 @@ def unused_entries(folder: str | Path, masks: str | Path | None = None) -> str |
     return f"{folder}: {', '.join(parts)}" if parts else None
 
 
-def warn(message: str) -> None:
-    """One line on stderr, which the workflow keeps in the rule's log."""
-    print(f"ddpmseg warning: {message}", file=sys.stderr)
-
-
-def max_image_pixels() -> int:
-    """The most pixels an image or PNG mask may have: ``DDPMSEG_MAX_IMAGE_PIXELS`` or the default."""
-    value = os.environ.get(MAX_IMAGE_PIXELS_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_MAX_IMAGE_PIXELS
-    limit = int(value) if value.isdigit() else 0
-    if limit <= 0:
-        raise DdpmsegError(f"{MAX_IMAGE_PIXELS_VARIABLE}={value!r}: must be a positive whole number of pixels")
-    return limit
-
-
-@contextmanager
-def pil_size_check_off() -> Iterator[None]:
-    """PIL's own decompression-bomb check off while a file is opened (it raises an exception that names
-    no file); :func:`check_pixel_count` applies the limit instead, before anything is decoded."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-
-
-def check_pixel_count(image: Image.Image, path: str | Path) -> None:
-    limit = max_image_pixels()
-    width, height = image.size
-    if width * height > limit:
-        raise DdpmsegError(
-            f"{path}: image is {width}x{height} = {width * height:,} pixels, more than the limit of {limit:,} "
-            f"(a guard against decompression bombs); to read it, set the environment variable "
-            f"{MAX_IMAGE_PIXELS_VARIABLE} to a larger number of pixels"
-        )
-
-
-# Raw modes of 16-bit unsigned greyscale (PIL reads 16-bit PGM files as mode I with raw mode I;16B).
-UNSIGNED_16_BIT_RAWMODES = ("I;16", "I;16B", "I;16L", "I;16N")
-# 16-bit-per-channel PNGs, which PIL reads at 8 bits by keeping the high byte, and a raw mode of the same
-# bit width that gives the low bytes (grey+alpha: all four bytes as RGBA).
-LOW_BYTE_RAWMODES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
-
-
-def tile_rawmode(image: Image.Image) -> str | None:
-    """The raw mode PIL will decode a single-tile file with (known only before the image is loaded)."""
-    tiles = getattr(image, "tile", [])  # in-memory images have none
-    if len(tiles) != 1:
-        return None
-    args = tiles[0][3]
-    rawmode = args[0] if isinstance(args, tuple) else args
-    return rawmode if isinstance(rawmode, str) else None
-
-
-def read_16_bit_channels(image: Image.Image, path: str | Path) -> np.ndarray | None:
-    """The full 16-bit values, (H, W, channels) uint16, of a 16-bit-per-channel PNG (RGB, RGBA or
-    grey+alpha), decoded once for the high bytes and once for the low ones; None for any other file."""
-    rawmode = tile_rawmode(image)
-    if image.format != "PNG" or rawmode not in LOW_BYTE_RAWMODES:
-        return None
-    codec, extents, offset, _ = image.tile[0]
-    image.tile = [(codec, extents, offset, LOW_BYTE_RAWMODES[rawmode])]
-    low = np.asarray(image).astype(np.uint16)
-    if rawmode == "LA;16B":  # bytes: grey high, grey low, alpha high, alpha low
-        return (low[..., [0, 2]] << 8) | low[..., [1, 3]]
-    with Image.open(path) as again:
-        high = np.asarray(again).astype(np.uint16)
-    return (high << 8) | low
-
-
-def scale_16_bit(values: np.ndarray) -> np.ndarray:
-    """16-bit values to 8 bit: round(v * 255 / 65535) = round(v / 257) (never a tie)."""
-    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def integer_grey_to_8_bit(values: np.ndarray, path: str | Path) -> np.ndarray:
-    """32-bit integer greyscale: 0..255 is taken as 8-bit, else 0..65535 as 16-bit; anything else is refused."""
-    low, high = int(values.min()), int(values.max())
-    if low >= 0 and high <= 255:
-        return values.astype(np.uint8)
-    if low >= 0 and high <= 65535:
-        return scale_16_bit(values)
-    raise DdpmsegError(
-        f"{path}: 32-bit integer image with values {low}..{high}; only 0..255 (8-bit) or 0..65535 (16-bit) "
-        "can be read, convert it to an 8- or 16-bit image"
-    )
-
-
-def float_grey_to_8_bit(values: np.ndarray, path: str | Path) -> np.ndarray:
-    """Floating-point greyscale: [0, 1] is scaled by 255, else [0, 255] is taken as is (both rounded);
-    anything else, NaN or infinity is refused."""
-    if not np.all(np.isfinite(values)):
-        raise DdpmsegError(f"{path}: floating-point image holds NaN or infinite values")
-    low, high = float(values.min()), float(values.max())
-    if low >= 0 and high <= 1:
-        return np.rint(values.astype(np.float64) * 255).astype(np.uint8)
-    if low >= 0 and high <= 255:
-        return np.rint(values).astype(np.uint8)
-    raise DdpmsegError(
-        f"{path}: floating-point image with values {low:g}..{high:g}; only [0, 1] or [0, 255] can be read"
-    )
-
-
-def image_to_rgb(image: Image.Image, path: str | Path) -> np.ndarray:
-    """An opened, not yet loaded image as (H, W, 3) uint8 RGB (see :func:`read_image`)."""
-    rawmode = tile_rawmode(image)
-    channels = read_16_bit_channels(image, path)
-    if channels is not None:
-        rgb = channels[..., :3] if channels.shape[2] >= 3 else np.repeat(channels[..., :1], 3, axis=2)
-        return scale_16_bit(rgb)
-    if image.mode.startswith("I;16") or (image.mode == "I" and rawmode in UNSIGNED_16_BIT_RAWMODES):
-        grey = scale_16_bit(np.asarray(image))
-    elif image.mode == "I":
-        grey = integer_grey_to_8_bit(np.asarray(image), path)
-    elif image.mode == "F":
-        grey = float_grey_to_8_bit(np.asarray(image), path)
-    else:
-        return np.asarray(image.convert("RGB"))
-    return np.repeat(grey[..., None], 3, axis=2)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 RGB array.
-
-    8-bit files of any PIL mode are converted by PIL (greyscale repeated, palettes looked up, CMYK and
-    YCbCr converted); alpha is dropped, not composited. Deeper files are scaled to 8 bit by their bit
-    depth: 16-bit greyscale and 16-bit-per-channel PNGs (RGB, RGBA, grey+alpha) by round(v / 257);
-    32-bit integer greyscale by :func:`integer_grey_to_8_bit`, floating-point greyscale by
-    :func:`float_grey_to_8_bit`. An image of more than ``DDPMSEG_MAX_IMAGE_PIXELS`` pixels (default
-    178,956,970, PIL's own limit) is refused before it is decoded.
-    """
-    try:
-        with pil_size_check_off(), Image.open(path) as image:
-            check_pixel_count(image, path)
-            return image_to_rgb(image, path)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DdpmsegError(f"{path}: unreadable image ({error})") from None
-
-
-def load_npy(path: Path) -> np.ndarray:
-    """A ``.npy`` file's array; a file that is not one (``np.load`` would call it pickled data) is named."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                raise DdpmsegError(f"{path}: not a NumPy array file (masks must be written with numpy.save)")
-            handle.seek(0)
-            return np.load(handle, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise DdpmsegError(f"{path}: unreadable mask ({error})") from None
-
-
-def read_png_mask(path: Path) -> np.ndarray:
-    try:
-        with pil_size_check_off(), Image.open(path) as image:
-            check_pixel_count(image, path)
-            if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
-                raise DdpmsegError(f"{path}: mask PNG must be single-channel (mode {image.mode})")
-            return np.asarray(image).astype(np.int64)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DdpmsegError(f"{path}: unreadable mask ({error})") from None
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask (``.npy`` array or single-channel ``.png``, suffix in any case) as a 2-D int64 array
-    of class ids. A ``.npy`` may hold booleans, integers or floats that are all whole numbers (finite,
-    below 2**31 in magnitude); anything else is refused."""
-    path = Path(path)
-    if path.suffix.lower() == ".png":
-        return read_png_mask(path)
-    mask = load_npy(path)
-    if mask.ndim != 2:
-        raise DdpmsegError(f"{path}: mask must be a 2-D array of class ids, got shape {mask.shape}")
-    if mask.dtype == bool or np.issubdtype(mask.dtype, np.integer):
-        return mask.astype(np.int64)
-    if np.issubdtype(mask.dtype, np.floating):
-        with np.errstate(invalid="ignore"):
-            whole = np.isfinite(mask) & (mask == np.round(mask)) & (np.abs(mask) < 2**31)
-        if whole.all():
-            return mask.astype(np.int64)
-        raise DdpmsegError(
-            f"{path}: mask must hold integer class ids, got dtype {mask.dtype} with value {float(mask[~whole][0]):g}"
-        )
-    raise DdpmsegError(f"{path}: mask must hold integer class ids, got dtype {mask.dtype}")
-
-
-def make_square(
-    rgb: np.ndarray, mask: np.ndarray, policy: str | None, path: str | Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the non-square policy to an image and its mask (each at its own resolution): ``resize``
-    keeps everything (stretched later), ``center_crop`` keeps the central square of each; without a
-    policy a non-square image is an error rather than silently stretched."""
-    height, width = rgb.shape[:2]
-    if height == width or policy == "resize":
-        return rgb, mask
-    if policy == "center_crop":
-        return center_square(rgb), center_square(mask)
-    raise DdpmsegError(
-        f"{path}: image is {width}x{height}, not square; choose the dataset's non_square policy "
-        f"({' or '.join(NON_SQUARE_POLICIES)})"
-    )
-
-
-def center_square(array: np.ndarray) -> np.ndarray:
-    """The central square of an (H, W, ...) array."""
-    height, width = array.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return array[top : top + side, left : left + side]
-
-
-def resize_image(rgb: np.ndarray, image_size: int) -> np.ndarray:
-    """Bilinear resize of an (H, W, 3) uint8 image to a square ``image_size``."""
-    if rgb.shape[:2] == (image_size, image_size):
-        return rgb
-    resized = Image.fromarray(rgb).resize((image_size, image_size), Image.BILINEAR)
-    return np.asarray(resized)
-
-
-def nearest_indices(source: int, target: int) -> np.ndarray:
-    """Source index of each of ``target`` output indices under OpenCV's ``INTER_NEAREST`` resize.
-
-    The reference implementation resizes masks with ``cv2.resize(..., interpolation=INTER_NEAREST)``,
-    which takes ``floor(i * n / S)`` computed in double precision as ``i * (1 / (S / n))``: that product
-    can fall just below an integer (n = 186, S = 64, i = 32 gives 92, not 93), and the reference's
-    masks carry those indices, so they are reproduced here rather than the exact quotient.
-    """
-    inverse_scale = 1.0 / (target / source)
-    indices = np.floor(np.arange(target, dtype=np.float64) * inverse_scale).astype(np.int64)
-    return np.minimum(indices, source - 1)
-
-
-def resize_mask(mask: np.ndarray, image_size: int) -> np.ndarray:
-    """Nearest-neighbour resize of a 2-D mask to ``image_size`` x ``image_size``, as the reference does
-    (OpenCV's index rule, :func:`nearest_indices`; docs/method.md §1)."""
-    height, width = mask.shape
-    if (height, width) == (image_size, image_size):
-        return mask
-    rows = nearest_indices(height, image_size)
-    cols = nearest_indices(width, image_size)
-    return mask[rows[:, None], cols[None, :]]
-
-
-def to_model_input(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 to (3, H, W) float32 in [-1, 1]."""
-    return (rgb.astype(np.float32) / 255.0 * 2.0 - 1.0).transpose(2, 0, 1).copy()
-
-
 def check_labels(mask: np.ndarray, number_class: int, ignore_label: int, path: str | Path) -> None:
     """Every label must lie in [0, number_class) or equal ``ignore_label``."""
     values = np.unique(mask)
@@ -461,6 +169,18 @@ def read_sample(sample: Sample, number_class: int, ignore_label: int) -> tuple[n
     return rgb, mask
 
 
+DATASET_POLICY = "the dataset's non_square policy"
+
+
+def square_sample(rgb: np.ndarray, mask: np.ndarray, policy: str | None, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask made square as the image's shape and the policy say, each at its own resolution
+    (:func:`ddpmseg.data.preprocess.make_square`)."""
+    square = make_square(rgb, policy, path, choose=DATASET_POLICY)
+    if square.shape == rgb.shape:
+        return rgb, mask
+    return square, make_square(mask, policy, path, choose=DATASET_POLICY)
+
+
 def load_split(
     split: Split | dict, count: int, start: int, stop: int, *, image_size: int, number_class: int, ignore_label: int
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -476,21 +196,8 @@ def load_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checked and preprocessed (image uint8 (S, S, 3), mask int64 (S, S)) of one sample."""
     rgb, mask = read_sample(sample, number_class, ignore_label)
-    rgb, mask = make_square(rgb, mask, non_square, sample.image_path)
+    rgb, mask = square_sample(rgb, mask, non_square, sample.image_path)
     return resize_image(rgb, image_size), resize_mask(mask, image_size)
-
-
-def remove_small_annotations(
-    mask: np.ndarray, ignore_label: int, min_pixels: int = SMALL_ANNOTATION_PIXELS
-) -> np.ndarray:
-    """Training masks only: a class with 0 < pixel count < ``min_pixels`` in this mask becomes ignore_label."""
-    values, counts = np.unique(mask, return_counts=True)
-    small = values[(counts < min_pixels) & (values != ignore_label)]
-    if small.size == 0:
-        return mask
-    cleaned = mask.copy()
-    cleaned[np.isin(mask, small)] = ignore_label
-    return cleaned
 
 
 def summarize_split(
@@ -519,7 +226,7 @@ def summarize_split(
     for sample in samples:
         rgb, mask = read_sample(sample, number_class, ignore_label)
         sizes[f"{rgb.shape[1]}x{rgb.shape[0]}"] += 1
-        _, mask = make_square(rgb, mask, non_square, sample.image_path)
+        _, mask = square_sample(rgb, mask, non_square, sample.image_path)
         mask = resize_mask(mask, image_size)
         valid = mask != ignore_label
         if training:

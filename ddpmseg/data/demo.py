@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..base.files import atomic_directory
+from .datasets import split_folder
 
 CLASS_NAMES = ["background", "disc", "square", "triangle", "ring"]
 IGNORE_LABEL = 255
@@ -139,7 +140,7 @@ def write_demo_dataset(
     """Write ``root/real/{train,test}/NNNN.png`` + ``.npy`` and ``root/unlabelled/NNNNN.png`` atomically."""
     with atomic_directory(root) as tmp:
         for split, count in (("train", train), ("test", test)):
-            folder = tmp / "real" / split
+            folder = split_folder(tmp, split)
             folder.mkdir(parents=True)
             for index in range(count):
                 image, mask = render_scene(scene_rng(seed, split, index), image_size)

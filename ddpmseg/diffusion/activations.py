@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.datasets import to_model_input
-from ..base.errors import DdpmsegError
+from ..data.preprocess import to_model_input
+from .flags import model_order
 from ..base.files import atomic_directory
 from ..base.progress import progress_bar
 from ..features.store import StoreWriter
@@ -35,16 +35,6 @@ def shared_noise(seed: int, image_size: int) -> torch.Tensor:
     """
     generator = torch.Generator().manual_seed(seed)
     return torch.randn((1, 3, image_size, image_size), generator=generator)
-
-
-def model_order(blocks: Sequence[int]) -> list[int]:
-    """Decoder blocks in the model's order (the reference concatenates them so, whatever the config's
-    order); a block listed twice is an error."""
-    ordered = sorted(int(b) for b in blocks)
-    repeated = sorted({b for b in ordered if ordered.count(b) > 1})
-    if repeated:
-        raise DdpmsegError(f"features.blocks: block {repeated[0]} is listed twice")
-    return ordered
 
 
 @torch.no_grad()

@@ -7,106 +7,19 @@ Only ``guided_diffusion.script_util``/``unet``/``gaussian_diffusion``/``resample
 from __future__ import annotations
 
 import itertools
-import re
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..base.errors import DdpmsegError
+from .flags import decoder_block_count, model_flags
 
 with warnings.catch_warnings():
     # guided-diffusion decorates with the deprecated torch.cuda.amp.custom_fwd at import time
     warnings.simplefilter("ignore", FutureWarning)
     from guided_diffusion import script_util
-
-_DEFAULT_CHANNEL_MULT = {512: 7, 256: 6, 128: 5, 64: 4}
-
-
-# The type of every create_model_and_diffusion argument (workflow/schemas/config.schema.yaml types the
-# same flags for the config; this check covers uses outside Snakemake).
-_BOOLEAN_FLAGS = (
-    "class_cond", "learn_sigma", "predict_xstart", "rescale_learned_sigmas", "rescale_timesteps", "resblock_updown",
-    "use_checkpoint", "use_fp16", "use_kl", "use_new_attention_order", "use_scale_shift_norm",
-)
-_INTEGER_FLAGS = (
-    "diffusion_steps", "image_size", "num_channels", "num_head_channels", "num_heads", "num_heads_upsample",
-    "num_res_blocks",
-)
-_NUMBER_FLAGS = ("dropout",)
-# Comma lists of integers, as guided-diffusion parses them; channel_mult may be "" (the image size's default).
-_INTEGER_LIST_FLAGS = {"attention_resolutions": (r"\d+(,\d+)*", "32,16,8"), "channel_mult": (r"(\d+(,\d+)*)?", "1,1,2,2,4,4")}
-_CHOICE_FLAGS = {"noise_schedule": ("linear", "cosine")}
-_STRING_FLAGS = {"timestep_respacing": r"(ddim\d+|\d+(,\d+)*)?"}
-
-
-def flag_type_problem(name: str, value: Any) -> str | None:
-    """What is wrong with the type of model flag ``name`` = ``value`` (None when it is right)."""
-    if name in _BOOLEAN_FLAGS:
-        return None if isinstance(value, bool) else "true or false"
-    if name in _INTEGER_FLAGS:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
-    if name in _NUMBER_FLAGS:
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
-    if name in _INTEGER_LIST_FLAGS:
-        pattern, example = _INTEGER_LIST_FLAGS[name]
-        fits = isinstance(value, str) and re.fullmatch(pattern, value)
-        return None if fits else f'a quoted string of comma-separated integers (e.g. "{example}")'
-    if name in _CHOICE_FLAGS:
-        return None if value in _CHOICE_FLAGS[name] else f"one of {', '.join(_CHOICE_FLAGS[name])}"
-    if name in _STRING_FLAGS:
-        fits = isinstance(value, str) and re.fullmatch(_STRING_FLAGS[name], value)
-        return None if fits else 'a string: "", "ddimN" or comma-separated integers'
-    return None
-
-
-def model_flags(overrides: dict[str, Any]) -> dict[str, Any]:
-    """guided-diffusion's ``model_and_diffusion_defaults()`` updated with ``overrides``; unknown flags
-    and flags of the wrong type fail with one line naming the flag."""
-    flags = script_util.model_and_diffusion_defaults()
-    unknown = sorted(set(overrides) - set(flags))
-    if unknown:
-        raise DdpmsegError(
-            f"model flag '{unknown[0]}' is not a guided-diffusion create_model_and_diffusion argument"
-        )
-    for name, value in overrides.items():
-        expected = flag_type_problem(name, value)
-        if expected:
-            raise DdpmsegError(f"model flag '{name}' must be {expected}, not {value!r}")
-    flags.update(overrides)
-    return flags
-
-
-def decoder_block_count(flags: dict[str, Any]) -> int:
-    """Number of ``model.output_blocks`` the flags give, without building the model."""
-    flags = model_flags(flags)
-    if flags["channel_mult"]:
-        levels = len(str(flags["channel_mult"]).split(","))
-    elif flags["image_size"] in _DEFAULT_CHANNEL_MULT:
-        levels = _DEFAULT_CHANNEL_MULT[flags["image_size"]]
-    else:
-        raise DdpmsegError(
-            f"model flag image_size={flags['image_size']} needs an explicit channel_mult"
-        )
-    return levels * (flags["num_res_blocks"] + 1)
-
-
-def check_feature_settings(flags: dict[str, Any], steps: Sequence[int], blocks: Sequence[int]) -> None:
-    """Steps must lie in [0, diffusion_steps) and blocks among the model's decoder blocks."""
-    flags = model_flags(flags)
-    for step in steps:
-        if not 0 <= step < flags["diffusion_steps"]:
-            raise DdpmsegError(
-                f"features.steps: step {step} is outside [0, diffusion_steps={flags['diffusion_steps']})"
-            )
-    count = decoder_block_count(flags)
-    for block in blocks:
-        if not 0 <= block < count:
-            raise DdpmsegError(
-                f"features.blocks: block {block} is beyond the model's {count} decoder blocks (0..{count - 1})"
-            )
 
 
 def select_device() -> torch.device:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.datasets import to_model_input
+from ..data.preprocess import to_model_input
 from ..base.errors import DdpmsegError
 from ..base.files import atomic_directory
 from .store import StoreWriter

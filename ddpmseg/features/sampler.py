@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..data.datasets import remove_small_annotations
+from ..data.preprocess import remove_small_annotations
 from .store import FeatureStore
 from .upsample import LayerGroups
 

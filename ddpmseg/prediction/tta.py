@@ -17,52 +17,10 @@ import numpy as np
 
 from ..data.augment import COLOR_JITTER, check_seed, coarse_dropout, seed_pipeline
 from ..base.errors import DdpmsegError
+from .views import TTA_TRANSFORMS, check_view
 
-TTA_TRANSFORMS = ("ToGray", "CoarseDropout", "ColorJitter", "HorizontalFlip", "ChannelShuffle")
-# Named sets of views, each besides the image itself: the 4 views of the report's table ("study") and
-# those of the study's code ("study_code"); a config's tta_views may name one.
-NAMED_TTA_VIEWS = {
-    "study": (
-        ("ToGray", "CoarseDropout"),
-        ("ToGray",),
-        ("ColorJitter", "HorizontalFlip"),
-        ("ColorJitter", "HorizontalFlip", "ChannelShuffle"),
-    ),
-    "study_code": (
-        ("ToGray", "CoarseDropout"),
-        ("ColorJitter", "HorizontalFlip"),
-        ("CoarseDropout", "ColorJitter"),
-        ("ColorJitter", "HorizontalFlip", "ChannelShuffle"),
-    ),
-}
 # First entropy word of every TTA seed (training copies start with ddpmseg.data.augment.TRAIN_STREAM).
 TTA_STREAM = 0x7474  # "tt"
-
-
-def _check_view(view: Sequence[str]) -> list[str]:
-    if isinstance(view, str) or not all(isinstance(name, str) for name in view):
-        raise DdpmsegError(
-            f"TTA view {view!r} must be a list of transform names from {', '.join(TTA_TRANSFORMS)}"
-        )
-    for name in view:
-        if name not in TTA_TRANSFORMS:
-            raise DdpmsegError(
-                f"TTA view {list(view)}: unknown transform '{name}', allowed: {', '.join(TTA_TRANSFORMS)}"
-            )
-    if len(set(view)) != len(view):
-        raise DdpmsegError(f"TTA view {list(view)} names a transform twice")
-    return list(view)
-
-
-def view_key(view: Sequence[str]) -> str:
-    """A short, stable, file-system-safe name of a view, e.g. 'togray+coarsedropout'; 'original' for []."""
-    view = _check_view(view)
-    return "+".join(name.lower() for name in view) if view else "original"
-
-
-def view_is_flipped(view: Sequence[str]) -> bool:
-    """Whether the view mirrors the image left-right (its labels must be flipped back)."""
-    return "HorizontalFlip" in _check_view(view)
 
 
 def _view_transform(name: str, image_size: int) -> A.BasicTransform:
@@ -88,7 +46,7 @@ def apply_view(
     there). The result is a function of (seed, image_index, view) and the image. ``ignore_label`` is
     not needed (``valid`` is boolean; :func:`undo_view` takes it) and is accepted only for symmetry.
     """
-    view = _check_view(view)
+    view = check_view(view)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.shape[0] != image.shape[1]:
         raise DdpmsegError(f"TTA image must be (S, S, 3) uint8, got {image.shape} {image.dtype}")
@@ -107,7 +65,7 @@ def apply_view(
 def undo_view(labels: np.ndarray, valid: np.ndarray, view: Sequence[str], ignore_label: int) -> np.ndarray:
     """Labels predicted on a view, in the original image's frame: ignore_label where ``valid`` is False,
     then the horizontal flip undone (both arrays are in the view's frame)."""
-    view = _check_view(view)
+    view = check_view(view)
     labels = np.asarray(labels)
     valid = np.asarray(valid, dtype=bool)
     if labels.ndim != 2 or labels.shape != valid.shape:

@@ -15,7 +15,8 @@ import pandas as pd
 from ..base.files import atomic_path, load_json
 from .html import miou_html, per_class_html, resources_html, write_html
 from .benchmarks import read_benchmarks, summarize_benchmarks
-from .tables import per_class_summary, read_table, write_csv
+from .tables import per_class_summary
+from ..base.files import read_table, write_csv
 from ..prediction.visualize import IGNORE_COLOUR, default_palette
 
 PANEL_GAP = 2  # px between the tiles of a prediction panel (ddpmseg.prediction.visualize.panel's default)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..base.files import atomic_path, save_text
+from ..base.files import save_text
 from ..prediction.metrics import dataset_miou, image_miou, scored_classes
 from .published import PAPER, STUDY
+from ..base.files import read_table, write_csv
 
 MISSING = "–"  # a cell with no value
 MIOU_TITLE = "mIoU (%), mean ± std over seeds"
@@ -62,21 +63,6 @@ def merge_plain_scores(
     per_image.insert(2, "miou_plain", per_image_plain["miou"])
     summary = pd.DataFrame([{"miou": miou, "miou_plain": miou_plain, "images": images}])
     return summary, per_class, per_image
-
-
-def write_csv(path: str | Path, table: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-
-
-# Columns that hold names: always strings ("0001" keeps its zeros).
-NAME_COLUMNS = ("image", "class_name", "dataset", "variant")
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV written by :func:`write_csv`: name columns as strings, and only empty cells (how
-    NaN is written) as missing, so that an image named NA, null, None or nan keeps its name."""
-    return pd.read_csv(path, dtype={c: str for c in NAME_COLUMNS}, keep_default_na=False, na_values=[""])
 
 
 def format_cell(mean: float, std: float, seeds: int) -> str:

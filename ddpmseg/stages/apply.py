@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.listing import image_files
 from ..use import labelling
-from ..use.bundle import run_segmenter
+from ..use.run import run_segmenter
 from ..base.errors import DdpmsegError
 from ..base.files import atomic_directory, atomic_path
 from ..use.suggest import suggest_from_labelling
@@ -46,7 +47,7 @@ def label_images(
     resumes with the images it had not labelled yet; the outputs take their names when all are done.
     """
     segmenter = run_segmenter(members=members, checkpoint=checkpoint, check=check, settings=settings)
-    files = labelling.image_files([images])
+    files = image_files([images])
     # the labelling folder records the segmenter, not whether TTA was on: the folder's name says it
     work = _progress_folder(Path(progress_folder), f"{segmenter.identity}-{'tta' if tta else 'plain'}")
     summary = labelling.label_images(

@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from ..data.augment import augment_copies
-from ..config.checks import AugmentationSettings
-from ..data.datasets import Split, load_split
+from ..config.imagesets import AugmentationSettings
+from ..data.datasets import Split, load_split, split_folder
 from ..base.files import atomic_directory
 
 
@@ -37,7 +37,7 @@ def augment_training_set(
     )
     copy_names = [f"{name}-aug{copy:02d}" for name in names for copy in range(augmentation.copies)]  # image-major
     with atomic_directory(images) as tmp:
-        folder = tmp / "real" / "train"
+        folder = split_folder(tmp, "train")
         folder.mkdir(parents=True)
         for name, image, mask in zip(copy_names, copies_images, copies_masks, strict=True):
             Image.fromarray(image).save(folder / f"{name}.png")

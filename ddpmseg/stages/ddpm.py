@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..diffusion.training import loop as ddpm_training
-from ..data.datasets import IMAGE_SUFFIXES, files_with_suffixes
-from ..diffusion.model import model_flags
-from ..diffusion.training.loop import (
-    RESUMABLE_CHANGES,
-    DdpmTrainingSettings,
-    launch_command,
-    write_arguments,
-)
+from ..data.listing import IMAGE_SUFFIXES, files_with_suffixes
+from ..diffusion.flags import model_flags
+from ..diffusion.training.loop import launch_command, write_arguments
+from ..diffusion.training.settings import RESUMABLE_CHANGES, DdpmTrainingSettings
 from ..base.errors import DdpmsegError
 from ..base.files import save_json
 

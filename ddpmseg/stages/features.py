@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.datasets import Split, load_split
-from ..diffusion.model import load_ddpm, model_flags
+from ..diffusion.model import load_ddpm
+from ..diffusion.flags import model_flags
 from ..diffusion.activations import extract_to_store
 from ..base.files import load_json
 from ..features.rgb import write_rgb_store

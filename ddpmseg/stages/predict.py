@@ -17,7 +17,7 @@ from ..base.files import save_npy, save_png
 from ..prediction.predict import predict_image, uncertainty_score
 from ..base.progress import progress_bar
 from ..features.store import FeatureStore
-from ..report.tables import write_csv
+from ..base.files import write_csv
 from ..prediction.tta import tta_labels
 from ..prediction.visualize import colourise, default_palette, prediction_panel
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..features.store import FeatureStore
-from ..report.tables import merge_plain_scores, read_table, score_run, write_csv
+from ..report.tables import merge_plain_scores, score_run
+from ..base.files import read_table, write_csv
 
 
 def score_predictions(

@@ -1,5 +1,5 @@
-"""Rules of ``train.smk`` (``train_ensemble``, or ``train_member`` per member): the pixel classifiers
-of one run, trained on the features of its training images."""
+"""Rule of ``train.smk`` (``train_members``): pixel classifiers of one run, one member per job or all of
+them together (``training.fused_ensemble``), trained on the features of its training images."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from ..base.errors import DdpmsegError
 from ..base.files import save_json
 from ..features.sampler import PixelSampler
 from ..features.store import FeatureStore
-from ..classifier.training import TrainSettings, study_batches_per_epoch, train_ensemble
+from ..classifier.training import study_batches_per_epoch, train_ensemble
+from ..classifier.settings import TrainSettings
 
 
-def train_classifier(
+def train_members(
     *,
     stores: Sequence[str | Path],
     models: Sequence[str | Path],

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.datasets import Split, load_split
+from ..data.datasets import Split, load_split, split_folder
 from ..base.files import atomic_directory
-from ..prediction.tta import apply_view, view_is_flipped
+from ..prediction.tta import apply_view
+from ..prediction.views import view_is_flipped
 
 
 def make_tta_view(
@@ -30,7 +31,7 @@ def make_tta_view(
         split, testing_number, 0, testing_number, image_size=image_size, number_class=number_class, ignore_label=ignore_label
     )
     with atomic_directory(images) as tmp:
-        folder = tmp / "real" / "test"
+        folder = split_folder(tmp, "test")
         folder.mkdir(parents=True)
         (tmp / "valid").mkdir()
         for index, (name, image, mask) in enumerate(zip(names, originals, masks, strict=True)):

@@ -4,8 +4,9 @@ elsewhere (``ddpmseg export`` writes one, ``ddpmseg predict``/``suggest`` load o
 A bundle holds ``manifest.json`` and the members' weights (``members/member<k>.pt``), and the DDPM
 checkpoint (``ddpm/<name>.pt``) when it was included; otherwise the manifest names the checkpoint by its
 sha256 and says where to get it (registry name, URL or path). The manifest records everything the
-labels depend on: classes, palette, preprocessing, the DDPM's flags, the feature settings, the
-variant's test-time augmentation, each file's sha256, and the run's test mIoU.
+labels depend on, the run's :class:`~ddpmseg.use.settings.SegmenterSettings` (classes, palette,
+preprocessing, the DDPM's flags, the feature settings, the variant's test-time augmentation), each
+file's sha256, and the run's test mIoU.
 
 Loading checks every file's sha256 against the manifest and the DDPM checkpoint's against the one
 recorded; a ``.tar`` bundle is extracted with :mod:`ddpmseg.data.archive`'s safe extraction (no links, no
@@ -19,191 +20,23 @@ import json
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import __version__
 from ..data.archive import extract_archive
 from ..base.errors import DdpmsegError
-from ..base.files import atomic_directory, atomic_path, load_json, save_json, sha256_file
+from ..base.files import atomic_directory, atomic_path, save_json, sha256_file
+from .run import RunInfo
 from .segmenter import Segmenter, make_segmenter
+from .settings import SegmenterSettings
 
 FORMAT = "ddpmseg-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the settings as one object (SegmenterSettings.plain())
 MANIFEST = "manifest.json"
-# How an image becomes the DDPM's input (ddpmseg.data.datasets): RGB, the non_square policy, a bilinear resize to
-# image_size, values scaled to [-1, 1].
+# How an image becomes the DDPM's input (ddpmseg.data.preprocess): RGB, the non_square policy, a bilinear resize
+# to image_size, values scaled to [-1, 1]; for a reader of the manifest.
 PREPROCESSING = {"colour": "RGB", "resize": "bilinear", "input_range": [-1.0, 1.0]}
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Where a bundle's segmenter comes from: its run, its DDPM's name, digest and source, its test mIoU."""
-
-    dataset: str
-    variant: str
-    seed: int
-    ddpm_name: str
-    ddpm_sha256: str | None  # None for an RGB control's run, which uses no DDPM
-    ddpm_source: dict[str, Any] | None  # "source" (registry, file, train) and any of registry_name, url, path, images, init
-    test_miou: float | None = None
-
-
-# --- a run's settings, shared by the workflow (apply.smk) and `ddpmseg export` ---------------------
-
-
-def run_settings(config: dict[str, Any], *, dataset: str, variant: str, seed: int) -> dict[str, Any]:
-    """Every setting a run's labels depend on besides its files, as plain JSON values (a rule's params)."""
-    from ..config.checks import feature_source, noise_seed_of_run, tta_views, variant_settings
-    from ..diffusion.model import model_flags
-    from ..diffusion.activations import model_order
-    from ..prediction.visualize import default_palette
-
-    entry = config["datasets"][dataset]
-    flags = model_flags(config["ddpms"][entry["ddpm"]]["flags"])
-    number_class = entry["number_class"]
-    return {
-        "ddpm_flags": flags,
-        "steps": [int(s) for s in config["features"]["steps"]],
-        "blocks": model_order(config["features"]["blocks"]),  # listing them in another order changes nothing
-        "noise_seed": noise_seed_of_run(config, seed),
-        "feature_source": feature_source(config, variant),
-        "image_size": int(flags["image_size"]),
-        "non_square": entry.get("non_square"),
-        "number_class": number_class,
-        "ignore_label": entry["ignore_label"],
-        "class_names": list(entry.get("class_names") or [str(c) for c in range(number_class)]),
-        "palette": [list(c) for c in (entry.get("palette") or default_palette(number_class))],
-        "tta_views": tta_views(config, variant),
-        "tta_seed": int(variant_settings(config, variant)["tta_seed"]),
-    }
-
-
-def settings_of(segmenter: Segmenter) -> dict[str, Any]:
-    """The settings of a segmenter, as :func:`run_settings` gives them (JSON values)."""
-    return {
-        "ddpm_flags": dict(segmenter.ddpm_flags),
-        "steps": list(segmenter.steps),
-        "blocks": list(segmenter.blocks),
-        "noise_seed": segmenter.noise_seed,
-        "feature_source": segmenter.feature_source,
-        "image_size": segmenter.image_size,
-        "non_square": segmenter.non_square,
-        "number_class": segmenter.number_class,
-        "ignore_label": segmenter.ignore_label,
-        "class_names": list(segmenter.class_names),
-        "palette": [list(colour) for colour in segmenter.palette],
-        "tta_views": [list(view) for view in segmenter.tta_views],
-        "tta_seed": segmenter.tta_seed,
-    }
-
-
-def run_segmenter(
-    *,
-    members: list[str | Path],
-    checkpoint: str | Path | list[str] | None,
-    check: str | Path | list[str] | None,
-    settings: dict[str, Any],
-) -> Segmenter:
-    """The segmenter of a workflow run: its members, its DDPM checkpoint with the validation record
-    ``check`` (``results/ddpm/<name>/check.json``, whose sha256 is the checkpoint's), its settings.
-    An RGB control's run has no DDPM: its ``checkpoint`` and ``check`` are empty (None or ``[]``, how a
-    rule passes an empty input)."""
-    if not checkpoint:
-        return make_segmenter(member_paths=[Path(m) for m in members], ddpm_checkpoint=None, **settings)
-    return make_segmenter(
-        member_paths=[Path(m) for m in members], ddpm_checkpoint=Path(checkpoint),
-        ddpm_digest=load_json(check)["sha256"], **settings,
-    )
-
-
-# --- files of a finished workflow run ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of a finished run in a workflow's working directory, and the target that builds them."""
-
-    members: list[Path]
-    checkpoint: Path
-    check: Path
-    summary: Path
-    target: str
-
-
-def checkpoint_file(config: dict[str, Any], ddpm: str) -> str:
-    """Where the workflow keeps a DDPM's checkpoint (as common.smk's ``checkpoint_path``)."""
-    entry = config["ddpms"][ddpm]
-    return entry["checkpoint"] if entry["source"] == "file" else f"resources/checkpoints/{ddpm}.pt"
-
-
-def run_files(config: dict[str, Any], *, dataset: str, variant: str, seed: int, workdir: Path) -> RunFiles:
-    """The paths of a run's members, DDPM checkpoint, validation record and score summary."""
-    run = f"{dataset}/{variant}/seed{seed}"
-    ddpm = config["datasets"][dataset]["ddpm"]
-    return RunFiles(
-        members=[workdir / f"results/models/{run}/member{m}.pt" for m in range(config["ensemble_size"])],
-        checkpoint=workdir / checkpoint_file(config, ddpm),
-        check=workdir / f"results/ddpm/{ddpm}/check.json",
-        summary=workdir / f"results/scores/{run}/summary.csv",
-        target=f"results/scores/{run}/summary.csv",
-    )
-
-
-def ddpm_source(config: dict[str, Any], ddpm: str, checkpoint: Path) -> dict[str, Any]:
-    """Where a DDPM checkpoint can be had: its registry name and URL, or the file it was read from."""
-    entry = config["ddpms"][ddpm]
-    source: dict[str, Any] = {"source": entry["source"], "path": str(checkpoint.resolve())}
-    if entry["source"] == "registry":
-        source["registry_name"] = entry.get("registry_name", ddpm)
-    if entry.get("url"):
-        source["url"] = entry["url"]
-    if entry["source"] == "train":  # trained by the workflow (train_ddpm): on what, from what
-        source["images"] = [str(folder) for folder in entry["images"]]
-        if entry.get("init"):
-            source["init"] = entry["init"]
-    return source
-
-
-def test_miou(summary: Path) -> float | None:
-    """A run's test mIoU (%) from its score summary; None before it is scored."""
-    if not summary.is_file():
-        return None
-    from ..report.tables import read_table
-
-    return float(read_table(summary)["miou"].iloc[0])
-
-
-def exported_run(
-    config: dict[str, Any], *, dataset: str, variant: str, seed: int, workdir: str | Path
-) -> tuple[Segmenter, RunInfo]:
-    """(segmenter, run info) of a finished run of a workflow in ``workdir``; a missing file is one line
-    naming it and the target that builds it."""
-    workdir = Path(workdir)
-    for key, value, section in (("dataset", dataset, "datasets"), ("variant", variant, "variants")):
-        if value not in config[section]:
-            raise DdpmsegError(f"--{key}: '{value}' is not a key of {section} ({', '.join(config[section])})")
-    if seed not in config["seeds"]:
-        raise DdpmsegError(f"--seed: {seed} is not one of seeds {config['seeds']}")
-    files = run_files(config, dataset=dataset, variant=variant, seed=seed, workdir=workdir)
-    settings = run_settings(config, dataset=dataset, variant=variant, seed=seed)
-    uses_ddpm = settings["feature_source"] != "rgb"  # the RGB control's run needs no DDPM
-    for path in [*files.members, *([files.checkpoint, files.check] if uses_ddpm else [])]:
-        if not path.is_file():
-            raise DdpmsegError(f"{path}: missing; build the run first: snakemake {files.target}")
-    segmenter = run_segmenter(
-        members=files.members, checkpoint=files.checkpoint if uses_ddpm else None,
-        check=files.check if uses_ddpm else None, settings=settings,
-    )
-    ddpm = config["datasets"][dataset]["ddpm"]
-    run = RunInfo(
-        dataset=dataset, variant=variant, seed=seed, ddpm_name=ddpm,
-        ddpm_sha256=load_json(files.check)["sha256"] if uses_ddpm else None,
-        ddpm_source=ddpm_source(config, ddpm, files.checkpoint) if uses_ddpm else None,
-        test_miou=test_miou(files.summary),
-    )
-    return segmenter, run
 
 
 # --- export ------------------------------------------------------------------------------------------
@@ -217,7 +50,7 @@ def export_bundle(*, out: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
     """
     out = Path(out)
     _check_replaceable(out, as_tar)
-    if segmenter.feature_source == "rgb":
+    if segmenter.settings.feature_source == "rgb":
         if include_ddpm:
             raise DdpmsegError("--include-ddpm: an RGB control's run uses no DDPM; its bundle has none to include")
     else:
@@ -286,20 +119,14 @@ def _write_bundle(folder: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
 
 
 def _manifest(segmenter: Segmenter, run: RunInfo, members: list[str], ddpm_file: str | None, files: dict[str, str]) -> dict:
-    settings = settings_of(segmenter)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "ddpmseg_version": __version__,
         "run": {"dataset": run.dataset, "variant": run.variant, "seed": run.seed, "test_miou": run.test_miou},
-        "classes": {key: settings[key] for key in ("number_class", "ignore_label", "class_names", "palette")},
-        "preprocessing": {"image_size": settings["image_size"], "non_square": settings["non_square"], **PREPROCESSING},
-        "ddpm": {
-            "name": run.ddpm_name, "flags": settings["ddpm_flags"], "sha256": run.ddpm_sha256,
-            "where": run.ddpm_source, "file": ddpm_file,
-        },
-        "features": {key: settings[key] for key in ("feature_source", "steps", "blocks", "noise_seed")},
-        "tta": {"views": settings["tta_views"], "seed": settings["tta_seed"]},
+        "settings": segmenter.settings.plain(),
+        "preprocessing": PREPROCESSING,
+        "ddpm": {"name": run.ddpm_name, "sha256": run.ddpm_sha256, "where": run.ddpm_source, "file": ddpm_file},
         "members": members,
         "files": files,
         "identity": segmenter.identity,
@@ -331,26 +158,23 @@ def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_ch
     for name in [*manifest["members"], *([ddpm_file] if ddpm_file else [])]:
         if name not in manifest["files"]:
             raise DdpmsegError(f"{path}: {name} has no sha256 in {MANIFEST}")
-    ddpm, settings = manifest["ddpm"], _manifest_settings(manifest)
+    ddpm = manifest["ddpm"]
+    try:
+        settings = SegmenterSettings.from_plain(manifest["settings"])
+    except DdpmsegError as error:
+        raise DdpmsegError(f"{path}: {MANIFEST}: {error}") from None
     # an RGB control's segmenter never reads a DDPM: none is looked for (a given one is not used)
-    checkpoint = None if settings["feature_source"] == "rgb" else _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
+    checkpoint = None if settings.feature_source == "rgb" else _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
     try:
         segmenter = make_segmenter(
-            member_paths=[root / m for m in manifest["members"]], ddpm_checkpoint=checkpoint,
+            member_paths=[root / m for m in manifest["members"]], ddpm_checkpoint=checkpoint, settings=settings,
             member_digests=[manifest["files"][m] for m in manifest["members"]], ddpm_digest=ddpm["sha256"],
-            **settings,
         )
     except DdpmsegError as error:
         raise DdpmsegError(f"{path}: {MANIFEST}: {error}") from None
     if segmenter.identity != manifest["identity"]:
         raise DdpmsegError(f"{path}: {MANIFEST} was changed after export (its settings do not give its identity)")
     return segmenter
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of a bundle folder or ``.tar``, unchecked (for showing what a bundle holds)."""
-    path = Path(path)
-    return _read_manifest(path, _extracted(path) if path.is_file() else path)
 
 
 def _extracted(tar: Path) -> Path:
@@ -419,21 +243,3 @@ def _ddpm_checkpoint(bundle: Path, root: Path, ddpm: dict[str, Any], given: Path
     return checkpoint
 
 
-def _manifest_settings(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The settings (as :func:`run_settings` gives them) recorded in a manifest."""
-    classes, preprocessing, features = manifest["classes"], manifest["preprocessing"], manifest["features"]
-    return {
-        "ddpm_flags": manifest["ddpm"]["flags"],
-        "steps": features["steps"],
-        "blocks": features["blocks"],
-        "noise_seed": features["noise_seed"],
-        "feature_source": features["feature_source"],
-        "image_size": preprocessing["image_size"],
-        "non_square": preprocessing["non_square"],
-        "number_class": classes["number_class"],
-        "ignore_label": classes["ignore_label"],
-        "class_names": classes["class_names"],
-        "palette": classes["palette"],
-        "tta_views": manifest["tta"]["views"],
-        "tta_seed": manifest["tta"]["seed"],
-    }

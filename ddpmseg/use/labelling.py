@@ -30,17 +30,9 @@ from PIL import Image
 from torch import nn
 
 from ..classifier.mlp import load_ensemble
-from ..data.datasets import (
-    IMAGE_SUFFIXES,
-    center_square,
-    check_link,
-    check_unique_stems,
-    files_with_suffixes,
-    nearest_indices,
-    read_image,
-    resize_image,
-    to_model_input,
-)
+from ..data.listing import check_unique_stems
+from ..data.preprocess import to_model_input
+from ..data.decode import read_image
 from ..diffusion.model import select_device
 from ..base.errors import DdpmsegError
 from ..diffusion.activations import extract_activations, shared_noise
@@ -48,9 +40,10 @@ from ..base.files import atomic_path, load_json, save_json, save_png, sha256_fil
 from ..prediction.predict import predict_image, uncertainty_score
 from ..base.progress import progress_bar
 from .segmenter import Segmenter, segmenter_ddpm
-from ..report.tables import write_csv
+from ..base.files import write_csv
 from ..prediction.tta import apply_view, tta_labels
 from ..prediction.visualize import IGNORE_COLOUR, colourise, panel
+from ..data.preprocess import model_image, to_original_size
 
 MARKER = ".ddpmseg-labelling.json"
 OUTPUT_FOLDERS = ("labels", "overlay", "uncertainty")
@@ -78,71 +71,17 @@ class Prediction:
     js: torch.Tensor  # (S, S) float32: the plain ensemble's JS uncertainty
 
 
-def image_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Image files named directly or found (``.png``/``.jpg``/``.jpeg``, any case, not recursing) in
-    folders, sorted and without repeats. A path that does not exist, or a folder without images, is an
-    error naming it; a file named directly is taken whatever its suffix (reading it tells)."""
-    found: set[Path] = set()
-    for entry in map(Path, paths):
-        check_link(entry)
-        if entry.is_dir():
-            images = files_with_suffixes(entry, IMAGE_SUFFIXES)
-            if not images:
-                raise DdpmsegError(f"{entry}: folder holds no {'/'.join(IMAGE_SUFFIXES)} images")
-            found.update(images)
-        elif entry.is_file():
-            found.add(entry)
-        else:
-            raise DdpmsegError(f"{entry}: no such image file or folder")
-    return sorted(found)
-
-
 def tta_image_index(path: Path) -> int:
     """The image index that seeds an image's TTA views: CRC-32 of its file name, below 2**31, so a view
     depends on the name only, not on which other images are labelled with it."""
     return zlib.crc32(Path(path).name.encode()) % 2**31
 
 
-def square_input(rgb: np.ndarray, segmenter: Segmenter, path: Path) -> np.ndarray:
-    """The image the model sees: a square image resized; a non-square one resized whole ('resize') or
-    its central square resized ('center_crop'); without a policy a non-square image is an error."""
-    height, width = rgb.shape[:2]
-    if height != width and segmenter.non_square == "center_crop":
-        rgb = center_square(rgb)
-    elif height != width and segmenter.non_square != "resize":
-        raise DdpmsegError(
-            f"{path}: image is {width}x{height}, not square, and the segmenter has no non_square policy"
-        )
-    return resize_image(rgb, segmenter.image_size)
-
-
-def crop_box(height: int, width: int, policy: str | None) -> tuple[int, int, int, int]:
-    """(top, left, box height, box width) of the part of an H x W image the model's square covers."""
-    if height != width and policy == "center_crop":
-        side = min(height, width)
-        return (height - side) // 2, (width - side) // 2, side, side
-    return 0, 0, height, width
-
-
-def original_size(array: np.ndarray, height: int, width: int, policy: str | None, fill: float) -> tuple[np.ndarray, np.ndarray]:
-    """An (S, S) map at the model's resolution back at the image's H x W, by nearest neighbour (OpenCV's
-    index rule, as masks are resized); outside a center crop the map holds ``fill``. Returns
-    (map (H, W) in the array's dtype, inside (H, W) bool: covered by the model's square)."""
-    top, left, box_height, box_width = crop_box(height, width, policy)
-    size = array.shape[0]
-    rows, cols = nearest_indices(size, box_height), nearest_indices(size, box_width)
-    restored = np.full((height, width), fill, dtype=array.dtype)
-    inside = np.zeros((height, width), dtype=bool)
-    restored[top : top + box_height, left : left + box_width] = array[rows[:, None], cols[None, :]]
-    inside[top : top + box_height, left : left + box_width] = True
-    return restored, inside
-
-
 def check_ensemble(ensemble: Sequence[nn.Module], segmenter: Segmenter) -> None:
     for path, member in zip(segmenter.member_paths, ensemble, strict=True):
         classes = member[-1].out_features
-        if classes != segmenter.number_class:
-            raise DdpmsegError(f"{path}: member predicts {classes} classes, the segmenter has {segmenter.number_class}")
+        if classes != segmenter.settings.number_class:
+            raise DdpmsegError(f"{path}: member predicts {classes} classes, the segmenter has {segmenter.settings.number_class}")
 
 
 def check_feature_width(ensemble: Sequence[nn.Module], segmenter: Segmenter, layers: Sequence[torch.Tensor]) -> None:
@@ -160,12 +99,12 @@ def image_layers(segmenter: Segmenter, images: Sequence[np.ndarray]) -> list[lis
     in [-1, 1]. Rounded to float16 as a feature store keeps them, so that an image gets the labels the
     workflow's test prediction gives it."""
     batch = torch.from_numpy(np.stack([to_model_input(image) for image in images]))
-    if segmenter.feature_source == "rgb":
+    if segmenter.settings.feature_source == "rgb":
         layers = [batch]
     else:
         model, diffusion = segmenter_ddpm(segmenter)
-        noise = shared_noise(segmenter.noise_seed, segmenter.image_size)
-        activations = extract_activations(model, diffusion, batch, steps=segmenter.steps, blocks=segmenter.blocks, noise=noise)
+        noise = shared_noise(segmenter.settings.noise_seed, segmenter.settings.image_size)
+        activations = extract_activations(model, diffusion, batch, steps=segmenter.settings.steps, blocks=segmenter.settings.blocks, noise=noise)
         layers = list(activations.values())
     return [[layer[index].permute(1, 2, 0).to(torch.float16).contiguous() for layer in layers] for index in range(len(images))]
 
@@ -185,7 +124,7 @@ class EnsembleLabeller:
         if batch_size < 1:
             raise DdpmsegError(f"batch size {batch_size} must be at least 1")
         self.segmenter, self.batch_size = segmenter, batch_size
-        self.views = [list(view) for view in segmenter.tta_views] if tta else []
+        self.views = [list(view) for view in segmenter.settings.tta_views] if tta else []
         # the members on the DDPM's device (CUDA when present): the native-resolution products run there
         self.ensemble = [member.to(select_device()) for member in load_ensemble(segmenter.member_paths)]
         check_ensemble(self.ensemble, segmenter)
@@ -193,7 +132,7 @@ class EnsembleLabeller:
     def label(self, layers: Sequence[torch.Tensor]) -> tuple[np.ndarray, torch.Tensor]:
         """(labels (S, S) int32, JS (S, S)) of one image's activations."""
         check_feature_width(self.ensemble, self.segmenter, layers)
-        labels, js = predict_image(self.ensemble, layers, self.segmenter.image_size, self.segmenter.number_class)
+        labels, js = predict_image(self.ensemble, layers, self.segmenter.settings.image_size, self.segmenter.settings.number_class)
         return labels.numpy().astype(np.int32), js
 
     def label_batch(self, paths: Sequence[Path], squares: Sequence[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
@@ -204,12 +143,12 @@ class EnsembleLabeller:
         segmenter = self.segmenter
         per_image: list[list[tuple[np.ndarray, np.ndarray, list[str]]]] = [[] for _ in squares]
         for view in self.views:
-            shown = [apply_view(square, view, segmenter.tta_seed, tta_image_index(path)) for path, square in zip(paths, squares, strict=True)]
+            shown = [apply_view(square, view, segmenter.settings.tta_seed, tta_image_index(path)) for path, square in zip(paths, squares, strict=True)]
             view_layers = batched_layers(segmenter, [image for image, _ in shown], self.batch_size)
             for votes, (_, valid), layers in zip(per_image, shown, view_layers, strict=True):
                 votes.append((self.label(layers)[0], valid, view))
         return [
-            (tta_labels(labels, votes, segmenter.ignore_label, segmenter.number_class), js)
+            (tta_labels(labels, votes, segmenter.settings.ignore_label, segmenter.settings.number_class), js)
             for (labels, js), votes in zip(plain, per_image, strict=True)
         ]
 
@@ -217,7 +156,7 @@ class EnsembleLabeller:
 def read_for_model(path: Path, segmenter: Segmenter) -> tuple[np.ndarray, np.ndarray]:
     """(original (H, W, 3), square model input (S, S, 3)) of one image file; DdpmsegError if unreadable."""
     original = read_image(path)
-    return original, square_input(original, segmenter, path)
+    return original, model_image(original, segmenter.settings.image_size, segmenter.settings.non_square, path, choose="the segmenter's non_square policy")
 
 
 def predictions(
@@ -256,15 +195,15 @@ def uncertainty_grey(js: np.ndarray, number_class: int) -> np.ndarray:
 def uncertainty_map(prediction: Prediction, segmenter: Segmenter) -> np.ndarray:
     """The (H, W) uint8 grey JS map at the image's size (0 outside a center crop)."""
     height, width = prediction.original.shape[:2]
-    grey = uncertainty_grey(prediction.js.numpy(), segmenter.number_class)
-    return original_size(grey, height, width, segmenter.non_square, 0)[0]
+    grey = uncertainty_grey(prediction.js.numpy(), segmenter.settings.number_class)
+    return to_original_size(grey, height, width, segmenter.settings.non_square, 0)[0]
 
 
 def palette_bytes(segmenter: Segmenter) -> list[int]:
     """A 256-entry PNG palette: the classes' colours, ignore_label white (unless it is a class), rest black."""
     colours = [(0, 0, 0)] * 256
-    colours[segmenter.ignore_label] = IGNORE_COLOUR
-    colours[: segmenter.number_class] = segmenter.palette[: segmenter.number_class]
+    colours[segmenter.settings.ignore_label] = IGNORE_COLOUR
+    colours[: segmenter.settings.number_class] = segmenter.settings.palette[: segmenter.settings.number_class]
     return [value for colour in colours for value in colour]
 
 
@@ -278,17 +217,17 @@ def save_label_png(path: Path, labels: np.ndarray, segmenter: Segmenter) -> None
 
 def overlay(original: np.ndarray, labels: np.ndarray, inside: np.ndarray, segmenter: Segmenter) -> np.ndarray:
     """The classes' colours blended over the image where the model labelled it (not on ignore_label)."""
-    colours = colourise(labels, segmenter.palette, segmenter.ignore_label).astype(np.float32)
+    colours = colourise(labels, segmenter.settings.palette, segmenter.settings.ignore_label).astype(np.float32)
     blended = (1 - OVERLAY_ALPHA) * original.astype(np.float32) + OVERLAY_ALPHA * colours
-    labelled = inside & ((labels != segmenter.ignore_label) | (segmenter.ignore_label < segmenter.number_class))
+    labelled = inside & ((labels != segmenter.settings.ignore_label) | (segmenter.settings.ignore_label < segmenter.settings.number_class))
     return np.where(labelled[..., None], np.rint(blended), original).astype(np.uint8)
 
 
 def class_fractions(labels: np.ndarray, inside: np.ndarray, segmenter: Segmenter) -> dict[str, float]:
     """Each class's share of the labelled pixels (summing to 1) and the ``ignored`` share of all pixels
     (the margins a center crop cut off)."""
-    counts = np.bincount(labels[inside].ravel(), minlength=segmenter.number_class)[: segmenter.number_class]
-    fractions = {name: float(count / max(1, inside.sum())) for name, count in zip(segmenter.class_names, counts, strict=True)}
+    counts = np.bincount(labels[inside].ravel(), minlength=segmenter.settings.number_class)[: segmenter.settings.number_class]
+    fractions = {name: float(count / max(1, inside.sum())) for name, count in zip(segmenter.settings.class_names, counts, strict=True)}
     return {**fractions, "ignored": float(1 - inside.mean())}
 
 
@@ -309,7 +248,7 @@ def is_done(out_dir: Path, path: Path) -> bool:
 def write_outputs(prediction: Prediction, segmenter: Segmenter, out_dir: Path) -> None:
     """An image's label PNG, overlay, uncertainty map and (last) its table row."""
     height, width = prediction.original.shape[:2]
-    labels, inside = original_size(prediction.labels, height, width, segmenter.non_square, segmenter.ignore_label)
+    labels, inside = to_original_size(prediction.labels, height, width, segmenter.settings.non_square, segmenter.settings.ignore_label)
     files = paths_of(out_dir, prediction.path.stem)
     save_label_png(files["labels"], labels, segmenter)
     save_png(files["overlay"], overlay(prediction.original, labels, inside, segmenter))
@@ -330,7 +269,7 @@ def claim_folder(out_dir: Path, segmenter: Segmenter, *, tta: bool = False) -> N
     records the same identity and TTA setting is resumed, anything else is refused (``tta`` counts only
     when the segmenter has views: without them both settings give the same labels)."""
     marker = out_dir / MARKER
-    tta = bool(tta and segmenter.tta_views)
+    tta = bool(tta and segmenter.settings.tta_views)
     if marker.is_file():
         recorded = load_json(marker)
         if recorded.get("identity") != segmenter.identity:
@@ -351,7 +290,7 @@ def claim_folder(out_dir: Path, segmenter: Segmenter, *, tta: bool = False) -> N
 
 
 def check_class_columns(segmenter: Segmenter) -> None:
-    names = list(segmenter.class_names)
+    names = list(segmenter.settings.class_names)
     clashes = [name for name in names if name in FIXED_COLUMNS or names.count(name) > 1]
     if clashes:
         raise DdpmsegError(f"class name '{clashes[0]}' is repeated or is one of the table's columns {', '.join(FIXED_COLUMNS)}")
@@ -409,6 +348,6 @@ def label_images(
 
 def prediction_table(out_dir: Path, images: Sequence[Path], segmenter: Segmenter) -> pd.DataFrame:
     """The rows of ``images`` (labelled now or before), in their order, in the columns' fixed order."""
-    columns = list(FIXED_COLUMNS[:4]) + list(segmenter.class_names) + ["ignored"]
+    columns = list(FIXED_COLUMNS[:4]) + list(segmenter.settings.class_names) + ["ignored"]
     rows = [load_json(paths_of(out_dir, path.stem)[ROWS]) for path in images]
     return pd.DataFrame(rows, columns=columns)

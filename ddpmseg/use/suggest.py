@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ..data.datasets import check_unique_stems, read_image, warn
+from ..data.listing import check_unique_stems
+from ..data.decode import read_image
+from ..base.errors import warn
 from ..base.errors import DdpmsegError
 from ..base.files import load_json, save_png
 from .labelling import ROWS, Prediction, paths_of, predictions, uncertainty_map
 from ..prediction.predict import uncertainty_score
 from .segmenter import Segmenter
-from ..report.tables import write_csv
+from ..base.files import write_csv
 
 THUMBNAIL_HEIGHT = 128
 CAPTION_HEIGHT = 14

@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import REPO
 
-from ddpmseg.config.checks import load_config
+from ddpmseg.config.load import load_config
 from ddpmseg.estimate import (
     activation_values,
     format_size,

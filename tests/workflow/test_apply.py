@@ -13,7 +13,7 @@ from conftest import TINY_CONFIG, dry_run, snakemake
 from PIL import Image
 
 from ddpmseg.cli import main
-from ddpmseg.report.tables import read_table
+from ddpmseg.base.files import read_table
 
 pytestmark = pytest.mark.workflow
 
@@ -42,7 +42,7 @@ def test_apply_entries_plan_labelling_and_suggestions_from_the_run(tmp_path) -> 
     without = copy.deepcopy(config)
     del without["apply"]
     plain = dry_run(tmp_path, without)
-    assert "label_images" not in plain and plain["train_member"] == jobs["train_member"]
+    assert "label_images" not in plain and plain["train_members"] == jobs["train_members"]
 
 
 @pytest.mark.parametrize("files,message", [

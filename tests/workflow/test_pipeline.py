@@ -146,8 +146,7 @@ def test_fused_ensemble_plans_one_training_job_per_run(tmp_path) -> None:
     config = copy.deepcopy(TINY_CONFIG)
     config["training"] = {"fused_ensemble": True, "memory_budget_mb": 64}
     jobs = dry_run(tmp_path, config)
-    assert jobs["train_ensemble"] == 2 * 2  # variants x seeds
-    assert "train_member" not in jobs
+    assert jobs["train_members"] == 2 * 2  # variants x seeds: one job per run
 
 
 def paper_jobs(output: str) -> dict[tuple[str, str], int]:
@@ -181,5 +180,5 @@ def test_paper_config_dry_run_plans_the_published_protocol(tmp_path) -> None:
         assert per_dataset[("extract_dataset", dataset)] == 1
         assert per_dataset[("validate_dataset", dataset)] == 1
         assert per_dataset[("extract_features", dataset)] == 3 * shards, dataset  # per run seed's noise
-        assert per_dataset[("train_member", dataset)] == 5 * 3 * 10  # variants x seeds x members
+        assert per_dataset[("train_members", dataset)] == 5 * 3 * 10  # variants x seeds x members
         assert per_dataset[("predict_ensemble", dataset)] == 5 * 3

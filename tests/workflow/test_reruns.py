@@ -51,7 +51,7 @@ def test_changing_steps_or_blocks_plans_extraction_onward(demo_run) -> None:
         # every store, once per run seed's noise: tiny 2 train + 2 augmented + 1 test + 2 TTA shards;
         # custom 1 + 1 + 1 + 2
         assert jobs["extract_features"] == 2 * (7 + 5), key
-        assert jobs["train_member"] == 2 * 2 * 2 * 2 and jobs["predict_ensemble"] == 8 and jobs["make_tables"] == 1
+        assert jobs["train_members"] == 2 * 2 * 2 * 2 and jobs["predict_ensemble"] == 8 and jobs["make_tables"] == 1
 
 
 def test_new_checkpoint_content_at_the_same_path_plans_extraction_onward(demo_run, tmp_path) -> None:
@@ -63,7 +63,7 @@ def test_new_checkpoint_content_at_the_same_path_plans_extraction_onward(demo_ru
     jobs = dry_run(workdir, config)
     assert "train_ddpm" not in jobs and "validate_dataset" not in jobs and "augment_training_set" not in jobs
     assert jobs["validate_ddpm"] == 1
-    assert jobs["extract_features"] == 24 and jobs["train_member"] == 16 and jobs["make_tables"] == 1
+    assert jobs["extract_features"] == 24 and jobs["train_members"] == 16 and jobs["make_tables"] == 1
 
 
 def test_listing_the_blocks_in_another_order_plans_nothing(demo_run) -> None:
@@ -80,7 +80,7 @@ def test_adding_a_seed_plans_that_seeds_extraction_jobs_and_the_tables(demo_run)
     jobs = dry_run(workdir, config)
     assert "augment_training_set" not in jobs and "make_tta_view" not in jobs
     assert jobs["extract_features"] == 7 + 5  # every store under seed 2's noise
-    assert jobs["train_member"] == 2 * 2 * 2  # datasets x variants x members, seed 2 only
+    assert jobs["train_members"] == 2 * 2 * 2  # datasets x variants x members, seed 2 only
     assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4 and jobs["make_tables"] == 1
 
 
@@ -91,13 +91,13 @@ def test_adding_a_dataset_plans_that_datasets_jobs_and_the_tables(demo_run, tmp_
     jobs = dry_run(workdir, config)
     assert jobs["validate_dataset"] == 1 and jobs["augment_training_set"] == 1 and jobs["make_tta_view"] == 2
     assert jobs["extract_features"] == 2 * 5  # the new dataset's stores only, per run seed's noise
-    assert jobs["train_member"] == 8 and jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
+    assert jobs["train_members"] == 8 and jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
     assert "train_ddpm" not in jobs and "validate_ddpm" not in jobs
 
 
 def test_editing_the_readme_or_a_test_plans_nothing(demo_run) -> None:
     workdir, config = demo_run
-    touched = [REPO / "README.md", REPO / "tests" / "unit" / "test_metrics.py"]
+    touched = [REPO / "README.md", REPO / "tests" / "unit" / "prediction" / "test_metrics.py"]
     times = [(p.stat().st_atime, p.stat().st_mtime) for p in touched]
     try:
         for path in touched:
@@ -114,7 +114,7 @@ def test_one_shared_noise_seed_extracts_nothing_new_and_retrains_the_other_seeds
     config["features"]["noise_seed"] = 0  # every run on the features of noise 0: seed 0's stores exist
     jobs = dry_run(workdir, config)
     assert "extract_features" not in jobs
-    assert jobs["train_member"] == 2 * 2 * 2  # datasets x variants x members of seed 1 only
+    assert jobs["train_members"] == 2 * 2 * 2  # datasets x variants x members of seed 1 only
     assert jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
 
 
@@ -123,7 +123,7 @@ def test_changing_a_tta_setting_plans_no_training(demo_run) -> None:
     config = copy.deepcopy(config)
     config["variants"]["final"]["tta_views"] = [["HorizontalFlip"], ["ColorJitter"]]
     jobs = dry_run(workdir, config)
-    assert "train_member" not in jobs and "augment_training_set" not in jobs
+    assert "train_members" not in jobs and "augment_training_set" not in jobs
     assert jobs["make_tta_view"] == 2  # only the new view, of each dataset
     assert jobs["extract_features"] == 2 * 2  # its 1 shard (3 test images, shard size 4), per dataset and seed
     assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4  # final: 2 datasets x 2 seeds
@@ -136,7 +136,7 @@ def test_changing_a_regularisation_setting_plans_no_extraction(demo_run) -> None
     config["variants"]["final"]["dropout"] = 0.3
     jobs = dry_run(workdir, config)
     assert "extract_features" not in jobs and "augment_training_set" not in jobs and "make_tta_view" not in jobs
-    assert jobs["train_member"] == 2 * 2 * 2  # final only: 2 datasets x 2 seeds x 2 members
+    assert jobs["train_members"] == 2 * 2 * 2  # final only: 2 datasets x 2 seeds x 2 members
     assert jobs["predict_ensemble"] == 4
 
 
@@ -146,7 +146,7 @@ def test_variants_sharing_augmentation_settings_share_copies(demo_run) -> None:
     config["variants"]["augment_only"] = {"augmentation_scale": 2}
     jobs = dry_run(workdir, config)
     assert "augment_training_set" not in jobs and "extract_features" not in jobs  # the copies are cached
-    assert jobs["train_member"] == 2 * 2 * 2
+    assert jobs["train_members"] == 2 * 2 * 2
 
 
 def test_missing_or_changed_inputs_after_a_complete_run_are_not_ignored(tmp_path, tiny_checkpoint) -> None:

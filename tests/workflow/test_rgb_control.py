@@ -31,13 +31,13 @@ def test_the_control_schedules_rgb_stores_of_its_image_sets_and_no_ddpm_job_for_
     assert jobs["extract_rgb_features"] == 2 + 1 + 2 + 1  # train, test, augmented copies, flipped view
     assert jobs["extract_features"] == 2 * (2 + 1 + 2 + 1 + 1)  # the DDPM variants' stores only, per noise seed
     assert jobs["augment_training_set"] == 1 and jobs["make_tta_view"] == 2  # shared with final
-    assert jobs["train_member"] == 3 * 2 * 2 and jobs["predict_ensemble"] == 3 * 2
+    assert jobs["train_members"] == 3 * 2 * 2 and jobs["predict_ensemble"] == 3 * 2
 
     result = snakemake(tmp_path, config, "-n", "results/predictions/tiny/rgb_control/seed1", timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     control_only = planned_jobs(result.stdout + result.stderr)
     assert not DDPM_JOBS & set(control_only), control_only
-    assert control_only["extract_rgb_features"] == 6 and control_only["train_member"] == 2
+    assert control_only["extract_rgb_features"] == 6 and control_only["train_members"] == 2
 
 
 def test_a_config_of_only_the_control_runs_without_a_ddpm(tmp_path) -> None:

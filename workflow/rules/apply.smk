@@ -10,23 +10,23 @@ rule label_images:
         checkpoint=applied_checkpoint,
         check=applied_check,
     output:
-        labels=directory("results/applied/{apply}/labels"),
-        overlay=directory("results/applied/{apply}/overlay"),
-        uncertainty=directory("results/applied/{apply}/uncertainty"),
+        labels=directory(f"{paths.APPLIED}/labels"),
+        overlay=directory(f"{paths.APPLIED}/overlay"),
+        uncertainty=directory(f"{paths.APPLIED}/uncertainty"),
         examples=report(
-            directory("results/applied/{apply}/examples"),
+            directory(f"{paths.APPLIED}/examples"),
             patterns=["{image}.png"],
             caption="../report/applied.rst",
             category="Applied to new images",
             subcategory="{apply}",
             labels={"entry": "{apply}", "image": "{image}"},
         ),
-        predictions="results/applied/{apply}/predictions.csv",
-        suggestions=directory("results/applied/{apply}/suggest"),
+        predictions=f"{paths.APPLIED}/predictions.csv",
+        suggestions=directory(f"{paths.APPLIED}/suggest"),
     log:
-        "logs/label_images/{apply}.log",
+        paths.log("label_images", "{apply}"),
     benchmark:
-        "results/benchmarks/label_images/{apply}.tsv"
+        paths.benchmark("label_images", "{apply}")
     wildcard_constraints:
         apply=name_constraint(list(config["apply"])),
     conda:
@@ -42,6 +42,6 @@ rule label_images:
         batch_size=lookup(dpath="apply/{apply}/batch_size", within=config),
         example_count=APPLIED_EXAMPLES,
         top=lookup(dpath="apply/{apply}/suggest_top", within=config),
-        progress_folder=lambda wc: f"results/progress/applied/{wc.apply}",
+        progress_folder=lambda wc: f"{paths.PROGRESS}/applied/{wc.apply}",
     script:
         "../scripts/label_images.py"

@@ -1,11 +1,11 @@
 rule augment_training_set:
     input:
         dataset=dataset_inputs,
-        summary="results/datasets/{dataset}/summary.json",
+        summary=paths.DATASET_SUMMARY,
     output:
-        images=directory("results/augmented/{dataset}/{augset}"),
+        images=directory(paths.AUGMENTED),
     log:
-        "logs/augment_training_set/{dataset}/{augset}.log",
+        paths.log("augment_training_set", paths.job_key(paths.AUGMENTED)),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -13,8 +13,8 @@ rule augment_training_set:
         mem_mb=4000,
         runtime=30,
     params:
-        split=lambda wc: split_source(wc.dataset, "train"),
-        settings=lambda wc: vars(parse_augmentation_set(wc.augset)),
+        split=train_split,
+        settings=lambda wc: asdict(parse_augmentation_set(wc.augset)),
         training_number=lookup(
             dpath="datasets/{dataset}/training_number", within=config
         ),

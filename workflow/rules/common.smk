@@ -1,41 +1,43 @@
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from ddpmseg.use.bundle import run_settings
-from ddpmseg.config.checks import (
-    SPLIT_COUNTS,
-    archive_name,
-    augmentation_set,
-    check_config,
-    check_paths,
-    classifier_settings,
+from ddpmseg.base.errors import DdpmsegError
+from ddpmseg.config import paths
+from ddpmseg.config.checks import check_config, check_paths
+from ddpmseg.config.ddpms import (
+    checkpoint_path,
     ddpm_image_inputs,
     ddpm_init,
     ddpm_training_gpus,
     ddpm_training_settings,
+    trained_ddpms,
+)
+from ddpmseg.config.imagesets import (
+    SPLIT_COUNTS,
+    dataset_root,
     feature_imagesets,
-    feature_source,
-    features_folder,
     imageset_count,
-    imageset_split,
-    local_gpu_limit,
-    name_constraint,
+    imageset_folder,
+    imageset_source,
     noise_seeds,
     parse_augmentation_set,
     parse_tta_set,
-    resolve_registry,
+    run_stores,
+    shard_count,
     shard_ranges,
-    tta_views,
-    validate_config,
-    variant_settings,
+    split_source,
     variant_tta_sets,
-    visible_gpu_count,
 )
-from ddpmseg.diffusion.model import model_flags
-from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.config.registry import load_registry
+from ddpmseg.config.load import validate_config
+from ddpmseg.config.paths import archive_name, name_constraint
+from ddpmseg.config.registry import load_registry, resolve_registry
+from ddpmseg.config.variants import classifier_settings, feature_source, tta_views
+from ddpmseg.diffusion.flags import model_flags
+from ddpmseg.stages.resources import local_gpu_limit, visible_gpu_count
+from ddpmseg.use.settings import SegmenterSettings
 
 try:
     # One line naming the key on a schema error (Snakemake's validate prints the whole schema).
@@ -54,6 +56,12 @@ DATASETS = list(config["datasets"])
 VARIANTS = list(config["variants"])
 SEEDS = [int(s) for s in config["seeds"]]
 MEMBERS = list(range(config["ensemble_size"]))
+RUNS = [
+    {"dataset": d, "variant": v, "seed": s}
+    for d in DATASETS
+    for v in VARIANTS
+    for s in SEEDS
+]
 
 
 wildcard_constraints:
@@ -95,66 +103,64 @@ def image_size(wildcards):
 
 def names_with_source(section, source):
     """A wildcard regex of the entries of a config section with the given source (never empty)."""
-    names = [n for n, entry in config[section].items() if entry["source"] == source]
-    return "|".join(names) if names else "(?!)"
+    return name_constraint(
+        [n for n, entry in config[section].items() if entry["source"] == source]
+    )
 
 
 def dataset_inputs(wildcards):
     """The folders a dataset's splits are read from (made by a rule for demo and registry datasets)."""
     dataset = dataset_config(wildcards)
-    if dataset["source"] in ("demo", "registry"):
-        return [f"resources/datasets/{wildcards.dataset}"]
-    if dataset["source"] == "folder":
-        return [dataset["path"]]
-    return [
-        dataset[k] for k in ("train_images", "train_masks", "test_images", "test_masks")
-    ]
+    if dataset["source"] == "folders":
+        return [
+            dataset[k]
+            for k in ("train_images", "train_masks", "test_images", "test_masks")
+        ]
+    return [dataset_root(config, wildcards.dataset)]
 
 
-def split_source(dataset, split):
-    """Where a split's images and masks are, as plain values: {images, masks, non_square}."""
-    entry = config["datasets"][dataset]
-    if entry["source"] == "folders":
-        images, masks = entry[f"{split}_images"], entry[f"{split}_masks"]
-    else:
-        root = (
-            entry["path"]
-            if entry["source"] == "folder"
-            else f"resources/datasets/{dataset}"
-        )
-        images, masks = f"{root}/real/{split}", None
-    return {"images": images, "masks": masks, "non_square": entry.get("non_square")}
+def splits_params(wildcards):
+    """Each split's images, masks and non-square policy, as plain values."""
+    return {
+        split: split_source(config, wildcards.dataset, split).as_dict()
+        for split in SPLIT_COUNTS
+    }
 
 
-def imageset_source(wildcards):
+def train_split(wildcards):
+    return split_source(config, wildcards.dataset, "train").as_dict()
+
+
+def test_split(wildcards):
+    return split_source(config, wildcards.dataset, "test").as_dict()
+
+
+def imageset_params(wildcards):
     """Where the images of an image set are: a split, augmented copies or a TTA view."""
-    imageset = wildcards.imageset
-    if imageset.startswith("aug-"):
-        folder = f"results/augmented/{wildcards.dataset}/{imageset}/real/train"
-    elif imageset.startswith("tta-"):
-        folder = f"results/tta/{wildcards.dataset}/{imageset}/real/test"
-    else:
-        return split_source(wildcards.dataset, imageset)
-    return {"images": folder, "masks": None, "non_square": None}
+    return imageset_source(config, wildcards.dataset, wildcards.imageset).as_dict()
 
 
 def imageset_inputs(wildcards):
-    if wildcards.imageset.startswith("aug-"):
-        return [f"results/augmented/{wildcards.dataset}/{wildcards.imageset}"]
-    if wildcards.imageset.startswith("tta-"):
-        return [f"results/tta/{wildcards.dataset}/{wildcards.imageset}"]
-    return dataset_inputs(wildcards)
+    folder = imageset_folder(wildcards.dataset, wildcards.imageset)
+    return [folder] if folder else dataset_inputs(wildcards)
 
 
-def checkpoint_path(name):
-    ddpm = config["ddpms"][name]
-    if ddpm["source"] == "file":
-        return ddpm["checkpoint"]
-    return f"resources/checkpoints/{name}.pt"
+def imageset_size(wildcards):
+    return imageset_count(config, wildcards.dataset, wildcards.imageset)
+
+
+def ddpm_checkpoint(wildcards):
+    return checkpoint_path(config, ddpm_name(wildcards))
+
+
+def ddpm_check(wildcards):
+    return paths.DDPM_CHECK.format(ddpm=ddpm_name(wildcards))
 
 
 def archive_path(dataset):
-    return f"resources/archives/{archive_name(config['datasets'][dataset]['url'])}"
+    return paths.ARCHIVE.format(
+        archive=archive_name(config["datasets"][dataset]["url"])
+    )
 
 
 def download_verification(url, sha256, lock_key):
@@ -184,74 +190,57 @@ def checkpoint_download(name):
     return download_verification(ddpm["url"], ddpm["sha256"], f"checkpoints/{name}.pt")
 
 
-def shard_stores(dataset, imageset, folder):
-    """The stores of an image set's features in ``folder`` (``noise<n>``: the DDPM's under noise seed
-    n; ``rgb``: the RGB control's), shard after shard."""
-    count = imageset_count(config, dataset, imageset)
-    ranges = shard_ranges(count, config["features"]["shard_size"])
-    return [
-        f"results/features/{dataset}/{imageset}/{folder}/shard{k}.zarr"
-        for k in range(len(ranges))
-    ]
-
-
-def run_features_folder(wildcards):
-    """The stores' folder of run (variant, seed): its feature source's (config.features_folder)."""
-    return features_folder(config, wildcards.variant, int(wildcards.seed))
-
-
 def shard_range(wildcards):
-    count = imageset_count(config, wildcards.dataset, wildcards.imageset)
-    ranges = shard_ranges(count, config["features"]["shard_size"])
+    ranges = shard_ranges(imageset_size(wildcards), config["features"]["shard_size"])
     return list(ranges[int(wildcards.shard)])
 
 
 def train_stores(wildcards):
     """Stores of the training images, then of their augmented copies if the variant augments."""
-    folder = run_features_folder(wildcards)
-    stores = shard_stores(wildcards.dataset, "train", folder)
-    augmented = augmentation_set(config, wildcards.dataset, wildcards.variant)
-    if augmented:
-        stores += shard_stores(wildcards.dataset, augmented, folder)
-    return stores
+    return run_stores(
+        config, wildcards.dataset, wildcards.variant, int(wildcards.seed), "train"
+    )
 
 
 def test_stores(wildcards):
-    return shard_stores(wildcards.dataset, "test", run_features_folder(wildcards))
+    return run_stores(
+        config, wildcards.dataset, wildcards.variant, int(wildcards.seed), "test"
+    )
 
 
 def tta_stores(wildcards):
     """Stores of every TTA view of the test split, view after view."""
-    return [
-        store
-        for ttaset in variant_tta_sets(config, wildcards.variant)
-        for store in shard_stores(
-            wildcards.dataset, ttaset, run_features_folder(wildcards)
-        )
-    ]
+    return run_stores(
+        config, wildcards.dataset, wildcards.variant, int(wildcards.seed), "tta"
+    )
 
 
 def tta_folders(wildcards):
     return [
-        f"results/tta/{wildcards.dataset}/{ttaset}"
+        imageset_folder(wildcards.dataset, ttaset)
         for ttaset in variant_tta_sets(config, wildcards.variant)
     ]
 
 
+def classifier_params(wildcards):
+    """The member-training settings of the variant, as plain values."""
+    return asdict(classifier_settings(config, wildcards.variant))
+
+
+def run_of(wildcards):
+    return {
+        "dataset": wildcards.dataset,
+        "variant": wildcards.variant,
+        "seed": wildcards.seed,
+    }
+
+
 def ensemble_members(wildcards):
-    return [
-        f"results/models/{wildcards.dataset}/{wildcards.variant}/seed{wildcards.seed}/member{m}.pt"
-        for m in MEMBERS
-    ]
+    return [paths.MEMBER.format(**run_of(wildcards), member=m) for m in MEMBERS]
 
 
 def run_scores():
-    return [
-        f"results/scores/{d}/{v}/seed{s}/summary.csv"
-        for d in DATASETS
-        for v in VARIANTS
-        for s in SEEDS
-    ]
+    return [paths.score_table("summary").format(**run) for run in RUNS]
 
 
 def training_images(wildcards):
@@ -265,39 +254,38 @@ def training_init(wildcards):
     if init is None:
         return []
     kind, value = init
-    return [checkpoint_path(value) if kind == "ddpm" else value]
+    return [checkpoint_path(config, value) if kind == "ddpm" else value]
+
+
+def training_gpus(wildcards):
+    return ddpm_training_gpus(config, wildcards.ddpm)
 
 
 def training_threads(wildcards):
     """CPU threads of a DDPM's training job: 2 per GPU (one process each and its data), at least 2. A
     SLURM job asks for them all (--cpus-per-task): 4 for one GPU never started on CI's 2-CPU node.
     """
-    return max(2, 2 * ddpm_training_gpus(config, wildcards.ddpm))
+    return max(2, 2 * training_gpus(wildcards))
 
 
-def trained_ddpms():
-    """The trained DDPMs that the datasets' features need (their own and those they fine-tune from),
-    in config order."""
-    needed = []
-    pending = [config["datasets"][d]["ddpm"] for d in DATASETS]
-    while pending:
-        name = pending.pop(0)
-        if name in needed or config["ddpms"][name]["source"] != "train":
-            continue
-        needed.append(name)
-        init = ddpm_init(config, name)
-        pending += [init[1]] if init and init[0] == "ddpm" else []
-    return [name for name in config["ddpms"] if name in needed]
+def ddpm_training_params(wildcards):
+    return ddpm_training_settings(config["ddpms"][wildcards.ddpm])
 
 
-def training_benchmarks(dataset, variant, seed):
-    """Benchmark files of the training jobs of a run (train_ensemble or train_member, see train.smk)."""
-    if config["training"]["fused_ensemble"]:
-        return [f"results/benchmarks/train_ensemble/{dataset}/{variant}/seed{seed}.tsv"]
-    return [
-        f"results/benchmarks/train_member/{dataset}/{variant}/seed{seed}/member{m}.tsv"
-        for m in MEMBERS
-    ]
+# train_members: one job per run (training.fused_ensemble) or per member.
+FUSED = config["training"]["fused_ensemble"]
+MEMBERS_JOB_KEY = paths.RUN if FUSED else paths.job_key(paths.MEMBER)
+
+
+def member_outputs(template):
+    """A train_members job's files of ``template``: every member's of the run, or its one member's."""
+    if FUSED:
+        return expand(template, member=MEMBERS, allow_missing=True)
+    return [template]
+
+
+def job_members(wildcards):
+    return MEMBERS if FUSED else [int(wildcards.member)]
 
 
 def extraction_benchmarks(dataset):
@@ -305,18 +293,20 @@ def extraction_benchmarks(dataset):
     (extract_features, once per noise seed) and the RGB control's (extract_rgb_features).
     """
     jobs = {
-        "ddpm": ("extract_features", [f"noise{n}" for n in noise_seeds(config)]),
-        "rgb": ("extract_rgb_features", ["rgb"]),
+        "ddpm": ("extract_features", paths.DDPM_STORE, {"noise": noise_seeds(config)}),
+        "rgb": ("extract_rgb_features", paths.RGB_STORE, {"noise": [None]}),
     }
     files = []
-    for source, (rule, folders) in jobs.items():
+    for source, (rule, store, noises) in jobs.items():
+        key = paths.benchmark(rule, paths.job_key(store))
         for imageset in feature_imagesets(config, dataset, source):
-            for folder in folders:
-                shards = len(shard_stores(dataset, imageset, folder))
-                files += [
-                    f"results/benchmarks/{rule}/{dataset}/{imageset}/{folder}/shard{k}.tsv"
-                    for k in range(shards)
-                ]
+            count = imageset_count(config, dataset, imageset)
+            shards = shard_count(count, config["features"]["shard_size"])
+            files += [
+                key.format(dataset=dataset, imageset=imageset, noise=noise, shard=k)
+                for noise in noises["noise"]
+                for k in range(shards)
+            ]
     return files
 
 
@@ -326,51 +316,38 @@ def benchmark_files():
     the RGB control."""
     uses_ddpm = any(feature_source(config, v) == "ddpm" for v in VARIANTS)
     files = [
-        f"results/benchmarks/train_ddpm/{name}.tsv"
-        for name in (trained_ddpms() if uses_ddpm else [])
+        paths.benchmark("train_ddpm", paths.job_key(paths.CHECKPOINT)).format(ddpm=name)
+        for name in (trained_ddpms(config) if uses_ddpm else [])
     ]
     for d in DATASETS:
         files += extraction_benchmarks(d)
-    for d in DATASETS:
-        for v in VARIANTS:
-            for s in SEEDS:
-                files += training_benchmarks(d, v, s)
+    training = paths.benchmark("train_members", MEMBERS_JOB_KEY)
     files += [
-        f"results/benchmarks/predict_ensemble/{d}/{v}/seed{s}.tsv"
-        for d in DATASETS
-        for v in VARIANTS
-        for s in SEEDS
+        training.format(**run, member=m)
+        for run in RUNS
+        for m in ([None] if FUSED else MEMBERS)
     ]
-    files += [f"results/benchmarks/label_images/{name}.tsv" for name in config["apply"]]
+    prediction = paths.benchmark("predict_ensemble", paths.job_key(paths.PREDICTIONS))
+    files += [prediction.format(**run) for run in RUNS]
+    files += [
+        paths.benchmark("label_images", paths.job_key(paths.APPLIED)).format(apply=name)
+        for name in config["apply"]
+    ]
     return files
 
 
 def member_runs():
     """(dataset, variant, seed, member) of every ensemble member, in table order."""
-    return [
-        {"dataset": d, "variant": v, "seed": s, "member": m}
-        for d in DATASETS
-        for v in VARIANTS
-        for s in SEEDS
-        for m in MEMBERS
-    ]
-
-
-def prediction_runs():
-    return [
-        {"dataset": d, "variant": v, "seed": s}
-        for d in DATASETS
-        for v in VARIANTS
-        for s in SEEDS
-    ]
+    return [{**run, "member": m} for run in RUNS for m in MEMBERS]
 
 
 def validated_folders(wildcards):
     """The folders validate_dataset reads, each split's own: adding, removing or replacing a file in
     one (which changes the folder's mtime) reruns the validation."""
-    dataset = dataset_config(wildcards)
-    if dataset["source"] == "folder":
-        return [f"{dataset['path']}/real/{split}" for split in ("train", "test")]
+    if dataset_config(wildcards)["source"] == "folder":
+        return [
+            str(split_source(config, wildcards.dataset, s).images) for s in SPLIT_COUNTS
+        ]
     return dataset_inputs(wildcards)
 
 
@@ -382,9 +359,8 @@ def applied_run(wildcards):
 
 def applied_members(wildcards):
     dataset, variant, seed = applied_run(wildcards)
-    return [
-        f"results/models/{dataset}/{variant}/seed{seed}/member{m}.pt" for m in MEMBERS
-    ]
+    run = {"dataset": dataset, "variant": variant, "seed": seed}
+    return [paths.MEMBER.format(**run, member=m) for m in MEMBERS]
 
 
 def applied_checkpoint(wildcards):
@@ -392,26 +368,28 @@ def applied_checkpoint(wildcards):
     dataset, variant, _ = applied_run(wildcards)
     if feature_source(config, variant) == "rgb":
         return []
-    return checkpoint_path(config["datasets"][dataset]["ddpm"])
+    return checkpoint_path(config, config["datasets"][dataset]["ddpm"])
 
 
 def applied_check(wildcards):
     dataset, variant, _ = applied_run(wildcards)
     if feature_source(config, variant) == "rgb":
         return []
-    return f"results/ddpm/{config['datasets'][dataset]['ddpm']}/check.json"
+    return paths.DDPM_CHECK.format(ddpm=config["datasets"][dataset]["ddpm"])
 
 
 def applied_settings(wildcards):
-    """Every setting the run's labels depend on (ddpmseg.use.bundle.run_settings), as one params dict."""
+    """Every setting the run's labels depend on (ddpmseg.use.settings.SegmenterSettings), as plain values."""
     dataset, variant, seed = applied_run(wildcards)
-    return run_settings(config, dataset=dataset, variant=variant, seed=seed)
+    return SegmenterSettings.of_run(
+        config, dataset=dataset, variant=variant, seed=seed
+    ).plain()
 
 
 def applied_outputs():
     """What the apply: entries produce (in the default target)."""
     return [
-        f"results/applied/{name}/{output}"
+        f"{paths.APPLIED}/{output}".format(apply=name)
         for name in config["apply"]
         for output in ("predictions.csv", "examples", "suggest")
     ]
@@ -419,7 +397,7 @@ def applied_outputs():
 
 def limit_local_gpu_jobs():
     """Jobs that request a GPU run at most one per GPU of this machine, and unlimited on a machine
-    without one (the request is only a counter in a local run); see config.local_gpu_limit.
+    without one (the request is only a counter in a local run); see stages.resources.local_gpu_limit.
     """
     if not workflow.is_main_process:
         return

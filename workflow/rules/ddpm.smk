@@ -3,18 +3,18 @@ rule train_ddpm:
         image_files=training_images,
         init=training_init,
     output:
-        checkpoint="resources/checkpoints/{ddpm}.pt",
-        log_json="results/ddpm/{ddpm}/training.json",
+        checkpoint=paths.CHECKPOINT,
+        log_json=paths.DDPM_TRAINING_LOG,
         samples=report(
-            "results/ddpm/{ddpm}/samples.png",
+            paths.DDPM_SAMPLES,
             caption="../report/ddpm_samples.rst",
             category="DDPM samples",
             labels={"ddpm": "{ddpm}"},
         ),
     log:
-        "logs/train_ddpm/{ddpm}.log",
+        paths.log("train_ddpm", "{ddpm}"),
     benchmark:
-        "results/benchmarks/train_ddpm/{ddpm}.tsv"
+        paths.benchmark("train_ddpm", "{ddpm}")
     wildcard_constraints:
         ddpm=names_with_source("ddpms", "train"),
     conda:
@@ -23,14 +23,16 @@ rule train_ddpm:
     resources:
         mem_mb=8000,
         runtime=1440,
-        gpu=lambda wc: ddpm_training_gpus(config, wc.ddpm),
+        gpu=training_gpus,
     params:
         # The resumable whole training state: not an output, so that Snakemake keeps it when a job
         # fails or reruns (the stage starts afresh when the settings it was saved under changed).
-        state="results/ddpm/{ddpm}/state.pt",
+        state=lambda wc: paths.DDPM_STATE.format(ddpm=wc.ddpm),
         images=lookup(dpath="ddpms/{ddpm}/images", within=config),
         flags=lambda wc: ddpm_flags(wc.ddpm),
-        training=lambda wc: ddpm_training_settings(config["ddpms"][wc.ddpm]),
-        non_square=lambda wc: config["ddpms"][wc.ddpm]["training"].get("non_square"),
+        training=ddpm_training_params,
+        non_square=lookup(
+            dpath="ddpms/{ddpm}/training/non_square", within=config, default=None
+        ),
     script:
         "../scripts/train_ddpm.py"

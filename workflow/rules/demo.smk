@@ -1,8 +1,8 @@
 rule generate_demo_dataset:
     output:
-        dataset=directory("resources/datasets/{dataset}"),
+        dataset=directory(paths.DATASET),
     log:
-        "logs/generate_demo_dataset/{dataset}.log",
+        paths.log("generate_demo_dataset", "{dataset}"),
     wildcard_constraints:
         dataset=names_with_source("datasets", "demo"),
     conda:

@@ -1,8 +1,8 @@
 rule download_archive:
     output:
-        archive="resources/archives/{archive}",
+        archive=paths.ARCHIVE,
     log:
-        "logs/download_archive/{archive}.log",
+        paths.log("download_archive", "{archive}"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -22,9 +22,9 @@ rule extract_dataset:
     input:
         archive=lambda wc: archive_path(wc.dataset),
     output:
-        dataset=directory("resources/datasets/{dataset}"),
+        dataset=directory(paths.DATASET),
     log:
-        "logs/extract_dataset/{dataset}.log",
+        paths.log("extract_dataset", "{dataset}"),
     wildcard_constraints:
         dataset=names_with_source("datasets", "registry"),
     conda:
@@ -35,16 +35,16 @@ rule extract_dataset:
         runtime=30,
     params:
         prefix=lookup(dpath="datasets/{dataset}/archive_prefix", within=config),
-        verify=lambda wc: archive_download(archive_path(wc.dataset).rsplit("/", 1)[-1]),
+        verify=lambda wc: archive_download(Path(archive_path(wc.dataset)).name),
     script:
         "../scripts/extract_dataset.py"
 
 
 rule download_checkpoint:
     output:
-        checkpoint="resources/checkpoints/{ddpm}.pt",
+        checkpoint=paths.CHECKPOINT,
     log:
-        "logs/download_checkpoint/{ddpm}.log",
+        paths.log("download_checkpoint", "{ddpm}"),
     wildcard_constraints:
         ddpm=names_with_source("ddpms", "registry"),
     conda:

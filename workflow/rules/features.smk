@@ -1,17 +1,15 @@
 rule extract_features:
     input:
         images=imageset_inputs,
-        summary="results/datasets/{dataset}/summary.json",
-        checkpoint=lambda wc: checkpoint_path(ddpm_name(wc)),
-        check=lambda wc: f"results/ddpm/{ddpm_name(wc)}/check.json",
+        summary=paths.DATASET_SUMMARY,
+        checkpoint=ddpm_checkpoint,
+        check=ddpm_check,
     output:
-        store=directory(
-            "results/features/{dataset}/{imageset}/noise{noise}/shard{shard}.zarr"
-        ),
+        store=directory(paths.DDPM_STORE),
     log:
-        "logs/extract_features/{dataset}/{imageset}/noise{noise}/shard{shard}.log",
+        paths.log("extract_features", paths.job_key(paths.DDPM_STORE)),
     benchmark:
-        "results/benchmarks/extract_features/{dataset}/{imageset}/noise{noise}/shard{shard}.tsv"
+        paths.benchmark("extract_features", paths.job_key(paths.DDPM_STORE))
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 2
@@ -20,8 +18,8 @@ rule extract_features:
         runtime=120,
         gpu=config["gpu_per_job"],
     params:
-        split=imageset_source,
-        split_size=lambda wc: imageset_count(config, wc.dataset, wc.imageset),
+        split=imageset_params,
+        split_size=imageset_size,
         shard=shard_range,
         flags=lambda wc: ddpm_flags(ddpm_name(wc)),
         steps=config["features"]["steps"],
@@ -37,13 +35,13 @@ rule extract_features:
 rule extract_rgb_features:
     input:
         images=imageset_inputs,
-        summary="results/datasets/{dataset}/summary.json",
+        summary=paths.DATASET_SUMMARY,
     output:
-        store=directory("results/features/{dataset}/{imageset}/rgb/shard{shard}.zarr"),
+        store=directory(paths.RGB_STORE),
     log:
-        "logs/extract_rgb_features/{dataset}/{imageset}/rgb/shard{shard}.log",
+        paths.log("extract_rgb_features", paths.job_key(paths.RGB_STORE)),
     benchmark:
-        "results/benchmarks/extract_rgb_features/{dataset}/{imageset}/rgb/shard{shard}.tsv"
+        paths.benchmark("extract_rgb_features", paths.job_key(paths.RGB_STORE))
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -51,8 +49,8 @@ rule extract_rgb_features:
         mem_mb=2000,
         runtime=30,
     params:
-        split=imageset_source,
-        split_size=lambda wc: imageset_count(config, wc.dataset, wc.imageset),
+        split=imageset_params,
+        split_size=imageset_size,
         shard=shard_range,
         image_size=image_size,
         number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),

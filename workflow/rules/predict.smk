@@ -5,11 +5,11 @@ rule predict_ensemble:
         tta_folders=tta_folders,
         models=ensemble_members,
     output:
-        predictions=directory("results/predictions/{dataset}/{variant}/seed{seed}"),
+        predictions=directory(paths.PREDICTIONS),
     log:
-        "logs/predict_ensemble/{dataset}/{variant}/seed{seed}.log",
+        paths.log("predict_ensemble", paths.RUN),
     benchmark:
-        "results/benchmarks/predict_ensemble/{dataset}/{variant}/seed{seed}.tsv"
+        paths.benchmark("predict_ensemble", paths.RUN)
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 2

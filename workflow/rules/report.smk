@@ -1,40 +1,34 @@
 rule make_report_figures:
     input:
-        miou_csv="results/tables/miou.csv",
-        per_class_csv="results/tables/per_class.csv",
-        per_image_csv="results/tables/per_image.csv",
-        member_logs=[
-            f"results/models/{r['dataset']}/{r['variant']}/seed{r['seed']}/member{r['member']}.json"
-            for r in member_runs()
-        ],
-        predictions=[
-            f"results/predictions/{r['dataset']}/{r['variant']}/seed{r['seed']}"
-            for r in prediction_runs()
-        ],
+        miou_csv=rules.make_tables.output.miou,
+        per_class_csv=rules.make_tables.output.per_class,
+        per_image_csv=rules.make_tables.output.per_image,
+        member_logs=[paths.MEMBER_LOG.format(**run) for run in member_runs()],
+        predictions=[paths.PREDICTIONS.format(**run) for run in RUNS],
         benchmarks=benchmark_files(),
     output:
         miou=report(
-            "results/report/tables/miou.html",
+            f"{paths.REPORT}/tables/miou.html",
             caption="../report/miou.rst",
             category="Tables",
             labels={"table": "mIoU per variant and dataset"},
         ),
         per_class_table=report(
-            "results/report/tables/per_class_iou.html",
+            f"{paths.REPORT}/tables/per_class_iou.html",
             caption="../report/per_class_table.rst",
             category="Tables",
             labels={"table": "IoU per class"},
         ),
         resources=report(
-            "results/report/tables/resources.html",
+            f"{paths.REPORT}/tables/resources.html",
             caption="../report/resources.rst",
             category="Resources",
             labels={"table": "wall time and peak memory per rule"},
         ),
-        resources_csv="results/report/tables/resources.csv",
+        resources_csv=f"{paths.REPORT}/tables/resources.csv",
         per_class=[
             report(
-                f"results/report/per_class_iou/{d}.png",
+                f"{paths.REPORT}/per_class_iou/{d}.png",
                 caption="../report/per_class_iou.rst",
                 category="IoU per class",
                 labels={"dataset": d},
@@ -43,7 +37,7 @@ rule make_report_figures:
         ],
         curves=[
             report(
-                f"results/report/training_curves/{d}/{v}.png",
+                f"{paths.REPORT}/training_curves/{d}/{v}.png",
                 caption="../report/training_curves.rst",
                 category="Training curves",
                 subcategory=d,
@@ -54,7 +48,7 @@ rule make_report_figures:
         ],
         examples=[
             report(
-                f"results/report/examples/{d}/{v}/{rank}.png",
+                f"{paths.REPORT}/examples/{d}/{v}/{rank}.png",
                 caption="../report/examples.rst",
                 category="Example predictions",
                 subcategory=d,
@@ -65,7 +59,7 @@ rule make_report_figures:
             for rank in ("best", "worst")
         ],
     log:
-        "logs/make_report_figures.log",
+        paths.log("make_report_figures"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -74,7 +68,7 @@ rule make_report_figures:
         runtime=30,
     params:
         member_runs=member_runs(),
-        prediction_runs=prediction_runs(),
+        prediction_runs=RUNS,
         datasets=DATASETS,
         variants=VARIANTS,
         class_names={d: config["datasets"][d].get("class_names") for d in DATASETS},

@@ -1,13 +1,13 @@
 rule score_predictions:
     input:
-        predictions="results/predictions/{dataset}/{variant}/seed{seed}",
+        predictions=paths.PREDICTIONS,
         stores=test_stores,
     output:
-        summary="results/scores/{dataset}/{variant}/seed{seed}/summary.csv",
-        per_class="results/scores/{dataset}/{variant}/seed{seed}/per_class.csv",
-        per_image="results/scores/{dataset}/{variant}/seed{seed}/per_image.csv",
+        summary=paths.score_table("summary"),
+        per_class=paths.score_table("per_class"),
+        per_image=paths.score_table("per_image"),
     log:
-        "logs/score_predictions/{dataset}/{variant}/seed{seed}.log",
+        paths.log("score_predictions", paths.RUN),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1

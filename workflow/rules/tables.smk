@@ -2,13 +2,9 @@ rule make_tables:
     input:
         scores=run_scores(),
     output:
-        markdown="results/tables/miou.md",
-        miou="results/tables/miou.csv",
-        per_seed="results/tables/per_seed.csv",
-        per_class="results/tables/per_class.csv",
-        per_image="results/tables/per_image.csv",
+        **{name: paths.TABLE.format(table=file) for name, file in paths.TABLES.items()},
     log:
-        "logs/make_tables.log",
+        paths.log("make_tables"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -16,12 +12,7 @@ rule make_tables:
         mem_mb=2000,
         runtime=10,
     params:
-        runs=[
-            {"dataset": d, "variant": v, "seed": s}
-            for d in DATASETS
-            for v in VARIANTS
-            for s in SEEDS
-        ],
+        runs=RUNS,
         variants=VARIANTS,
         datasets=DATASETS,
     script:

@@ -1,11 +1,11 @@
 rule make_tta_view:
     input:
         dataset=dataset_inputs,
-        summary="results/datasets/{dataset}/summary.json",
+        summary=paths.DATASET_SUMMARY,
     output:
-        images=directory("results/tta/{dataset}/{ttaset}"),
+        images=directory(paths.TTA_VIEW),
     log:
-        "logs/make_tta_view/{dataset}/{ttaset}.log",
+        paths.log("make_tta_view", paths.job_key(paths.TTA_VIEW)),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -13,7 +13,7 @@ rule make_tta_view:
         mem_mb=4000,
         runtime=30,
     params:
-        split=lambda wc: split_source(wc.dataset, "test"),
+        split=test_split,
         view=lambda wc: list(parse_tta_set(wc.ttaset).view),
         seed=lambda wc: parse_tta_set(wc.ttaset).seed,
         testing_number=lookup(dpath="datasets/{dataset}/testing_number", within=config),

@@ -2,9 +2,9 @@ rule validate_dataset:
     input:
         dataset=validated_folders,
     output:
-        summary="results/datasets/{dataset}/summary.json",
+        summary=paths.DATASET_SUMMARY,
     log:
-        "logs/validate_dataset/{dataset}.log",
+        paths.log("validate_dataset", "{dataset}"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1
@@ -12,7 +12,7 @@ rule validate_dataset:
         mem_mb=2000,
         runtime=30,
     params:
-        splits=lambda wc: {s: split_source(wc.dataset, s) for s in ("train", "test")},
+        splits=splits_params,
         counts=split_counts,
         image_size=image_size,
         number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
@@ -23,11 +23,11 @@ rule validate_dataset:
 
 rule validate_ddpm:
     input:
-        checkpoint=lambda wc: checkpoint_path(wc.ddpm),
+        checkpoint=lambda wc: checkpoint_path(config, wc.ddpm),
     output:
-        check="results/ddpm/{ddpm}/check.json",
+        check=paths.DDPM_CHECK,
     log:
-        "logs/validate_ddpm/{ddpm}.log",
+        paths.log("validate_ddpm", "{ddpm}"),
     conda:
         "../../envs/ddpmseg.yaml"
     threads: 1

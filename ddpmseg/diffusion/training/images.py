@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data.datasets import NON_SQUARE_POLICIES, center_square, read_image, resize_image
+from ...data.decode import read_image
+from ...data.preprocess import check_non_square_policy, model_image, to_model_input
 from ...base.errors import DdpmsegError
 
 # Tags that keep the random streams of one seed apart (see random_stream).
@@ -30,27 +31,6 @@ def random_stream(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def check_non_square_policy(non_square: str | None) -> None:
-    if non_square is not None and non_square not in NON_SQUARE_POLICIES:
-        raise DdpmsegError(
-            f"non_square: {non_square!r} is not one of {', '.join(NON_SQUARE_POLICIES)} (or none, an error)"
-        )
-
-
-def square_image(rgb: np.ndarray, non_square: str | None, path: Path) -> np.ndarray:
-    """``resize`` keeps the whole image (stretched later), ``center_crop`` its central square; without a
-    policy a non-square image is an error."""
-    height, width = rgb.shape[:2]
-    if height == width or non_square == "resize":
-        return rgb
-    if non_square == "center_crop":
-        return center_square(rgb)
-    raise DdpmsegError(
-        f"{path}: image is {width}x{height}, not square; choose the DDPM's non_square policy "
-        f"({' or '.join(NON_SQUARE_POLICIES)})"
-    )
-
-
 def load_training_images(paths: Sequence[Path], image_size: int, non_square: str | None) -> np.ndarray:
     """(N, image_size, image_size, 3) uint8 of every image, in the given order."""
     check_non_square_policy(non_square)
@@ -58,7 +38,7 @@ def load_training_images(paths: Sequence[Path], image_size: int, non_square: str
         raise DdpmsegError("DDPM training: no images to train on")
     images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     for index, path in enumerate(paths):
-        images[index] = resize_image(square_image(read_image(path), non_square, Path(path)), image_size)
+        images[index] = model_image(read_image(path), image_size, non_square, path, choose="the DDPM's non_square policy")
     return images
 
 
@@ -78,5 +58,4 @@ def batch_indices(seed: int, step: int, batch_size: int, count: int) -> np.ndarr
 def to_batch(images: np.ndarray, flips: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 and (B,) bool to a (B, 3, H, W) float32 tensor in [-1, 1], flipped where asked."""
     flipped = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
-    scaled = flipped.astype(np.float32) / 255.0 * 2.0 - 1.0  # as data.to_model_input
-    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(to_model_input(flipped))

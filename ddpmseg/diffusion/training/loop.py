@@ -32,7 +32,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,13 @@ from ..model import (
 from .ema import copy_parameters, ema_state_dict, update_ema
 from ...base.errors import DdpmsegError
 from ...base.files import save_json, save_png, save_torch
+from ...data.preprocess import check_non_square_policy
+from .settings import RESUMABLE_CHANGES, DdpmTrainingSettings, whole_number
 from .images import (
     SAMPLE_NOISE,
     STEP_DRAWS,
     TORCH_SEED,
     batch_indices,
-    check_non_square_policy,
     load_training_images,
     random_stream,
     to_batch,
@@ -66,79 +67,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # guided-diffusion uses deprecated torch.cuda.amp names
     from guided_diffusion import resample, script_util
 
-SCHEDULE_SAMPLERS = ("uniform", "loss-second-moment")
 STATE_FORMAT = 1
-# Settings a run may change and still resume from a state saved with other values.
-RESUMABLE_CHANGES = ("iterations", "microbatch", "save_every", "log_every", "sample_count", "sample_steps")
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-_SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "iterations": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "microbatch": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (0: each rank's whole share at once)"),
-    "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "ema_rate": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "save_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "fp16": (lambda v: isinstance(v, bool), "true or false"),
-    "schedule_sampler": (lambda v: v in SCHEDULE_SAMPLERS, f"one of {', '.join(SCHEDULE_SAMPLERS)}"),
-    "seed": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "sample_count": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "sample_steps": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-}
-
-
-@dataclass(frozen=True)
-class DdpmTrainingSettings:
-    """How a DDPM is trained. ``batch_size`` is the global batch of one iteration (all ranks together);
-    each rank computes its share in chunks of ``microbatch`` images (0: all at once). ``fp16`` is mixed
-    precision on CUDA (ignored on a CPU). ``sample_count`` samples are drawn from the EMA model at the end
-    with ``sample_steps`` respaced steps."""
-
-    iterations: int
-    batch_size: int
-    microbatch: int
-    lr: float
-    weight_decay: float
-    ema_rate: float
-    save_every: int
-    log_every: int
-    fp16: bool
-    schedule_sampler: str
-    seed: int
-    sample_count: int
-    sample_steps: int
-
-    def __post_init__(self) -> None:
-        for name, (valid, expected) in _SETTING_RULES.items():
-            value = getattr(self, name)
-            if not valid(value):
-                raise DdpmsegError(f"DDPM training setting {name} must be {expected}, not {value!r}")
-
-    @classmethod
-    def of(cls, values: Mapping[str, Any]) -> DdpmTrainingSettings:
-        """From a plain mapping (a JSON or config section) holding exactly the settings."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise DdpmsegError(f"DDPM training setting '{unknown[0]}' is unknown (known: {', '.join(names)})")
-        missing = [name for name in names if name not in values]
-        if missing:
-            raise DdpmsegError(f"DDPM training setting '{missing[0]}' is missing")
-        return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # ----------------------------------------------------------------------------------------------------
 # One process or many
@@ -185,7 +114,7 @@ def start_distributed(ddp: Distributed) -> torch.device:
 def launch_command(*, nproc: int, args_json: Path) -> list[str]:
     """The command line that trains with ``nproc`` processes (one per GPU) on this machine: torchrun
     (``python -m torch.distributed.run --standalone``) for several, a plain ``python -m`` for one."""
-    if not _whole(nproc) or nproc < 1:
+    if not whole_number(nproc) or nproc < 1:
         raise DdpmsegError(f"DDPM training: the number of processes must be a whole number >= 1, not {nproc!r}")
     module = ["-m", "ddpmseg.diffusion.training.loop", str(args_json)]
     if nproc == 1:

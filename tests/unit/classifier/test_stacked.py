@@ -11,7 +11,8 @@ from torch import nn
 from ddpmseg.classifier.mlp import build_classifier
 from ddpmseg.features.sampler import PixelSampler, member_seed, view_order_seed
 from ddpmseg.features.store import FeatureStore
-from ddpmseg.classifier.training import TrainSettings, train_ensemble, train_member
+from ddpmseg.classifier.training import train_ensemble, train_member
+from ddpmseg.classifier.settings import TrainSettings
 
 
 def train_plainly(sampler, number_class: int, settings: TrainSettings, seed: int, member: int, batches_per_epoch=None):

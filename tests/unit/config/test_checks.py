@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import copy
 
 import pytest
@@ -10,21 +12,20 @@ import yaml
 from conftest import REPO
 
 from ddpmseg.classifier.mlp import build_classifier
-from ddpmseg.config.checks import (
+from ddpmseg.config.imagesets import (
     AugmentationSettings,
     augmentation_set,
-    check_config,
-    classifier_settings,
-    default_variant_settings,
     imageset_count,
     parse_augmentation_set,
     shard_ranges,
-    tta_views,
-    variant_settings,
     variant_tta_sets,
 )
+from ddpmseg.config.checks import check_config
+from ddpmseg.config.variants import classifier_settings, tta_views, variant_settings
+from ddpmseg.config.load import default_variant_settings
 from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.classifier.training import TrainSettings, make_optimizer
+from ddpmseg.classifier.training import make_optimizer
+from ddpmseg.classifier.settings import TrainSettings
 
 
 @pytest.fixture()
@@ -101,7 +102,7 @@ def test_shard_ranges_cover_every_image_once() -> None:
 
 
 def test_registry_entries_fill_the_config_and_urls_can_be_overridden() -> None:
-    from ddpmseg.config.checks import resolve_registry
+    from ddpmseg.config.registry import resolve_registry
     from ddpmseg.config.registry import load_registry
 
     registry = load_registry()
@@ -128,7 +129,7 @@ def test_registry_entries_fill_the_config_and_urls_can_be_overridden() -> None:
 
 
 def test_unknown_registry_names_are_refused() -> None:
-    from ddpmseg.config.checks import resolve_registry
+    from ddpmseg.config.registry import resolve_registry
     from ddpmseg.config.registry import load_registry
 
     with pytest.raises(DdpmsegError, match=r"datasets.zebra: 'zebra' is not a dataset of the registry"):
@@ -136,7 +137,7 @@ def test_unknown_registry_names_are_refused() -> None:
 
 
 def test_paper_config_resolves_to_the_six_datasets_and_five_variants() -> None:
-    from ddpmseg.config.checks import resolve_registry
+    from ddpmseg.config.registry import resolve_registry
     from ddpmseg.config.registry import load_registry
 
     raw = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
@@ -150,7 +151,7 @@ def test_paper_config_resolves_to_the_six_datasets_and_five_variants() -> None:
 
 
 def _validated(config: dict) -> dict:
-    from ddpmseg.config.checks import validate_config
+    from ddpmseg.config.load import validate_config
 
     validate_config(config)
     return config
@@ -203,7 +204,7 @@ def test_validation_fills_nested_defaults(config) -> None:
 
 
 def test_load_config_names_the_file_and_the_key(tmp_path, config) -> None:
-    from ddpmseg.config.checks import load_config
+    from ddpmseg.config.load import load_config
 
     config["features"]["fetures"] = 1
     path = tmp_path / "bad.yaml"
@@ -216,7 +217,7 @@ def test_load_config_names_the_file_and_the_key(tmp_path, config) -> None:
 def test_name_constraint_takes_names_literally() -> None:
     import re
 
-    from ddpmseg.config.checks import name_constraint
+    from ddpmseg.config.paths import name_constraint
 
     pattern = name_constraint(["aug+drop", "cells (2024)", "v1.2"])
     assert all(re.fullmatch(pattern, name) for name in ("aug+drop", "cells (2024)", "v1.2"))
@@ -265,13 +266,13 @@ def test_check_paths_names_the_key_and_the_missing_path(tmp_path) -> None:
     ],
 )
 def test_visible_gpu_count(environ, listing, count) -> None:
-    from ddpmseg.config.checks import visible_gpu_count
+    from ddpmseg.stages.resources import visible_gpu_count
 
     assert visible_gpu_count(environ, lambda: listing) == count
 
 
 def test_local_gpu_limit_is_the_machines_gpu_count_unless_given_or_on_a_cluster() -> None:
-    from ddpmseg.config.checks import local_gpu_limit
+    from ddpmseg.stages.resources import local_gpu_limit
 
     assert local_gpu_limit(visible_gpus=0, limit_given=False, cluster=False) is None  # CPU-only: jobs side by side
     assert local_gpu_limit(visible_gpus=4, limit_given=False, cluster=False) == 4  # one job per GPU
@@ -292,13 +293,13 @@ def test_training_settings_take_their_defaults_from_the_schema_only() -> None:
     declared = schema["properties"]["variant_defaults"]["properties"]
     defaults = default_variant_settings()
     assert defaults == {key: prop["default"] for key, prop in declared.items()}
-    settings = classifier_settings(defaults)
+    settings = asdict(classifier_settings({"variant_defaults": defaults, "variants": {"v": {}}}, "v"))
     assert set(settings) == set(TrainSettings.__dataclass_fields__)
     assert TrainSettings.of(defaults) == TrainSettings(**settings)
 
 
 def test_schema_allows_exactly_the_tta_transforms_and_named_views() -> None:
-    from ddpmseg.prediction.tta import NAMED_TTA_VIEWS, TTA_TRANSFORMS
+    from ddpmseg.prediction.views import NAMED_TTA_VIEWS, TTA_TRANSFORMS
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     views = schema["$defs"]["variant_settings"]["properties"]["tta_views"]
@@ -308,7 +309,8 @@ def test_schema_allows_exactly_the_tta_transforms_and_named_views() -> None:
 
 
 def test_the_rgb_control_reads_rgb_stores_of_its_own_image_sets_and_the_others_their_noise(config) -> None:
-    from ddpmseg.config.checks import feature_imagesets, feature_source, features_folder
+    from ddpmseg.config.imagesets import feature_imagesets, features_folder
+    from ddpmseg.config.variants import feature_source
 
     config["variants"] = {
         "baseline": {},
@@ -342,7 +344,8 @@ def _trained_config(tmp_path, **entry) -> dict:
 
 
 def test_a_trained_ddpm_fine_tuned_from_the_registry_adds_it_and_takes_its_flags(tmp_path) -> None:
-    from ddpmseg.config.checks import ddpm_init, resolve_registry
+    from ddpmseg.config.checks import ddpm_init
+    from ddpmseg.config.registry import resolve_registry
     from ddpmseg.config.registry import load_registry
 
     config = _trained_config(tmp_path, init="lsun_horse", flags={"use_fp16": False})
@@ -385,7 +388,7 @@ def test_trained_ddpm_cross_checks_are_one_line(tmp_path, edit, line) -> None:
 
 
 def test_init_cycles_are_refused(tmp_path) -> None:
-    from ddpmseg.config.checks import resolve_registry
+    from ddpmseg.config.registry import resolve_registry
     from ddpmseg.config.registry import load_registry
 
     config = _trained_config(tmp_path, init="other")
@@ -421,11 +424,8 @@ def test_trained_ddpm_paths_are_checked_at_parse_time(tmp_path) -> None:
 
 
 def test_training_inputs_are_the_image_files_or_the_generated_dataset(tmp_path) -> None:
-    from ddpmseg.config.checks import (
-        ddpm_image_inputs,
-        ddpm_training_gpus,
-        ddpm_training_settings,
-    )
+    from ddpmseg.config.ddpms import ddpm_image_inputs, ddpm_training_gpus
+    from ddpmseg.config.checks import ddpm_training_settings
 
     config = _trained_config(tmp_path)
     assert ddpm_image_inputs(config, "cells") == [str(tmp_path / "cells/a.jpg"), str(tmp_path / "cells/b.png")]

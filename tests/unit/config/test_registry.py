@@ -166,8 +166,8 @@ def test_missing_registry(tmp_path):
 
 
 def test_registry_flags_pass_the_config_schema_and_model_flags(registry):
-    from ddpmseg.config.checks import SCHEMA
-    from ddpmseg.diffusion.model import model_flags
+    from ddpmseg.config.load import SCHEMA
+    from ddpmseg.diffusion.flags import model_flags
 
     flags_schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["model_flags"]
     for name, entry in registry["checkpoints"].items():
@@ -176,7 +176,9 @@ def test_registry_flags_pass_the_config_schema_and_model_flags(registry):
 
 
 def test_registry_flags_of_the_wrong_type_stop_the_config(tmp_path):
-    from ddpmseg.config.checks import check_config, resolve_registry, validate_config
+    from ddpmseg.config.checks import check_config
+    from ddpmseg.config.registry import resolve_registry
+    from ddpmseg.config.load import validate_config
 
     path = _broken(tmp_path, lambda d: d["checkpoints"]["lsun_horse"]["flags"].update(learn_sigma="false"))
     config = {"datasets": {"horse_21": {"source": "registry"}}, "ddpms": {}, "features": {"steps": [50], "blocks": [5]},

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from ddpmseg.config.checks import validate_config
+from ddpmseg.config.load import validate_config
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.config.schema_doc import (
     BEGIN,

@@ -3,31 +3,19 @@ file)."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from conftest import make_dataset, write_sample
 from PIL import Image
 
-from ddpmseg.data.datasets import (
-    list_samples,
-    load_sample,
-    nearest_indices,
-    read_image,
-    read_mask,
-    remove_small_annotations,
-    resize_mask,
-    split_dir,
-    summarize_split,
-    to_model_input,
-)
+from ddpmseg.data.datasets import list_samples, load_sample, split_folder, summarize_split
+from ddpmseg.data.preprocess import resize_mask, to_model_input
 from ddpmseg.base.errors import DdpmsegError
 
 
 def summarize(root, split="train", count=3, number_class=3, ignore_label=255):
-    return summarize_split(split_dir(root, split), count, 32, number_class, ignore_label, training=split == "train")
+    return summarize_split(split_folder(root, split), count, 32, number_class, ignore_label, training=split == "train")
 
 
 def test_samples_sorted_and_first_count_taken(tmp_path) -> None:
@@ -61,34 +49,6 @@ def test_preprocessing_scales_and_resizes(tmp_path) -> None:
     assert np.allclose(to_model_input(np.zeros((2, 2, 3), np.uint8)), -1.0)
 
 
-@pytest.mark.parametrize(
-    "source,target,indices",
-    [
-        (4, 2, [0, 2]),  # down by 2: floor(i * 2), not the pixel centres [1, 3]
-        (5, 3, [0, 1, 3]),  # down by 5/3: 0, 1.67, 3.33
-        (2, 5, [0, 0, 0, 1, 1]),  # up by 5/2: 0, 0.4, 0.8, 1.2, 1.6
-        (48, 64, [0, 0, 1, 2, 3, 3, 4, 5]),  # up by 4/3 (first 8): 0, 0.75, 1.5, 2.25, 3, 3.75, 4.5, 5.25
-        (100, 64, [0, 1, 3, 4, 6, 7, 9, 10]),  # down by 1.5625 (first 8): 0, 1.56, 3.13, 4.69, 6.25, ...
-        (3, 3, [0, 1, 2]),
-    ],
-)
-def test_mask_resize_takes_the_references_source_indices(source, target, indices) -> None:
-    assert nearest_indices(source, target)[: len(indices)].tolist() == indices
-    mask = np.arange(source)[:, None] * 1000 + np.arange(source)[None, :]
-    resized = resize_mask(mask, target)
-    expected_rows = nearest_indices(source, target)
-    assert resized.tolist() == (expected_rows[:, None] * 1000 + expected_rows[None, :]).tolist()
-
-
-def test_mask_resize_rounds_in_double_precision_as_opencv() -> None:
-    # 32 * 186 / 64 = 93 exactly, but OpenCV computes 32 * (1 / (64 / 186)) = 92.99999999999999 -> 92
-    assert nearest_indices(186, 64)[32] == 92
-    assert nearest_indices(186, 64)[31] == 90 and nearest_indices(186, 64)[33] == 95
-    # non-square: rows and columns each by their own ratio
-    mask = np.arange(4 * 6).reshape(4, 6)
-    assert resize_mask(mask, 2).tolist() == [[0, 3], [12, 15]]
-
-
 def test_mask_at_another_resolution_with_the_same_aspect_ratio_is_resized_on_its_own(tmp_path) -> None:
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -105,17 +65,6 @@ def test_mask_at_another_resolution_with_the_same_aspect_ratio_is_resized_on_its
     cropped_rgb, cropped = load_sample(list_samples(images, masks=masks)[0], 10, 2, 255, non_square="center_crop")
     assert cropped.tolist() == resize_mask(mask[:, 12:37], 10).tolist()  # the central 25x25 of the mask
     assert cropped_rgb.shape == (10, 10, 3)
-
-
-def test_small_annotations_become_ignore() -> None:
-    mask = np.zeros((10, 10), np.int64)
-    mask[0, :19] = 1  # 19 pixels: removed
-    mask[1, :] = 2
-    mask[2, :] = 2  # 20 pixels: kept
-    mask[9, 9] = 255
-    cleaned = remove_small_annotations(mask, 255)
-    assert (cleaned[0, :19] == 255).all() and (cleaned[1:3] == 2).all() and cleaned[5, 5] == 0
-    assert (mask[0, :19] == 1).all()  # input untouched
 
 
 @pytest.mark.parametrize(
@@ -252,7 +201,7 @@ def test_all_ignored_test_masks_are_listed_not_refused(tmp_path) -> None:
     summary = summarize(root, split="test", count=2)
     assert summary["unscored_masks"] == ["001"] and summary["ignored_pixels"] == 32 * 32
     with pytest.raises(DdpmsegError, match=r"test/001\.npy: every pixel is the ignore_label"):
-        summarize_split(split_dir(root, "test"), 2, 32, 3, 255, training=True)
+        summarize_split(split_folder(root, "test"), 2, 32, 3, 255, training=True)
 
 
 def test_mask_suffixes_match_in_any_case(tmp_path) -> None:
@@ -307,182 +256,3 @@ def test_orphan_masks_in_a_separate_mask_folder_are_named(tmp_path, capsys) -> N
     summary = summarize_split(images, 1, 4, 3, 255, masks=masks)
     assert capsys.readouterr().err == f"ddpmseg warning: {images}: 1 mask in {masks} without an image (e.g. lost.png)\n"
     assert summary["unused"] == f"{images}: 1 mask in {masks} without an image (e.g. lost.png)"
-
-
-# --- read_image on every PIL mode a user's files may have, against values computed here independently;
-# and the pixel limit against decompression bombs.
-
-
-RNG = np.random.default_rng(7)
-
-
-SHAPE = (5, 6)
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def write_raw_png(path, values: np.ndarray, colour_type: int, bit_depth: int = 16, size=None) -> None:
-    """A minimal PNG encoder (PIL cannot write 16-bit-per-channel colour): big-endian samples, filter
-    0 on every row. ``size`` overrides the declared width and height (for a header-only bomb)."""
-    height, width = values.shape[:2]
-    dtype = ">u2" if bit_depth == 16 else "u1"
-    rows = b"".join(b"\x00" + values[y].astype(dtype).tobytes() for y in range(height))
-    width, height = size or (width, height)
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows))
-                     + png_chunk(b"IEND", b""))
-
-
-def round_16_to_8(values: np.ndarray) -> np.ndarray:
-    """round(v / 257), by exact integer arithmetic."""
-    return ((values.astype(np.int64) * 2 + 257) // 514).astype(np.uint8)
-
-
-def grey(values: np.ndarray) -> np.ndarray:
-    return np.repeat(values[..., None], 3, axis=2)
-
-
-def random_values(high: int, shape=SHAPE, dtype=np.int64) -> np.ndarray:
-    return RNG.integers(0, high, size=shape).astype(dtype)
-
-
-def saved(tmp_path, image: Image.Image, name: str):
-    path = tmp_path / name
-    image.save(path)
-    return path
-
-
-def test_8_bit_modes(tmp_path) -> None:
-    bits = RNG.random(SHAPE) < 0.5
-    assert (read_image(saved(tmp_path, Image.fromarray(bits), "one.png")) == grey(255 * bits.astype(np.uint8))).all()
-    luminance = random_values(256, dtype=np.uint8)
-    assert (read_image(saved(tmp_path, Image.fromarray(luminance), "l.png")) == grey(luminance)).all()
-    luminance_alpha = random_values(256, SHAPE + (2,), np.uint8)
-    path = saved(tmp_path, Image.fromarray(luminance_alpha, "LA"), "la.png")
-    assert (read_image(path) == grey(luminance_alpha[..., 0])).all()  # alpha dropped
-    rgb = random_values(256, SHAPE + (3,), np.uint8)
-    assert (read_image(saved(tmp_path, Image.fromarray(rgb), "rgb.png")) == rgb).all()
-    rgba = random_values(256, SHAPE + (4,), np.uint8)
-    assert (read_image(saved(tmp_path, Image.fromarray(rgba), "rgba.png")) == rgba[..., :3]).all()
-
-
-def palette_image(mode: str) -> tuple[Image.Image, np.ndarray]:
-    palette = random_values(256, (256, 3), np.uint8)
-    indices = random_values(256, dtype=np.uint8)
-    image = Image.fromarray(indices, "L").convert("P")
-    image.putpalette(palette.tobytes())
-    if mode == "PA":
-        image = image.convert("PA")
-    return image, palette[indices]
-
-
-def test_palette_modes(tmp_path) -> None:
-    image, expected = palette_image("P")
-    assert (read_image(saved(tmp_path, image, "p.png")) == expected).all()
-    from ddpmseg.data.datasets import image_to_rgb
-
-    image, expected = palette_image("PA")  # no file format writes PA: the in-memory conversion
-    assert image.mode == "PA"
-    assert (image_to_rgb(image, "pa") == expected).all()
-
-
-def test_cmyk_and_ycbcr(tmp_path) -> None:
-    cmyk = random_values(256, SHAPE + (4,), np.uint8)
-    path = saved(tmp_path, Image.frombytes("CMYK", SHAPE[::-1], cmyk.tobytes()), "cmyk.tif")
-    assert Image.open(path).mode == "CMYK"
-    c, m, y, k = (cmyk[..., i].astype(np.int64) for i in range(4))
-    expected = np.stack([((255 - v) * (255 - k) * 2 + 255) // 510 for v in (c, m, y)], axis=-1)
-    assert (read_image(path) == expected).all()
-    ycbcr = random_values(256, SHAPE + (3,), np.uint8)
-    path = saved(tmp_path, Image.frombytes("YCbCr", SHAPE[::-1], ycbcr.tobytes()), "ycbcr.tif")
-    assert Image.open(path).mode == "YCbCr"
-    y, cb, cr = (ycbcr[..., i].astype(np.float64) for i in range(3))
-    expected = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)], -1)
-    assert np.abs(read_image(path) - np.clip(expected, 0, 255)).max() <= 1  # BT.601, PIL's fixed point
-
-
-def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path) -> None:
-    values = random_values(65536, dtype=np.uint16)
-    values[0, :4] = [0, 128, 129, 65535]  # 128 / 257 rounds down, 129 / 257 up
-    path = saved(tmp_path, Image.fromarray(values), "i16.png")
-    assert Image.open(path).mode == "I;16"
-    rgb = read_image(path)
-    assert (rgb == grey(round_16_to_8(values))).all()
-    assert rgb[0, :4, 0].tolist() == [0, 0, 1, 255]
-    path = saved(tmp_path, Image.fromarray(values.astype(">u2")), "i16b.tif")
-    assert Image.open(path).mode == "I;16B"
-    assert (read_image(path) == grey(round_16_to_8(values))).all()
-    dark = random_values(200, dtype=np.uint16)  # a dark 16-bit PGM: PIL's mode I, still 16-bit
-    path = saved(tmp_path, Image.fromarray(dark), "dark.pgm")
-    assert Image.open(path).mode == "I"
-    assert (read_image(path) == grey(round_16_to_8(dark))).all()
-
-
-@pytest.mark.parametrize("colour_type,channels", [(2, 3), (6, 4), (4, 2)])
-def test_16_bit_per_channel_pngs(tmp_path, colour_type: int, channels: int) -> None:
-    values = random_values(65536, SHAPE + (channels,))
-    values[0, 0, 0], values[0, 1, 0] = 128, 129  # the high byte alone would give 0 for both
-    path = tmp_path / "deep.png"
-    write_raw_png(path, values, colour_type)
-    colour = values[..., :3] if channels >= 3 else np.repeat(values[..., :1], 3, axis=2)
-    rgb = read_image(path)
-    assert (rgb == round_16_to_8(colour)).all()
-    assert rgb[0, :2, 0].tolist() == [0, 1]
-
-
-def test_32_bit_integer_greyscale(tmp_path) -> None:
-    small = random_values(256, dtype=np.int32)
-    path = saved(tmp_path, Image.fromarray(small), "i8.tif")
-    assert Image.open(path).mode == "I"
-    assert (read_image(path) == grey(small.astype(np.uint8))).all()  # 0..255: 8-bit
-    wide = random_values(65536, dtype=np.int32)
-    wide[0, 0] = 300
-    assert (read_image(saved(tmp_path, Image.fromarray(wide), "i16.tif")) == grey(round_16_to_8(wide))).all()
-    for name, bad in (("negative", -1), ("large", 70000)):
-        values = small.copy()
-        values[1, 1] = bad
-        path = saved(tmp_path, Image.fromarray(values), f"{name}.tif")
-        with pytest.raises(DdpmsegError, match=rf"{name}\.tif: 32-bit integer image with values .*only 0\.\.255"):
-            read_image(path)
-
-
-def test_float_greyscale(tmp_path) -> None:
-    unit = RNG.random(SHAPE).astype(np.float32)
-    path = saved(tmp_path, Image.fromarray(unit), "unit.tif")
-    assert Image.open(path).mode == "F"
-    expected = np.floor(unit.astype(np.float64) * 255 + 0.5).astype(np.uint8)
-    assert (read_image(path) == grey(expected)).all()
-    bytes_range = (RNG.random(SHAPE) * 255).astype(np.float32)
-    bytes_range[0, 0] = 254.2
-    expected = np.floor(bytes_range.astype(np.float64) + 0.5).astype(np.uint8)
-    assert (read_image(saved(tmp_path, Image.fromarray(bytes_range), "bytes.tif")) == grey(expected)).all()
-    for name, bad, pattern in (("negative", -0.5, r"values -0\.5\.\."), ("large", 300.0, r"\.\.300;"), ("nan", np.nan, "NaN")):
-        values = unit.copy()
-        values[1, 1] = bad
-        with pytest.raises(DdpmsegError, match=rf"{name}\.tif: floating-point image .*{pattern}"):
-            read_image(saved(tmp_path, Image.fromarray(values), f"{name}.tif"))
-
-
-def test_decompression_bomb_is_one_error_naming_file_limit_and_setting(tmp_path, monkeypatch) -> None:
-    bomb = tmp_path / "bomb.png"
-    write_raw_png(bomb, np.zeros((1, 1), np.uint8), 0, 8, size=(13400, 13400))  # a header: nothing decoded
-    assert bomb.stat().st_size < 100
-    monkeypatch.delenv("DDPMSEG_MAX_IMAGE_PIXELS", raising=False)
-    pattern = r"bomb\.png: image is 13400x13400 = 179,560,000 pixels, more than the limit of 178,956,970 .*DDPMSEG_MAX_IMAGE_PIXELS"
-    with pytest.raises(DdpmsegError, match=pattern) as info:
-        read_image(bomb)
-    assert "\n" not in str(info.value)
-    with pytest.raises(DdpmsegError, match=pattern):
-        read_mask(bomb)
-    image = saved(tmp_path, Image.fromarray(np.zeros((100, 100), np.uint8)), "small.png")
-    monkeypatch.setenv("DDPMSEG_MAX_IMAGE_PIXELS", "9999")
-    with pytest.raises(DdpmsegError, match=r"small\.png: image is 100x100 = 10,000 pixels, more than the limit of 9,999"):
-        read_image(image)
-    monkeypatch.setenv("DDPMSEG_MAX_IMAGE_PIXELS", "10000")
-    assert read_image(image).shape == (100, 100, 3) and read_mask(image).shape == (100, 100)
-    monkeypatch.setenv("DDPMSEG_MAX_IMAGE_PIXELS", "lots")
-    with pytest.raises(DdpmsegError, match=r"DDPMSEG_MAX_IMAGE_PIXELS='lots': must be a positive whole number"):
-        read_image(image)
-    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # PIL's own setting is restored

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpmseg.data.datasets import list_samples, split_dir, summarize_split
+from ddpmseg.data.datasets import list_samples, split_folder, summarize_split
 from ddpmseg.data.demo import (
     CLASS_NAMES,
     IGNORE_LABEL,
@@ -17,10 +17,10 @@ from ddpmseg.data.demo import (
 def test_layout_is_the_archive_layout(tmp_path) -> None:
     root = tmp_path / "demo"
     write_demo_dataset(root, seed=0, image_size=32, train=3, test=2, unlabelled=4)
-    assert [s.name for s in list_samples(split_dir(root, "train"))] == ["0000", "0001", "0002"]
-    assert len(list_samples(split_dir(root, "test"))) == 2
+    assert [s.name for s in list_samples(split_folder(root, "train"))] == ["0000", "0001", "0002"]
+    assert len(list_samples(split_folder(root, "test"))) == 2
     assert len(list((root / "unlabelled").glob("*.png"))) == 4
-    summary = summarize_split(split_dir(root, "train"), 3, 32, len(CLASS_NAMES), IGNORE_LABEL)
+    summary = summarize_split(split_folder(root, "train"), 3, 32, len(CLASS_NAMES), IGNORE_LABEL)
     assert summary["ignored_pixels"] > 0
     assert summary["class_pixels"][0] > 0 and sum(summary["class_pixels"][1:]) > 0
 

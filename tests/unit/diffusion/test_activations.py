@@ -4,7 +4,6 @@ and in the model's block order."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FEATURE_BLOCKS, FEATURE_STEPS, TINY_FLAGS
@@ -110,11 +109,3 @@ def test_blocks_are_taken_in_the_models_order_whatever_the_listed_order(tmp_path
     assert unordered.attrs["blocks"] == [0, 2, 3]
     torch.testing.assert_close(_store_features(unordered, 0), _store_features(ordered, 0), rtol=0, atol=0)
 
-
-def test_a_block_listed_twice_is_refused() -> None:
-    from ddpmseg.base.errors import DdpmsegError
-    from ddpmseg.diffusion.activations import model_order
-
-    assert model_order([5, 0, 3]) == [0, 3, 5]
-    with pytest.raises(DdpmsegError, match=r"^features.blocks: block 3 is listed twice$"):
-        model_order([3, 0, 3])

@@ -1,4 +1,4 @@
-"""Checkpoints, model flags and their errors."""
+"""Building the UNet, loading checkpoints, and their errors."""
 
 from __future__ import annotations
 
@@ -8,36 +8,16 @@ import pytest
 import torch
 from conftest import TINY_FLAGS
 
-from ddpmseg.config.checks import SCHEMA
-from ddpmseg.diffusion.model import (
-    build_model_and_diffusion,
-    check_feature_settings,
-    decoder_block_count,
-    load_ddpm,
-    model_flags,
-    read_checkpoint,
-)
 from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.diffusion.activations import extract_activations, shared_noise
 from ddpmseg.config.registry import paper_model_flags
+from ddpmseg.diffusion.activations import extract_activations, shared_noise
+from ddpmseg.diffusion.flags import decoder_block_count
+from ddpmseg.diffusion.model import build_model_and_diffusion, load_ddpm, read_checkpoint
 
 
 def test_decoder_block_count_matches_built_model() -> None:
     assert decoder_block_count(TINY_FLAGS) == len(build_model_and_diffusion(TINY_FLAGS)[0].output_blocks)
     assert decoder_block_count(paper_model_flags()) == 18  # docs/method.md §2
-
-
-def test_feature_settings_are_checked() -> None:
-    check_feature_settings(TINY_FLAGS, [0, 999], [0, 3])
-    with pytest.raises(DdpmsegError, match=r"features.steps: step 1000 is outside \[0, diffusion_steps=1000\)"):
-        check_feature_settings(TINY_FLAGS, [50, 1000], [0])
-    with pytest.raises(DdpmsegError, match=r"features.blocks: block 4 is beyond the model's 4 decoder blocks"):
-        check_feature_settings(TINY_FLAGS, [50], [1, 4])
-
-
-def test_unknown_flag_is_refused() -> None:
-    with pytest.raises(DdpmsegError, match="model flag 'num_chanels'"):
-        model_flags({"num_chanels": 3})
 
 
 def test_trained_checkpoint_loads_weights_only_and_gives_identical_activations(tmp_path) -> None:
@@ -123,42 +103,3 @@ def test_a_flag_is_named_when_it_alone_fits(tmp_path) -> None:
     torch.save(model.state_dict(), tmp_path / "small64.pt")
     with pytest.raises(DdpmsegError, match=r"; check flag image_size \(the checkpoint fits image_size=64\)$"):
         load_ddpm(tmp_path / "small64.pt", {**flags, "image_size": 128}, device="cpu")
-
-
-@pytest.mark.parametrize(
-    "flag,value,expected",
-    [
-        ("num_res_blocks", "1", "an integer"),
-        ("num_channels", True, "an integer"),
-        ("learn_sigma", "yes", "true or false"),
-        ("learn_sigma", "false", "true or false"),
-        ("use_fp16", 1, "true or false"),
-        ("dropout", "0.1", "a number"),
-        ("attention_resolutions", 16, "a quoted string of comma-separated integers"),
-        ("channel_mult", "0.5,1,2", "a quoted string of comma-separated integers"),
-        ("noise_schedule", "cos", "one of linear, cosine"),
-        ("timestep_respacing", 250, "a string"),
-    ],
-)
-def test_flags_of_the_wrong_type_are_refused(flag, value, expected) -> None:
-    with pytest.raises(DdpmsegError) as info:
-        model_flags({**TINY_FLAGS, flag: value})
-    assert str(info.value) == f"model flag '{flag}' must be {expected}" + str(info.value).split(expected, 1)[1]
-    assert str(info.value).endswith(f"not {value!r}")
-
-
-def test_every_guided_diffusion_flag_is_typed_here_and_in_the_schema() -> None:
-    import jsonschema
-    import yaml
-    from guided_diffusion import script_util
-
-    from ddpmseg.diffusion.model import flag_type_problem
-
-    defaults = script_util.model_and_diffusion_defaults()
-    schema = yaml.safe_load(SCHEMA.read_text())["$defs"]["model_flags"]
-    assert set(schema["properties"]) == set(defaults)
-    jsonschema.Draft202012Validator(schema).validate(defaults)
-    for flags in (defaults, TINY_FLAGS, paper_model_flags()):
-        model_flags(flags)
-    unlike = object()
-    assert all(flag_type_problem(name, unlike) for name in defaults)  # each flag has a type

@@ -8,14 +8,8 @@ import pytest
 from conftest import IGNORE, SCENE_CLASS_IDS, SCENE_PALETTE, colour_scene
 
 from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.prediction.tta import (
-    NAMED_TTA_VIEWS,
-    apply_view,
-    tta_vote,
-    undo_view,
-    view_is_flipped,
-    view_key,
-)
+from ddpmseg.prediction.tta import apply_view, tta_vote, undo_view
+from ddpmseg.prediction.views import NAMED_TTA_VIEWS, view_is_flipped, view_key
 
 STUDY_TTA_VIEWS = list(NAMED_TTA_VIEWS["study"])
 STUDY_CODE_TTA_VIEWS = list(NAMED_TTA_VIEWS["study_code"])

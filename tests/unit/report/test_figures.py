@@ -18,7 +18,8 @@ from ddpmseg.report.figures import (
 )
 from ddpmseg.report.html import miou_html, per_class_html, resources_html
 from ddpmseg.report.benchmarks import benchmark_rule, read_benchmarks, summarize_benchmarks
-from ddpmseg.report.tables import collect_tables, read_table, write_csv
+from ddpmseg.report.tables import collect_tables
+from ddpmseg.base.files import read_table, write_csv
 from ddpmseg.prediction.visualize import default_palette, panel
 
 

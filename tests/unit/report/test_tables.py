@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from conftest import NA_NAMES, raw_cells
 
-from ddpmseg.report.tables import collect_tables, score_run, write_csv
+from ddpmseg.report.tables import collect_tables, score_run
+from ddpmseg.base.files import write_csv
 
 
 def write_run(folder, miou: float, image_names=("0001", "0002")) -> None:

@@ -12,12 +12,13 @@ from conftest import finished_tiny_run, resolved_tiny_config, tiny_feature_width
 from PIL import Image
 
 from ddpmseg.use import labelling
-from ddpmseg.use.bundle import run_segmenter, run_settings
+from ddpmseg.use.run import run_segmenter
+from ddpmseg.use.settings import SegmenterSettings
 from ddpmseg.classifier.mlp import build_classifier, save_member
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.apply import label_images
 from ddpmseg.use.suggest import suggest_images
-from ddpmseg.report.tables import read_table
+from ddpmseg.base.files import read_table
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def rule_arguments(tmp_path, tiny_checkpoint):
         **{name: str(applied / name) for name in ("labels", "overlay", "uncertainty", "examples")},
         "predictions": str(applied / "predictions.csv"),
         "suggestions": str(applied / "suggest"),
-        "settings": run_settings(config, dataset="tiny", variant="final", seed=1),
+        "settings": SegmenterSettings.of_run(config, dataset="tiny", variant="final", seed=1).plain(),
         "tta": False,
         "batch_size": 2,
         "example_count": 2,

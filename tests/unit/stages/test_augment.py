@@ -9,7 +9,7 @@ from conftest import make_dataset
 from PIL import Image
 
 from ddpmseg.data.augment import augment_copies
-from ddpmseg.config.checks import parse_augmentation_set
+from ddpmseg.config.imagesets import parse_augmentation_set
 from ddpmseg.data.datasets import load_split
 from ddpmseg.stages.augment import augment_training_set
 

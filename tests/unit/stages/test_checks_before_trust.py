@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import NA_NAMES, TINY_FLAGS, make_dataset, raw_cells
 
-from ddpmseg.data.datasets import split_dir
+from ddpmseg.data.datasets import split_folder
 from ddpmseg.data.download import load_lock, part_path
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.download import (
@@ -29,7 +29,7 @@ from ddpmseg.stages.download import (
     extract_dataset,
 )
 from ddpmseg.stages.validate import validate_ddpm
-from ddpmseg.report.tables import write_csv
+from ddpmseg.base.files import write_csv
 
 KEY_ARCHIVE, KEY_CHECKPOINT = "archives/datasets.tar.gz", "checkpoints/lsun_horse.pt"
 
@@ -165,7 +165,7 @@ def test_validate_dataset_refuses_unlabelled_training_masks_only(tmp_path) -> No
     from ddpmseg.stages.validate import validate_dataset
 
     root = make_dataset(tmp_path / "d")
-    splits = {name: {"images": str(split_dir(root, name))} for name in ("train", "test")}
+    splits = {name: {"images": str(split_folder(root, name))} for name in ("train", "test")}
     np.save(root / "real" / "test" / "000.npy", np.full((32, 32), 255, np.uint8))
     validate_dataset(
         summary=tmp_path / "summary.json", splits=splits, counts={"train": 3, "test": 2}, image_size=32, number_class=3,

@@ -13,8 +13,9 @@ import pytest
 from conftest import TINY_FLAGS
 
 from ddpmseg.diffusion.training import loop as ddpm_training
-from ddpmseg.diffusion.model import model_flags
-from ddpmseg.diffusion.training.loop import DdpmTrainingSettings, launch_command
+from ddpmseg.diffusion.flags import model_flags
+from ddpmseg.diffusion.training.loop import launch_command
+from ddpmseg.diffusion.training.settings import DdpmTrainingSettings
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages import ddpm as stage
 

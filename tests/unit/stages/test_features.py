@@ -15,11 +15,11 @@ from conftest import (
 )
 
 from ddpmseg.classifier.mlp import load_ensemble
-from ddpmseg.config.checks import default_variant_settings
+from ddpmseg.config.load import default_variant_settings
 from ddpmseg.data.datasets import load_split
 from ddpmseg.stages.features import extract_features, extract_rgb_features
 from ddpmseg.stages.predict import predict_ensemble
-from ddpmseg.stages.train import train_classifier
+from ddpmseg.stages.train import train_members
 from ddpmseg.stages.tta import make_tta_view
 from ddpmseg.features.store import FeatureStore
 
@@ -80,7 +80,7 @@ def test_the_rgb_control_trains_and_labels_by_colour_through_the_stages_with_a_t
                          shard=[0, 2], **settings)
 
     models = [tmp_path / f"member{m}.pt" for m in (0, 1)]
-    train_classifier(
+    train_members(
         stores=[str(tmp_path / "train.zarr")], models=models, logs=[tmp_path / f"member{m}.json" for m in (0, 1)],
         settings={**default_variant_settings(), "max_epochs": 8}, original_images=None, number_class=5,
         ignore_label=255, seed=0, members=[0, 1],

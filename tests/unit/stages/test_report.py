@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from ddpmseg.stages.report import make_report_figures
-from ddpmseg.report.tables import read_table, write_csv
+from ddpmseg.base.files import read_table, write_csv
 from ddpmseg.prediction.visualize import default_palette, prediction_panel
 
 RUNS = [{"dataset": "d", "variant": v, "seed": 0} for v in ("baseline", "final")]

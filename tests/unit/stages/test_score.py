@@ -8,7 +8,7 @@ import pytest
 
 from ddpmseg.prediction.metrics import dataset_miou
 from ddpmseg.stages.score import score_predictions
-from ddpmseg.report.tables import read_table, write_csv
+from ddpmseg.base.files import read_table, write_csv
 
 from .conftest import IGNORE, NUMBER_CLASS
 

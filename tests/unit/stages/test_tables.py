@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ddpmseg.stages.tables import make_tables
-from ddpmseg.report.tables import TABLE_FILES, collect_tables, read_table, write_csv
+from ddpmseg.report.tables import TABLE_FILES, collect_tables
+from ddpmseg.base.files import read_table, write_csv
 
 
 def write_scores(folder, miou: float) -> str:

@@ -7,9 +7,9 @@ import json
 import torch
 
 from ddpmseg.classifier.mlp import load_ensemble
-from ddpmseg.config.checks import default_variant_settings
+from ddpmseg.config.load import default_variant_settings
 from ddpmseg.features.sampler import PixelSampler
-from ddpmseg.stages.train import train_classifier
+from ddpmseg.stages.train import train_members
 from ddpmseg.classifier.training import study_batches_per_epoch
 
 from .conftest import IGNORE, NUMBER_CLASS
@@ -27,7 +27,7 @@ def test_an_epoch_has_the_batches_of_the_original_views_and_each_member_is_saved
     models = [tmp_path / f"member{m}.pt" for m in (0, 1)]
     logs = [tmp_path / f"member{m}.json" for m in (0, 1)]
     progress = tmp_path / "progress" / "ensemble.pt"
-    train_classifier(stores=[str(p) for p in store.paths], models=models, logs=logs, settings=SETTINGS,
+    train_members(stores=[str(p) for p in store.paths], models=models, logs=logs, settings=SETTINGS,
                      original_images=2, number_class=NUMBER_CLASS, ignore_label=IGNORE, seed=0, members=[0, 1],
                      progress_file=progress)
     for member, log_path in enumerate(logs):

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_dataset
 from PIL import Image
 
-from ddpmseg.config.checks import parse_tta_set, tta_set
+from ddpmseg.config.imagesets import parse_tta_set, tta_set
 from ddpmseg.data.datasets import load_split
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages.tta import make_tta_view

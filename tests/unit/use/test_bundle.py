@@ -22,18 +22,13 @@ from conftest import (
 )
 from PIL import Image
 
-from ddpmseg.use.bundle import (
-    MANIFEST,
-    RunInfo,
-    export_bundle,
-    exported_run,
-    load_bundle,
-    read_manifest,
-    run_segmenter,
-    run_settings,
-)
+from ddpmseg.use.bundle import MANIFEST, export_bundle, load_bundle
+from ddpmseg.use.run import RunInfo
+from ddpmseg.use.settings import SegmenterSettings
+from ddpmseg.use.run import exported_run, run_segmenter
 from ddpmseg.classifier.mlp import load_member
-from ddpmseg.config.checks import resolve_registry, validate_config
+from ddpmseg.config.registry import resolve_registry
+from ddpmseg.config.load import validate_config
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.base.files import save_json, sha256_file
 from ddpmseg.use.labelling import label_images
@@ -68,11 +63,11 @@ def fields(segmenter) -> dict:
 
 def test_exported_run_reads_the_runs_settings_and_score(run, tmp_path) -> None:
     segmenter, info, config = run
-    assert segmenter.tta_views == (("HorizontalFlip",), ("ToGray", "CoarseDropout"))
-    assert segmenter.noise_seed == 1  # per_run noise: the run's seed
-    assert segmenter.steps == tuple(FEATURE_STEPS) and segmenter.blocks == tuple(FEATURE_BLOCKS)
-    assert segmenter.class_names == ("background", "disc", "square", "triangle", "ring")
-    assert segmenter.image_size == 32 and segmenter.number_class == NUMBER_CLASS
+    assert segmenter.settings.tta_views == (("HorizontalFlip",), ("ToGray", "CoarseDropout"))
+    assert segmenter.settings.noise_seed == 1  # per_run noise: the run's seed
+    assert segmenter.settings.steps == tuple(FEATURE_STEPS) and segmenter.settings.blocks == tuple(FEATURE_BLOCKS)
+    assert segmenter.settings.class_names == ("background", "disc", "square", "triangle", "ring")
+    assert segmenter.settings.image_size == 32 and segmenter.settings.number_class == NUMBER_CLASS
     assert info.test_miou == pytest.approx(61.25)
     assert info.ddpm_source["source"] == "train" and info.ddpm_source["images"] == config["ddpms"]["tiny_ddpm"]["images"]
     assert info.ddpm_sha256 == sha256_file(segmenter.ddpm_checkpoint)
@@ -95,14 +90,16 @@ def test_round_trip_gives_the_same_segmenter(run, tmp_path, as_tar) -> None:
 def test_manifest_records_what_the_labels_depend_on(run, tmp_path) -> None:
     segmenter, info, _ = run
     manifest = read_manifest(export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info))
-    assert manifest["format_version"] == 1 and manifest["ddpmseg_version"]
+    assert manifest["format_version"] == 2 and manifest["ddpmseg_version"]
     assert manifest["run"] == {"dataset": "tiny", "variant": "final", "seed": 1, "test_miou": 61.25}
     assert manifest["ddpm"]["sha256"] == info.ddpm_sha256 and manifest["ddpm"]["file"] is None
-    assert manifest["ddpm"]["flags"]["num_channels"] == TINY_FLAGS["num_channels"]
     assert manifest["ddpm"]["where"]["path"] == str(segmenter.ddpm_checkpoint.resolve())
-    assert manifest["preprocessing"]["image_size"] == 32 and manifest["preprocessing"]["non_square"] is None
-    assert manifest["tta"] == {"views": [["HorizontalFlip"], ["ToGray", "CoarseDropout"]], "seed": 0}
-    assert manifest["features"]["noise_seed"] == 1
+    settings = manifest["settings"]
+    assert settings == segmenter.settings.plain()
+    assert settings["ddpm_flags"]["num_channels"] == TINY_FLAGS["num_channels"]
+    assert settings["image_size"] == 32 and settings["non_square"] is None
+    assert settings["tta_views"] == [["HorizontalFlip"], ["ToGray", "CoarseDropout"]] and settings["tta_seed"] == 0
+    assert settings["noise_seed"] == 1
     assert set(manifest["files"]) == {f"members/member{m}.pt" for m in range(2)}
     for name, digest in manifest["files"].items():
         assert sha256_file(tmp_path / "b" / name) == digest
@@ -157,7 +154,7 @@ def test_an_edited_manifest_is_refused(run, tmp_path) -> None:
     segmenter, info, _ = run
     out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info)
     manifest = json.loads((out / MANIFEST).read_text())
-    manifest["classes"]["class_names"][1] = "horse"
+    manifest["settings"]["class_names"][1] = "horse"
     (out / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(DdpmsegError, match="was changed after export"):
         load_bundle(out)
@@ -250,7 +247,7 @@ def test_run_segmenter_takes_the_recorded_ddpm_digest(run, tmp_path) -> None:
     save_json(check, {"sha256": info.ddpm_sha256})
     again = run_segmenter(
         members=[str(p) for p in segmenter.member_paths], checkpoint=str(segmenter.ddpm_checkpoint), check=check,
-        settings=run_settings(config, dataset="tiny", variant="final", seed=1),
+        settings=SegmenterSettings.of_run(config, dataset="tiny", variant="final", seed=1).plain(),
     )
     assert again == segmenter
     assert isinstance(info, RunInfo)
@@ -318,3 +315,11 @@ def test_an_rgb_control_run_exports_and_labels_without_any_ddpm(tmp_path, tiny_c
     Image.fromarray(np.random.default_rng(2).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(image)
     summary = label_images(loaded, [image], tmp_path / "out", tta=False, progress=False)
     assert summary.labelled == 1 and np.asarray(Image.open(tmp_path / "out/labels/new.png")).shape == (32, 32)
+
+
+def read_manifest(bundle: Path) -> dict:
+    """The manifest of a bundle folder or .tar, as written."""
+    if bundle.is_dir():
+        return json.loads((bundle / MANIFEST).read_text())
+    with tarfile.open(bundle) as tar:
+        return json.loads(tar.extractfile(MANIFEST).read())

@@ -19,14 +19,17 @@ from PIL import Image
 
 import ddpmseg.use.labelling as labelling
 from ddpmseg.classifier.mlp import build_classifier, load_ensemble, save_member
-from ddpmseg.diffusion.model import load_ddpm, model_flags
+from ddpmseg.diffusion.model import load_ddpm
+from ddpmseg.diffusion.flags import model_flags
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.diffusion.activations import extract_to_store
-from ddpmseg.use.labelling import image_files, label_images, original_size, tta_image_index
+from ddpmseg.data.listing import image_files
+from ddpmseg.use.labelling import label_images, tta_image_index
 from ddpmseg.prediction.predict import predict_image, uncertainty_score
+from ddpmseg.use.settings import SegmenterSettings
 from ddpmseg.use.segmenter import make_segmenter
 from ddpmseg.features.store import FeatureStore
-from ddpmseg.report.tables import read_table
+from ddpmseg.base.files import read_table
 
 IGNORE = 255
 RED, GREEN, BLUE = (220, 20, 20), (20, 220, 20), (20, 20, 220)
@@ -66,7 +69,7 @@ def segmenter_for(tmp_path, checkpoint, *, members=None, **overrides):
         "tta_seed": 0,
         **overrides,
     }
-    return make_segmenter(member_paths=members, ddpm_checkpoint=checkpoint, **settings)
+    return make_segmenter(member_paths=members, ddpm_checkpoint=checkpoint, settings=SegmenterSettings(**settings))
 
 
 @pytest.fixture
@@ -104,17 +107,6 @@ def boundary_columns(column_class: np.ndarray, reach: int = 1) -> np.ndarray:
     """Columns within ``reach`` of a change of class (where resampling may pick either side)."""
     changes = np.flatnonzero(np.diff(column_class)) + 0.5
     return np.array([np.min(np.abs(changes - c)) <= reach + 0.5 for c in range(len(column_class))])
-
-
-def test_original_size_resize_and_center_crop_by_hand() -> None:
-    square = np.arange(16).reshape(4, 4)
-    resized, inside = original_size(square, 8, 6, "resize", -1)
-    np.testing.assert_array_equal(resized, square[np.arange(8)[:, None] // 2, (np.arange(6) * 4 // 6)[None, :]])
-    assert inside.all()
-    cropped, inside = original_size(square, 4, 8, "center_crop", -1)
-    np.testing.assert_array_equal(cropped[:, 2:6], square)
-    assert (cropped[:, :2] == -1).all() and (cropped[:, 6:] == -1).all()
-    np.testing.assert_array_equal(inside, cropped != -1)
 
 
 def test_non_square_image_under_resize_is_labelled_at_its_own_size(tmp_path, tiny_checkpoint, rgb_features) -> None:

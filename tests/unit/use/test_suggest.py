@@ -11,8 +11,9 @@ from PIL import Image
 
 import ddpmseg.use.labelling as labelling
 from ddpmseg.classifier.mlp import build_classifier, save_member
-from ddpmseg.diffusion.model import model_flags
+from ddpmseg.diffusion.flags import model_flags
 from ddpmseg.base.errors import DdpmsegError
+from ddpmseg.use.settings import SegmenterSettings
 from ddpmseg.use.segmenter import make_segmenter
 from ddpmseg.use.suggest import (
     CAPTION_HEIGHT,
@@ -21,7 +22,7 @@ from ddpmseg.use.suggest import (
     suggest_images,
     thumbnail,
 )
-from ddpmseg.report.tables import read_table
+from ddpmseg.base.files import read_table
 from ddpmseg.features.upsample import LayerGroups
 
 SIZE = TINY_FLAGS["image_size"]
@@ -57,7 +58,7 @@ def trained(tmp_path_factory, tiny_checkpoint):
     folder = tmp_path_factory.mktemp("trained")
     image, region = scene()
     Image.fromarray(image).save(folder / "scene.png")
-    probe = make_segmenter(member_paths=[tiny_checkpoint], ddpm_checkpoint=tiny_checkpoint, **SETTINGS)
+    probe = make_segmenter(member_paths=[tiny_checkpoint], ddpm_checkpoint=tiny_checkpoint, settings=SegmenterSettings(**SETTINGS))
     layers = labelling.image_layers(probe, [image])[0]
     groups = LayerGroups.from_layers([layer[None] for layer in layers], SIZE)
     pixels = torch.arange(SIZE * SIZE)
@@ -74,7 +75,7 @@ def trained(tmp_path_factory, tiny_checkpoint):
             optimizer.step()
         members.append(folder / f"member{seed}.pth")
         save_member(members[-1], model.eval(), in_features=features.shape[1], number_class=5, dropout=0.0)
-    segmenter = make_segmenter(member_paths=members, ddpm_checkpoint=tiny_checkpoint, **SETTINGS)
+    segmenter = make_segmenter(member_paths=members, ddpm_checkpoint=tiny_checkpoint, settings=SegmenterSettings(**SETTINGS))
     return segmenter, folder / "scene.png"
 
 

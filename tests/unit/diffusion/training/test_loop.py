@@ -16,15 +16,8 @@ import torch
 from PIL import Image
 
 from ddpmseg.diffusion.model import build_model_and_diffusion, load_ddpm
-from ddpmseg.diffusion.training.loop import (
-    DdpmTrainingSettings,
-    launch_command,
-    read_state,
-    sample_grid,
-    step_draws,
-    train_ddpm,
-    write_arguments,
-)
+from ddpmseg.diffusion.training.loop import launch_command, read_state, sample_grid, step_draws, train_ddpm, write_arguments
+from ddpmseg.diffusion.training.settings import DdpmTrainingSettings
 from ddpmseg.base.errors import DdpmsegError
 
 REPO = Path(__file__).resolve().parents[4]
@@ -320,7 +313,7 @@ def test_the_command_line_prints_one_error_line_and_exits_1(tmp_path, images, ca
 def test_a_step_skipped_by_the_grad_scaler_leaves_weights_and_ema_alone(images):
     """Mixed precision (on CUDA) skips a step whose scaled gradients overflow, and so does the EMA, as in
     guided-diffusion; here the CPU grad scaler with a scale that overflows float32 forces the skip."""
-    from ddpmseg.diffusion.model import model_flags
+    from ddpmseg.diffusion.flags import model_flags
     from ddpmseg.diffusion.training.loop import build_trainer, train_iteration
     from ddpmseg.diffusion.training.images import load_training_images
 
