@@ -10,3 +10,8 @@ class DdpmsegError(Exception):
 def warn(message: str) -> None:
     """One line on stderr, which the workflow keeps in the rule's log."""
     print(f"ddpmseg warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    """One line on stderr about what a job decided (kept in the rule's log)."""
+    print(f"ddpmseg note: {message}", file=sys.stderr, flush=True)

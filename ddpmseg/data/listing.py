@@ -65,3 +65,17 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
         else:
             raise DdpmsegError(f"{entry}: no such image file or folder")
     return sorted(found)
+
+
+def training_image_files(folders: list[str]) -> list[Path]:
+    """The images of the folders, folder after folder, each sorted by name (the files that
+    :func:`ddpmseg.config.checks.ddpm_image_inputs` lists for the rule)."""
+    files = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise DdpmsegError(f"{folder}: no such folder of images to train the DDPM on")
+        found = files_with_suffixes(Path(folder), IMAGE_SUFFIXES)
+        if not found:
+            raise DdpmsegError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images to train the DDPM on")
+        files += found
+    return files

@@ -22,14 +22,6 @@ from ...data.decode import read_image
 from ...data.preprocess import check_non_square_policy, model_image, to_model_input
 from ...base.errors import DdpmsegError
 
-# Tags that keep the random streams of one seed apart (see random_stream).
-EPOCH_ORDER, STEP_DRAWS, SAMPLE_NOISE, TORCH_SEED = 0, 1, 2, 3
-
-
-def random_stream(seed: int, *keys: int) -> np.random.Generator:
-    """A generator determined by (seed, keys) alone."""
-    return np.random.default_rng([seed, *keys])
-
 
 def load_training_images(paths: Sequence[Path], image_size: int, non_square: str | None) -> np.ndarray:
     """(N, image_size, image_size, 3) uint8 of every image, in the given order."""
@@ -40,19 +32,6 @@ def load_training_images(paths: Sequence[Path], image_size: int, non_square: str
     for index, path in enumerate(paths):
         images[index] = model_image(read_image(path), image_size, non_square, path, choose="the DDPM's non_square policy")
     return images
-
-
-def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
-    return random_stream(seed, EPOCH_ORDER, epoch).permutation(count)
-
-
-def batch_indices(seed: int, step: int, batch_size: int, count: int) -> np.ndarray:
-    """Which images form global batch ``step``: positions step*B .. step*B+B-1 of the concatenated
-    per-epoch permutations (a batch may straddle two epochs)."""
-    positions = step * batch_size + np.arange(batch_size)
-    epochs, offsets = np.divmod(positions, count)
-    orders = {int(epoch): epoch_order(seed, int(epoch), count) for epoch in np.unique(epochs)}
-    return np.array([orders[int(epoch)][offset] for epoch, offset in zip(epochs, offsets)], dtype=np.int64)
 
 
 def to_batch(images: np.ndarray, flips: np.ndarray) -> torch.Tensor:

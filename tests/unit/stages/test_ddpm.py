@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_FLAGS
 
-from ddpmseg.diffusion.training import loop as ddpm_training
 from ddpmseg.diffusion.flags import model_flags
-from ddpmseg.diffusion.training.loop import launch_command
+from ddpmseg.diffusion.training.launch import launch_command
 from ddpmseg.diffusion.training.settings import DdpmTrainingSettings
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages import ddpm as stage
@@ -41,9 +40,9 @@ def stage_arguments(tmp_path: Path, **overrides) -> dict:
 
 @pytest.fixture
 def calls(monkeypatch) -> dict[str, list]:
-    """Records of ``ddpm_training.train_ddpm`` and ``subprocess.run`` calls (neither does anything)."""
+    """Records of the training in this process and of ``subprocess.run`` calls (neither does anything)."""
     recorded: dict[str, list] = {"train": [], "run": []}
-    monkeypatch.setattr(ddpm_training, "train_ddpm", lambda **kwargs: recorded["train"].append(kwargs))
+    monkeypatch.setattr(stage, "train_ddpm_here", lambda **kwargs: recorded["train"].append(kwargs))
 
     def run(command, **kwargs):
         args_json = Path(command[-1])  # the entry point's ARGS.json
@@ -100,27 +99,3 @@ def test_a_failed_torchrun_is_one_error_line(tmp_path, calls) -> None:
     with pytest.raises(DdpmsegError) as info:
         stage.train_ddpm(**stage_arguments(tmp_path, gpus=2))
     assert str(info.value).startswith("DDPM training on 2 GPUs: torchrun exited with status 1") and "\n" not in str(info.value)
-
-
-def test_a_state_saved_under_other_settings_or_images_is_not_resumed(tmp_path, calls) -> None:
-    state = tmp_path / "out/state.pt"
-
-    def train(**changes) -> bool:
-        """Run the stage with ``changes`` to the training settings; whether the saved state was kept."""
-        training = {**TRAINING, **changes.pop("training", {})}
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_bytes(b"saved")  # as the training leaves it
-        stage.train_ddpm(**stage_arguments(tmp_path, training=training, **changes))
-        return state.exists()
-
-    train()
-    assert train()  # same settings: resumed
-    assert train(training={"iterations": 8, "sample_count": 4, "save_every": 3, "microbatch": 1})  # train longer: resumed
-    assert not train(training={"iterations": 8, "lr": 2e-4})  # another learning rate: afresh
-    assert train(training={"iterations": 8, "lr": 2e-4})
-    assert not train(training={"iterations": 6, "lr": 2e-4})  # fewer iterations: the state may be ahead
-    assert train(training={"iterations": 6, "lr": 2e-4}, gpus=2)  # more GPUs: resumed
-    (tmp_path / "images/a.png").write_bytes(b"another image")
-    assert not train(training={"iterations": 6, "lr": 2e-4})
-    assert not train(training={"iterations": 6, "lr": 2e-4}, non_square="center_crop")
-    assert not train(training={"iterations": 6, "lr": 2e-4}, non_square="center_crop", flags={**TINY_FLAGS, "dropout": 0.1})

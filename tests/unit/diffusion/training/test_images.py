@@ -7,12 +7,7 @@ import pytest
 from PIL import Image
 
 from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.diffusion.training.images import (
-    batch_indices,
-    epoch_order,
-    load_training_images,
-    to_batch,
-)
+from ddpmseg.diffusion.training.images import load_training_images, to_batch
 
 
 def save(path, array):
@@ -34,16 +29,6 @@ def test_images_are_cropped_or_stretched_by_the_policy_and_resized(tmp_path):
         load_training_images([path], 4, "pad")
     with pytest.raises(DdpmsegError, match="no images to train on"):
         load_training_images([], 4, None)
-
-
-def test_every_image_is_seen_once_per_epoch_in_a_seeded_order():
-    count, batch = 5, 2
-    seen = np.concatenate([batch_indices(3, step, batch, count) for step in range(5)])  # 10 = two epochs
-    assert sorted(seen[:5]) == list(range(5)) and sorted(seen[5:]) == list(range(5))
-    assert seen[:5].tolist() == epoch_order(3, 0, count).tolist()
-    assert batch_indices(3, 2, batch, count).tolist() == seen[4:6].tolist()  # a batch across epochs
-    assert not np.array_equal(epoch_order(3, 0, 50), epoch_order(3, 1, 50))
-    assert not np.array_equal(epoch_order(3, 0, 50), epoch_order(4, 0, 50))
 
 
 def test_batches_are_scaled_to_minus_one_one_and_flipped_where_asked():

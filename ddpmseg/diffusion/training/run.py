@@ -1,0 +1,137 @@
+"""One whole training run of a DDPM: checks, the fine-tuning start, resuming, the iterations, the EMA
+checkpoint, the log and the samples (see :mod:`ddpmseg.diffusion.training`)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ...base.errors import DdpmsegError, note
+from ...base.files import save_json, save_png, save_torch
+from ...data.preprocess import check_non_square_policy
+from ..flags import model_flags
+from ..model import build_model_and_diffusion, check_state_dict, read_checkpoint
+from .distributed import Distributed, distributed_from_environment, start_distributed
+from .ema import ema_state_dict
+from .images import load_training_images
+from .loop import Trainer, build_trainer, run_iterations
+from .samples import draw_samples, sample_grid
+from .settings import DdpmTrainingSettings
+from .state import TrainingLog, resume, state_identity, save_state
+
+
+def check_run(flags: dict[str, Any], settings: DdpmTrainingSettings, ddp: Distributed) -> None:
+    if settings.sample_steps > flags["diffusion_steps"]:
+        raise DdpmsegError(
+            f"DDPM training setting sample_steps={settings.sample_steps} is more than the model's "
+            f"diffusion_steps={flags['diffusion_steps']}"
+        )
+    if settings.batch_size % ddp.world_size:
+        raise DdpmsegError(
+            f"DDPM training setting batch_size={settings.batch_size} must be a multiple of the number of "
+            f"processes ({ddp.world_size})"
+        )
+
+
+def read_init(init: Path, flags: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The fine-tuning start: a guided-diffusion state_dict that fits the flags (checked on the meta device)."""
+    state = read_checkpoint(init)
+    with torch.device("meta"):
+        model, _ = build_model_and_diffusion(flags)
+    check_state_dict(model, state, init, flags)
+    return state
+
+
+def log_record(
+    *, settings: DdpmTrainingSettings, flags: dict[str, Any], trainer: Trainer, step: int, log: TrainingLog,
+    notes: list[str],
+) -> dict[str, Any]:
+    return {
+        "settings": settings.as_dict(),
+        "flags": flags,
+        "world_size": trainer.ddp.world_size,
+        "device": str(trainer.device),
+        "fp16": trainer.fp16,
+        "images": len(trainer.images),
+        "iterations_done": step,
+        "wall_s": round(log.wall_s, 3),
+        "resumed_at": log.resumed_at,
+        "notes": notes,
+        "intervals": log.intervals,
+    }
+
+
+def train_ddpm(
+    *,
+    images: Sequence[Path],
+    flags: dict[str, Any],
+    settings: DdpmTrainingSettings,
+    state: Path,
+    checkpoint: Path,
+    log_json: Path,
+    samples: Path,
+    non_square: str | None,
+    init: Path | None = None,
+    progress: bool = True,
+) -> None:
+    """Train (or, from ``init``, fine-tune) a DDPM on ``images``; resume from ``state`` when it exists.
+
+    Writes, all atomically and by rank 0 only: ``state`` every ``save_every`` iterations and at the end;
+    then ``checkpoint`` (the EMA weights as a plain guided-diffusion state_dict), ``log_json`` and
+    ``samples`` (a PNG grid drawn with the EMA model). Under torchrun it trains with DDP.
+    """
+    if not isinstance(settings, DdpmTrainingSettings):
+        settings = DdpmTrainingSettings.of(settings)  # a plain mapping, as a config section gives it
+    images = [Path(path) for path in images]
+    state, checkpoint, log_json, samples = Path(state), Path(checkpoint), Path(log_json), Path(samples)
+    init = Path(init) if init is not None else None
+    flags = model_flags(flags)
+    ddp = distributed_from_environment()
+    check_run(flags, settings, ddp)
+    check_non_square_policy(non_square)
+    init_state = read_init(init, flags) if init is not None else None
+    pixels = load_training_images(images, flags["image_size"], non_square)
+    device = start_distributed(ddp)
+    trainer = None
+    try:
+        trainer = build_trainer(flags=flags, settings=settings, images=pixels, device=device, ddp=ddp, init_state=init_state)
+        notes = []
+        if settings.fp16 and not trainer.fp16:
+            notes.append("fp16 ignored: mixed precision needs CUDA, this run trains in float32 on the CPU")
+        if ddp.main:
+            for line in notes:
+                note(line)
+        identity = state_identity(images=images, flags=flags, settings=settings, non_square=non_square, init=init)
+        start, log = resume(state, trainer, identity)
+
+        def write_log(step: int) -> None:
+            save_json(log_json, log_record(settings=settings, flags=flags, trainer=trainer, step=step, log=log, notes=notes))
+
+        def save(step: int) -> None:
+            save_state(state, trainer, step=step, identity=identity, log=log)
+            write_log(step)
+
+        run_iterations(trainer, start=start, log=log, progress=progress, save=save)
+        if ddp.main:
+            if not state.exists():  # iterations: 0, the state is the init (or seeded) weights
+                save(settings.iterations)
+            trainer.model.load_state_dict(ema_state_dict(trainer.model, trainer.ema))
+            save_torch(checkpoint, trainer.model.state_dict())
+            grid = draw_samples(trainer.model, flags, count=settings.sample_count, steps=settings.sample_steps,
+                                seed=settings.seed)
+            save_png(samples, sample_grid(grid))
+            write_log(settings.iterations)
+        if ddp.active:
+            dist.barrier()
+    finally:
+        # DDP's reducer holds the process group and its pending work: it goes first, then the group (a rank
+        # of the 2-process gloo test once aborted at the end with "terminate called without an active exception")
+        trainer = None
+        gc.collect()
+        if ddp.active and dist.is_initialized():
+            dist.destroy_process_group()
