@@ -1,7 +1,7 @@
 """Feature extraction speed: images per second with batch 1 against a larger batch.
 
 A mid-size guided-diffusion UNet (random weights, built by ``ddpmseg.diffusion.model.build_model_and_diffusion``)
-runs 3 diffusion steps on random images; the whole ``ddpmseg.diffusion.activations.extract_to_store`` into a
+runs 3 diffusion steps on random images; the whole ``ddpmseg.features.extract.extract_to_store`` into a
 temporary store is timed, and separately the forward passes alone (``extract_activations``), giving
 the forward passes' share of the time. On CPU in float32; when CUDA is available, also on the GPU with
 the model's torso in float16 as ``ddpmseg.diffusion.model.load_ddpm`` runs it.
@@ -22,7 +22,8 @@ from performance_doc import fmt
 
 from ddpmseg.data.preprocess import to_model_input
 from ddpmseg.diffusion.model import build_model_and_diffusion
-from ddpmseg.diffusion.activations import extract_activations, extract_to_store, shared_noise
+from ddpmseg.diffusion.activations import extract_activations, shared_noise
+from ddpmseg.features.extract import extract_to_store
 
 NAME = "extraction"
 FLAGS: dict[str, Any] = {

@@ -404,3 +404,12 @@ def segmenter_settings(**overrides) -> dict:
         "tta_seed": 0,
     }
     return {**base, **overrides}
+
+
+def write_collected_tables(runs, folder: Path, variants, datasets):
+    """The collected tables of ``runs`` written into ``folder`` under the workflow's file names."""
+    from ddpmseg.config.paths import TABLES
+    from ddpmseg.report.tables import write_tables
+
+    paths = {name: Path(folder) / file for name, file in TABLES.items()}
+    return write_tables(runs, paths, variants=variants, datasets=datasets)

@@ -77,11 +77,6 @@ def _check(path: Path, registry: dict[str, Any]) -> None:
             )
 
 
-def dataset_entry(name: str, registry: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of the registry entry of dataset ``name`` (from ``registry``, default the loaded default one)."""
-    return _entry("datasets", name, registry)
-
-
 def checkpoint_entry(name: str, registry: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy of the registry entry of DDPM checkpoint ``name``."""
     return _entry("checkpoints", name, registry)

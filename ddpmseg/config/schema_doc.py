@@ -110,19 +110,6 @@ def undescribed(keys: list[Key]) -> list[str]:
     return [key.path for key in keys if not key.description]
 
 
-def invalid_defaults(schema: dict[str, Any]) -> list[str]:
-    """``path: message`` for every key whose ``default`` fails the key's own schema."""
-    import jsonschema
-
-    problems = []
-    for key in schema_keys(schema):
-        if key.default is NO_DEFAULT:
-            continue
-        validator = jsonschema.Draft202012Validator({**key.node, "$defs": schema.get("$defs", {})})
-        problems += [f"{key.path}: {error.message}" for error in validator.iter_errors(key.default)]
-    return problems
-
-
 # ------------------------------------------------------------------------------------------------
 # rendering
 

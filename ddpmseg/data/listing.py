@@ -69,7 +69,7 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
 
 def training_image_files(folders: list[str]) -> list[Path]:
     """The images of the folders, folder after folder, each sorted by name (the files that
-    :func:`ddpmseg.config.checks.ddpm_image_inputs` lists for the rule)."""
+    :func:`ddpmseg.config.ddpms.ddpm_image_inputs` lists for the rule)."""
     files = []
     for folder in folders:
         if not Path(folder).is_dir():

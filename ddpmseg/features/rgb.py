@@ -36,16 +36,7 @@ def rgb_activations(images: np.ndarray) -> dict[tuple[int, int], torch.Tensor]:
     """``{RGB_LAYER: (n, 3, S, S) float32}``: (n, S, S, 3) uint8 images in [-1, 1], channels first
     (the layout :class:`ddpmseg.features.store.StoreWriter` takes, as the DDPM's activations)."""
     _check_images(images)
-    return {RGB_LAYER: torch.from_numpy(np.stack([to_model_input(image) for image in images]))}
-
-
-def rgb_layers(image: np.ndarray) -> list[torch.Tensor]:
-    """The RGB features of one (S, S, 3) uint8 image as :meth:`ddpmseg.features.store.FeatureStore.activations`
-    returns a store's: a list of one channel-last (S, S, 3) float16 tensor (what
-    :func:`ddpmseg.prediction.predict.predict_image` takes as ``layers``)."""
-    image = np.asarray(image)
-    _check_images(image[None])
-    return [rgb_activations(image[None])[RGB_LAYER][0].permute(1, 2, 0).to(torch.float16).contiguous()]
+    return {RGB_LAYER: torch.from_numpy(to_model_input(images))}
 
 
 def rgb_store_attrs() -> dict[str, Any]:

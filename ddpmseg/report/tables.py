@@ -150,29 +150,11 @@ def miou_markdown(summary: pd.DataFrame, variants: Sequence[str], datasets: Sequ
     return text + ("" if note is None else f"\n{note}\n")
 
 
-# The files of the collected tables, by the names write_tables takes them.
-TABLE_FILES = {
-    "markdown": "miou.md",
-    "miou": "miou.csv",
-    "per_seed": "per_seed.csv",
-    "per_class": "per_class.csv",
-    "per_image": "per_image.csv",
-}
-
-
-def collect_tables(
-    runs: Sequence[dict], out_dir: str | Path, variants: Sequence[str], datasets: Sequence[str]
-) -> pd.DataFrame:
-    """Write the tables of :data:`TABLE_FILES` into ``out_dir`` (see :func:`write_tables`)."""
-    paths = {name: Path(out_dir) / file for name, file in TABLE_FILES.items()}
-    return write_tables(runs, paths, variants=variants, datasets=datasets)
-
-
 def write_tables(
     runs: Sequence[dict], paths: Mapping[str, str | Path], *, variants: Sequence[str], datasets: Sequence[str]
 ) -> pd.DataFrame:
     """Write miou.md, miou.csv, per_seed.csv, per_class.csv and per_image.csv (``paths``, by the names
-    of :data:`TABLE_FILES`) from run score folders.
+    of :data:`ddpmseg.config.paths.TABLES`) from run score folders.
 
     ``runs``: dicts with dataset, variant, seed and ``scores`` (a folder written by the scoring step).
     Returns the mean/std summary.

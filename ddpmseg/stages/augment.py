@@ -26,7 +26,7 @@ def augment_training_set(
     ignore_label: int,
 ) -> None:
     """Write ``scale - 1`` augmented copies of every training image and mask into ``images`` (archive
-    layout, ``real/train``); ``settings``: the fields of :class:`ddpmseg.config.checks.AugmentationSettings`."""
+    layout, ``real/train``); ``settings``: the fields of :class:`ddpmseg.config.imagesets.AugmentationSettings`."""
     augmentation = AugmentationSettings(**settings)
     names, originals, masks = load_split(
         split, training_number, 0, training_number,

@@ -10,7 +10,7 @@ from typing import Any
 from ..data.datasets import Split, load_split
 from ..diffusion.model import load_ddpm
 from ..diffusion.flags import model_flags
-from ..diffusion.activations import extract_to_store
+from ..features.extract import extract_to_store
 from ..base.files import load_json
 from ..features.rgb import write_rgb_store
 

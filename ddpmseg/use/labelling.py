@@ -36,6 +36,7 @@ from ..data.decode import read_image
 from ..diffusion.model import select_device
 from ..base.errors import DdpmsegError
 from ..diffusion.activations import extract_activations, shared_noise
+from ..features.rgb import rgb_activations
 from ..base.files import atomic_path, load_json, save_json, save_png, sha256_file
 from ..prediction.predict import predict_image, uncertainty_score
 from ..base.progress import progress_bar
@@ -98,10 +99,10 @@ def image_layers(segmenter: Segmenter, images: Sequence[np.ndarray]) -> list[lis
     images as one batch: the DDPM's activations, or for the RGB control one layer of the pixels' values
     in [-1, 1]. Rounded to float16 as a feature store keeps them, so that an image gets the labels the
     workflow's test prediction gives it."""
-    batch = torch.from_numpy(np.stack([to_model_input(image) for image in images]))
     if segmenter.settings.feature_source == "rgb":
-        layers = [batch]
+        layers = list(rgb_activations(np.stack(images)).values())
     else:
+        batch = torch.from_numpy(to_model_input(np.stack(images)))
         model, diffusion = segmenter_ddpm(segmenter)
         noise = shared_noise(segmenter.settings.noise_seed, segmenter.settings.image_size)
         activations = extract_activations(model, diffusion, batch, steps=segmenter.settings.steps, blocks=segmenter.settings.blocks, noise=noise)

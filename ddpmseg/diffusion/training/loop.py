@@ -1,10 +1,9 @@
-"""The training loop: the model, its optimizer and grad scaler, one iteration on a global batch, the
-iterations of a run with their log intervals and saves, and a speed measurement."""
+"""One training iteration: the model, its optimizer and grad scaler, one optimizer step on a global batch
+(microbatches, DDP, mixed precision, the EMA, the sampler's update), and a speed measurement."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -15,8 +14,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ...base.errors import DdpmsegError
-from ...base.progress import progress_bar
 from ..flags import model_flags
 from ..model import build_model_and_diffusion
 from .distributed import Distributed
@@ -24,7 +21,6 @@ from .draws import batch_indices, sample_noise, schedule_sampler, step_draws, to
 from .ema import copy_parameters, update_ema
 from .images import to_batch
 from .settings import DdpmTrainingSettings
-from .state import TrainingLog
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # guided-diffusion uses deprecated torch.cuda.amp names
@@ -154,54 +150,6 @@ def train_iteration(trainer: Trainer, step: int) -> float:
     if isinstance(trainer.sampler, resample.LossAwareSampler):
         trainer.sampler.update_with_all_losses(timesteps.tolist(), all_losses.tolist())
     return float(np.mean(all_losses * importance))
-
-
-class IntervalMeter:
-    """Loss and speed over one logging interval."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.losses: list[float] = []
-
-    def add(self, loss: float) -> None:
-        self.losses.append(loss)
-
-    def close(self, step: int, batch_size: int, wall_s: float) -> dict[str, float]:
-        seconds = time.monotonic() - self.started
-        record = {
-            "step": step,
-            "iterations": len(self.losses),
-            "loss": float(np.mean(self.losses)),
-            "wall_s": round(wall_s, 3),
-            "images_per_s": round(len(self.losses) * batch_size / seconds, 3) if seconds > 0 else None,
-        }
-        self.__init__()
-        return record
-
-
-def run_iterations(trainer: Trainer, *, start: int, log: TrainingLog, progress: bool, save: Callable[[int], None]) -> None:
-    """Iterations ``start`` .. ``iterations`` - 1, logging every ``log_every`` and saving every
-    ``save_every`` (and after the last) on rank 0."""
-    settings, main = trainer.settings, trainer.ddp.main
-    started, wall_before = time.monotonic(), log.wall_s
-    meter = IntervalMeter()
-    bar = progress_bar(total=settings.iterations, initial=start, desc="train DDPM", unit="it", disable=not (progress and main))
-    try:
-        for step in range(start, settings.iterations):
-            loss = train_iteration(trainer, step)
-            if not math.isfinite(loss) and not trainer.fp16:
-                raise DdpmsegError(f"DDPM training: the loss is {loss} at iteration {step + 1}; lower lr")
-            done = step + 1
-            meter.add(loss)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            bar.update(1)
-            log.wall_s = wall_before + time.monotonic() - started
-            if done % settings.log_every == 0 or done == settings.iterations:
-                log.intervals.append(meter.close(done, settings.batch_size, log.wall_s))
-            if main and (done % settings.save_every == 0 or done == settings.iterations):
-                save(done)
-    finally:
-        bar.close()
 
 
 def ddpm_training_speed(

@@ -4,25 +4,29 @@ checkpoint, the log and the samples (see :mod:`ddpmseg.diffusion.training`)."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from ...base.errors import DdpmsegError, note
 from ...base.files import save_json, save_png, save_torch
+from ...base.progress import progress_bar
 from ...data.preprocess import check_non_square_policy
 from ..flags import model_flags
 from ..model import build_model_and_diffusion, check_state_dict, read_checkpoint
 from .distributed import Distributed, distributed_from_environment, start_distributed
 from .ema import ema_state_dict
 from .images import load_training_images
-from .loop import Trainer, build_trainer, run_iterations
+from .loop import Trainer, build_trainer, train_iteration
 from .samples import draw_samples, sample_grid
 from .settings import DdpmTrainingSettings
-from .state import TrainingLog, resume, state_identity, save_state
+from .state import TrainingLog, resume, save_state, state_identity
 
 
 def check_run(flags: dict[str, Any], settings: DdpmTrainingSettings, ddp: Distributed) -> None:
@@ -135,3 +139,51 @@ def train_ddpm(
         gc.collect()
         if ddp.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class IntervalMeter:
+    """Loss and speed over one logging interval."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.losses: list[float] = []
+
+    def add(self, loss: float) -> None:
+        self.losses.append(loss)
+
+    def close(self, step: int, batch_size: int, wall_s: float) -> dict[str, float]:
+        seconds = time.monotonic() - self.started
+        record = {
+            "step": step,
+            "iterations": len(self.losses),
+            "loss": float(np.mean(self.losses)),
+            "wall_s": round(wall_s, 3),
+            "images_per_s": round(len(self.losses) * batch_size / seconds, 3) if seconds > 0 else None,
+        }
+        self.__init__()
+        return record
+
+
+def run_iterations(trainer: Trainer, *, start: int, log: TrainingLog, progress: bool, save: Callable[[int], None]) -> None:
+    """Iterations ``start`` .. ``iterations`` - 1, logging every ``log_every`` and saving every
+    ``save_every`` (and after the last) on rank 0."""
+    settings, main = trainer.settings, trainer.ddp.main
+    started, wall_before = time.monotonic(), log.wall_s
+    meter = IntervalMeter()
+    bar = progress_bar(total=settings.iterations, initial=start, desc="train DDPM", unit="it", disable=not (progress and main))
+    try:
+        for step in range(start, settings.iterations):
+            loss = train_iteration(trainer, step)
+            if not math.isfinite(loss) and not trainer.fp16:
+                raise DdpmsegError(f"DDPM training: the loss is {loss} at iteration {step + 1}; lower lr")
+            done = step + 1
+            meter.add(loss)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            bar.update(1)
+            log.wall_s = wall_before + time.monotonic() - started
+            if done % settings.log_every == 0 or done == settings.iterations:
+                log.intervals.append(meter.close(done, settings.batch_size, log.wall_s))
+            if main and (done % settings.save_every == 0 or done == settings.iterations):
+                save(done)
+    finally:
+        bar.close()

@@ -8,7 +8,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,9 +17,7 @@ from ...base.errors import DdpmsegError, note
 from ...base.files import save_torch
 from .draws import restore_sampler, sampler_state
 from .settings import RESUMABLE_CHANGES, DdpmTrainingSettings
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .loop import Trainer
 
 
 STATE_FORMAT = 1

@@ -14,7 +14,6 @@ from ddpmseg.config.registry import (
     DEFAULT_REGISTRY,
     REGISTRY_SCHEMA,
     checkpoint_entry,
-    dataset_entry,
     load_registry,
 )
 
@@ -105,16 +104,14 @@ def test_the_paper_flags_are_written_once():
 
 
 def test_entries_are_copies(registry):
-    entry = dataset_entry("horse_21", registry)
-    entry["class_names"].append("unicorn")
-    assert len(registry["datasets"]["horse_21"]["class_names"]) == 21
-    assert dataset_entry("celeba_19")["testing_number"] == 500  # default registry file
+    entry = checkpoint_entry("lsun_horse", registry)
+    entry["flags"]["image_size"] = 64
+    assert registry["checkpoints"]["lsun_horse"]["flags"]["image_size"] == 256
+    assert checkpoint_entry("ffhq")["url"].endswith("ffhq.pt")  # default registry file
 
 
 def test_unknown_names(registry):
-    with pytest.raises(DdpmsegError, match=r"unknown dataset 'dog_9'.*horse_21"):
-        dataset_entry("dog_9", registry)
-    with pytest.raises(DdpmsegError, match="unknown checkpoint 'sd15'"):
+    with pytest.raises(DdpmsegError, match=r"unknown checkpoint 'sd15'.*lsun_horse"):
         checkpoint_entry("sd15", registry)
 
 

@@ -4,6 +4,8 @@ differs from those defaults."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 
 import pytest
@@ -17,7 +19,6 @@ from ddpmseg.config.schema_doc import (
     END,
     NAME,
     NO_DEFAULT,
-    invalid_defaults,
     load_schema,
     main,
     render,
@@ -191,3 +192,16 @@ def test_command_rewrites_and_checks_the_file(tmp_path, capsys) -> None:
     assert main([str(readme)]) == 0
     assert main([str(readme), "--check"]) == 0
     assert readme.read_text().startswith("# Configuration\n\n") and "`features.steps`" in readme.read_text()
+
+
+def invalid_defaults(schema: dict[str, Any]) -> list[str]:
+    """``path: message`` for every key of the schema whose ``default`` fails the key's own schema."""
+    import jsonschema
+
+    problems = []
+    for key in schema_keys(schema):
+        if key.default is NO_DEFAULT:
+            continue
+        validator = jsonschema.Draft202012Validator({**key.node, "$defs": schema.get("$defs", {})})
+        problems += [f"{key.path}: {error.message}" for error in validator.iter_errors(key.default)]
+    return problems

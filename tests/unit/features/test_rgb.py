@@ -9,7 +9,7 @@ import torch
 
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.prediction.predict import predict_image
-from ddpmseg.features.rgb import rgb_layers, write_rgb_store
+from ddpmseg.features.rgb import RGB_LAYER, rgb_activations, write_rgb_store
 from ddpmseg.features.store import FeatureStore
 
 SIZE = 16
@@ -60,7 +60,12 @@ def test_the_store_says_it_is_the_rgb_control_with_no_noise_or_checkpoint(rgb_st
     assert store.attrs["steps"] == [] and store.attrs["blocks"] == []
 
 
-def test_rgb_layers_of_an_image_equal_the_stores_activations_bit_for_bit(rgb_store) -> None:
+def rgb_layers(image: np.ndarray) -> list[torch.Tensor]:
+    """One image's RGB features as a store gives them (channel-last float16), computed in memory."""
+    return [rgb_activations(image[None])[RGB_LAYER][0].permute(1, 2, 0).to(torch.float16)]
+
+
+def test_rgb_features_of_an_image_equal_the_stores_activations_bit_for_bit(rgb_store) -> None:
     store, images, _ = rgb_store
     for index in range(3):
         (expected,) = store.activations(index)
@@ -81,4 +86,4 @@ def test_rgb_layers_of_an_image_equal_the_stores_activations_bit_for_bit(rgb_sto
 )
 def test_an_image_that_is_not_square_rgb_uint8_is_one_clear_error(image) -> None:
     with pytest.raises(DdpmsegError, match=r"RGB features need \(n, S, S, 3\) uint8 images, not"):
-        rgb_layers(image)
+        rgb_activations(image[None])

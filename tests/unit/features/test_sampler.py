@@ -19,7 +19,7 @@ from conftest import (
 )
 
 from ddpmseg.diffusion.model import load_ddpm
-from ddpmseg.diffusion.activations import extract_to_store
+from ddpmseg.features.extract import extract_to_store
 from ddpmseg.base.files import atomic_directory
 from ddpmseg.features.sampler import PixelSampler
 from ddpmseg.features.store import FeatureStore, StoreWriter

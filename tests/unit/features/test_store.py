@@ -9,7 +9,7 @@ import torch
 from conftest import FEATURE_BLOCKS, FEATURE_STEPS, TINY_FLAGS
 
 from ddpmseg.diffusion.model import load_ddpm
-from ddpmseg.diffusion.activations import extract_to_store
+from ddpmseg.features.extract import extract_to_store
 from ddpmseg.features.store import FeatureStore
 from ddpmseg.features.upsample import gather_features
 

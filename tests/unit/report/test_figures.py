@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import write_collected_tables
+
 from ddpmseg.report.figures import (
     panel_columns,
     plot_example,
@@ -18,7 +20,6 @@ from ddpmseg.report.figures import (
 )
 from ddpmseg.report.html import miou_html, per_class_html, resources_html
 from ddpmseg.report.benchmarks import benchmark_rule, read_benchmarks, summarize_benchmarks
-from ddpmseg.report.tables import collect_tables
 from ddpmseg.base.files import read_table, write_csv
 from ddpmseg.prediction.visualize import default_palette, panel
 
@@ -42,7 +43,7 @@ def test_miou_html_is_the_markdown_table_rendered_from_miou_csv(tmp_path) -> Non
             write_scores(tmp_path / "scores" / variant / str(seed), miou)
             runs.append({"dataset": "horse_21", "variant": variant, "seed": seed, "scores": tmp_path / "scores" / variant / str(seed)})
     variants = ["baseline", "final", "<mine>"]
-    collect_tables(runs, tmp_path / "t", variants, ["horse_21", "cells"])
+    write_collected_tables(runs, tmp_path / "t", variants, ["horse_21", "cells"])
     html = miou_html(read_table(tmp_path / "t" / "miou.csv"), variants, ["horse_21", "cells"])
     assert "<h1>mIoU (%), mean ± std over seeds</h1>" in html and "<h2>Measured beside published" in html
     assert "<th>variant</th><th>horse_21</th><th>cells</th>" in html
@@ -62,7 +63,7 @@ def test_miou_html_is_the_markdown_table_rendered_from_miou_csv(tmp_path) -> Non
 
 def test_miou_html_without_published_numbers(tmp_path) -> None:
     write_scores(tmp_path / "s", 50.0)
-    collect_tables([{"dataset": "d", "variant": "v", "seed": 0, "scores": tmp_path / "s"}], tmp_path / "t", ["v"], ["d"])
+    write_collected_tables([{"dataset": "d", "variant": "v", "seed": 0, "scores": tmp_path / "s"}], tmp_path / "t", ["v"], ["d"])
     html = miou_html(read_table(tmp_path / "t" / "miou.csv"), ["v"], ["d"])
     assert '<td class="num">50.00 (1 seed)</td>' in html
     assert "<p>No dataset of this run is covered by the published numbers (docs/method.md §6).</p>" in html

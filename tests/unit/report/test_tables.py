@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NA_NAMES, raw_cells
+from conftest import NA_NAMES, raw_cells, write_collected_tables
 
-from ddpmseg.report.tables import collect_tables, score_run
+from ddpmseg.report.tables import score_run
 from ddpmseg.base.files import write_csv
 
 
@@ -27,7 +27,7 @@ def test_tables_mean_std_over_seeds(tmp_path) -> None:
             write_run(folder, miou)
             runs.append({"dataset": dataset, "variant": variant, "seed": seed, "scores": folder})
     out = tmp_path / "tables"
-    collect_tables(runs, out, ["baseline", "other"], ["d1", "d2"])
+    write_collected_tables(runs, out, ["baseline", "other"], ["d1", "d2"])
     summary = pd.read_csv(out / "miou.csv")
     row = summary[(summary.dataset == "d1") & (summary.variant == "baseline")].iloc[0]
     assert row["mean"] == pytest.approx(53.0)
@@ -66,7 +66,7 @@ def test_published_table_beside_measured(tmp_path) -> None:
             folder.mkdir(parents=True)
             write_run(folder, miou)
             runs.append({"dataset": "horse_21", "variant": variant, "seed": seed, "scores": folder})
-    collect_tables(runs, tmp_path / "t", ["baseline", "final", "mine"], ["horse_21"])
+    write_collected_tables(runs, tmp_path / "t", ["baseline", "final", "mine"], ["horse_21"])
     text = (tmp_path / "t" / "miou.md").read_text()
     assert "| variant | horse_21 measured | horse_21 published |" in text
     assert "| baseline | 61.00 | 63.74 |" in text  # docs/method.md §6
@@ -82,7 +82,7 @@ def test_collect_tables_keeps_names_pandas_would_read_as_missing(tmp_path) -> No
     write_csv(folder / "per_image.csv", pd.DataFrame(
         {"image": NA_NAMES, "miou": [1.0, np.nan, 3.0, 4.0, 5.0], "miou_plain": [1.0] * 5, "uncertainty": [0.1] * 5}))
     write_csv(folder / "per_class.csv", pd.DataFrame({"class_id": [0, 1], "class_name": ["None", "NA"], "iou": [1.0, 2.0], "iou_plain": [1.0, 2.0]}))
-    collect_tables([{"dataset": "d", "variant": "baseline", "seed": 0, "scores": folder}], tmp_path / "t", ["baseline"], ["d"])
+    write_collected_tables([{"dataset": "d", "variant": "baseline", "seed": 0, "scores": folder}], tmp_path / "t", ["baseline"], ["d"])
     per_image = raw_cells(tmp_path / "t" / "per_image.csv")
     assert per_image["image"].tolist() == NA_NAMES
     assert per_image["miou"].tolist() == ["1", "", "3", "4", "5"]  # a missing score stays missing

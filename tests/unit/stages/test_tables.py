@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from conftest import write_collected_tables
+
 from ddpmseg.stages.tables import make_tables
-from ddpmseg.report.tables import TABLE_FILES, collect_tables
+from ddpmseg.config.paths import TABLES
 from ddpmseg.base.files import read_table, write_csv
 
 
@@ -21,7 +23,7 @@ def write_scores(folder, miou: float) -> str:
 def test_the_tables_of_the_runs_scores_in_the_named_files(tmp_path) -> None:
     runs = [{"dataset": "d", "variant": v, "seed": s} for v in ("baseline", "final") for s in (0, 1)]
     scores = [write_scores(tmp_path / "scores" / f"{r['variant']}{r['seed']}", 50.0 + 2 * i) for i, r in enumerate(runs)]
-    outputs = {name: tmp_path / "named" / f"{name}.out" for name in TABLE_FILES}
+    outputs = {name: tmp_path / "named" / f"{name}.out" for name in TABLES}
     make_tables(scores=scores, **outputs, runs=runs, variants=["baseline", "final"], datasets=["d"])
 
     summary = read_table(outputs["miou"])
@@ -29,6 +31,6 @@ def test_the_tables_of_the_runs_scores_in_the_named_files(tmp_path) -> None:
     assert read_table(outputs["per_seed"])["miou"].tolist() == [50.0, 52.0, 54.0, 56.0]
     assert "| final | 55.00 ± 1.41 (Δ +4.00) |" in outputs["markdown"].read_text()
     folders = [{**r, "scores": str(tmp_path / "scores" / f"{r['variant']}{r['seed']}")} for r in runs]
-    collect_tables(folders, tmp_path / "folder", ["baseline", "final"], ["d"])  # the same tables, by file name
-    for name, file in TABLE_FILES.items():
+    write_collected_tables(folders, tmp_path / "folder", ["baseline", "final"], ["d"])  # the same tables, by file name
+    for name, file in TABLES.items():
         assert outputs[name].read_bytes() == (tmp_path / "folder" / file).read_bytes()

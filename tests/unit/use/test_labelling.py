@@ -22,7 +22,7 @@ from ddpmseg.classifier.mlp import build_classifier, load_ensemble, save_member
 from ddpmseg.diffusion.model import load_ddpm
 from ddpmseg.diffusion.flags import model_flags
 from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.diffusion.activations import extract_to_store
+from ddpmseg.features.extract import extract_to_store
 from ddpmseg.data.listing import image_files
 from ddpmseg.use.labelling import label_images, tta_image_index
 from ddpmseg.prediction.predict import predict_image, uncertainty_score
