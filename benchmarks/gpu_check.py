@@ -1,4 +1,4 @@
-"""Checks and times ddpmseg's CUDA path on one GPU, in one run of a few minutes (issue 13, "GPU").
+"""Checks and times ddpmseg's CUDA path on one GPU, in one run of a few minutes.
 
 (a) fp16 features: the same random paper-size guided-diffusion UNet (``registry.paper_model_flags()``)
     extracts one image's activations on the CPU in float32 and on the GPU with its torso in float16

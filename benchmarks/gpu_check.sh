@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 13: checks and times ddpmseg's CUDA path on one GPU in at most 5 minutes
+# The GPU check: checks and times ddpmseg's CUDA path on one GPU in at most 5 minutes
 # (benchmarks/gpu_check.py says what it measures). Run from anywhere, with the package's environment:
 #   benchmarks/gpu_check.sh            # on a machine with a GPU; prints a Markdown block at the end
 #   benchmarks/gpu_check.sh --quick    # every section on the CPU with small sizes (the test's mode)

@@ -14,14 +14,22 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from .config.imagesets import PER_RUN_NOISE, feature_imagesets, imageset_count, noise_seeds, shard_count
+from .config.imagesets import (
+    PER_RUN_NOISE,
+    feature_folders,
+    feature_imagesets,
+    imageset_count,
+    is_test_imageset,
+    noise_seeds,
+    shard_count,
+    stored_imagesets,
+)
 from .config.load import load_config
-from .config.checks import variant_settings
-from .diffusion.model import build_model_and_diffusion
+from .config.paths import RGB_FOLDER
+from .config.variants import tta_views, variant_settings
 from .diffusion.flags import model_flags
+from .diffusion.model import forward_profile
 
 BYTES_PER_VALUE = 2  # float16
 # Throughput of the extraction's forward pass on 2 CPU cores, anchored at the paper's figure: its
@@ -29,44 +37,10 @@ BYTES_PER_VALUE = 2  # float16
 # block 12, where the paper's extraction stops, is 1.21 TFLOP (torch's FlopCounterMode), so about
 # 150 GFLOP/s. (benchmarks/bench_extraction.py measured 114 GFLOP/s for a 26 M-parameter UNet at 128 px.)
 CPU_GFLOPS = 150.0
-# Fixed cost of one extraction job: starting Python, importing torch and guided-diffusion, building the
-# model, loading the checkpoint and reading the images. The demo's 10 extraction jobs take 41 s of job
+# Fixed cost of one job that runs the DDPM (extraction, or prediction of a test shard): starting Python,
+# importing torch and guided-diffusion, building the model, loading the checkpoint and reading the images. The demo's 10 extraction jobs take 41 s of job
 # time on 2 cores, of which about 5 s are forward passes.
 JOB_OVERHEAD_S = 3.0
-
-
-class _StopForward(Exception):
-    """Raised after the last chosen block, as the extraction stops there."""
-
-
-def forward_profile(flags: dict[str, Any], blocks: list[int]) -> tuple[dict[int, tuple[int, ...]], int]:
-    """Output shapes of the chosen decoder blocks and the FLOPs of one image's forward pass up to the
-    last of them (what the extraction runs), from a pass on the meta device."""
-    flags = model_flags(flags)
-    last = max(blocks)
-    shapes: dict[int, tuple[int, ...]] = {}
-
-    def record(block: int):
-        def hook(_module, _inputs, output):
-            shapes[block] = tuple(output.shape)
-            if block == last:
-                raise _StopForward
-
-        return hook
-
-    counter = FlopCounterMode(display=False)
-    with torch.device("meta"):
-        model, _ = build_model_and_diffusion(flags)
-        hooks = [model.output_blocks[b].register_forward_hook(record(b)) for b in sorted(set(blocks))]
-        size = flags["image_size"]
-        with counter:
-            try:
-                model(torch.empty(1, 3, size, size), torch.zeros(1, dtype=torch.long))
-            except _StopForward:
-                pass
-        for hook in hooks:
-            hook.remove()
-    return shapes, counter.get_total_flops()
 
 
 def activation_values(flags: dict[str, Any], blocks: list[int]) -> int:
@@ -110,43 +84,70 @@ def training_batches(config: dict[str, Any], name: str, size: int) -> int:
 def plan(
     config: dict[str, Any], *, gflops: float = CPU_GFLOPS, job_overhead_s: float = JOB_OVERHEAD_S
 ) -> list[dict[str, Any]]:
-    """Per dataset: views to extract (train, augmented copies, test, TTA views), store size, forward
-    passes, extraction jobs and seconds, and training batches. Extraction counts (passes, jobs, stores)
-    include :func:`extraction_runs`. Views and jobs are the DDPM's; the RGB control's stores (no forward
-    pass, one set for every seed) are counted apart (``rgb_views``, ``rgb_jobs``) and in ``store_bytes``."""
+    """Per dataset: views through the DDPM (train, augmented copies, test, TTA views), the stores the
+    workflow keeps (training views always, test and TTA views with ``features.store_test``), forward
+    passes, the jobs that run the DDPM (extraction into stores, and prediction shards that compute the
+    test split's features in memory) and their seconds, the test predictions' files, and training
+    batches. Extraction counts include :func:`extraction_runs`. Views and jobs are the DDPM's; the RGB
+    control's (no forward pass, one set for every seed) are counted apart (``rgb_*``) and in the bytes."""
     rows = []
     runs = extraction_runs(config)
     steps_count = len(config["features"]["steps"])
     blocks = config["features"]["blocks"]
+    shard_size = config["features"]["shard_size"]
     for name, dataset in config["datasets"].items():
         flags = config["ddpms"][dataset["ddpm"]]["flags"]
-        values = activation_values(flags, blocks)
-        views = dataset_imagesets(config, name)
-        total_views = sum(views.values())
-        jobs = runs * sum(shard_count(count, config["features"]["shard_size"]) for count in views.values())
-        forward_passes = runs * total_views * steps_count
-        rgb_views = dataset_imagesets(config, name, "rgb")
         size = model_flags(flags)["image_size"]
-        rgb_bytes = sum(rgb_views.values()) * size * size * 3 * BYTES_PER_VALUE
-        store_bytes = runs * total_views * steps_count * values * BYTES_PER_VALUE + rgb_bytes
+        view_bytes = steps_count * activation_values(flags, blocks) * BYTES_PER_VALUE
+        views = dataset_imagesets(config, name)
+        stored = {s: views[s] for s in stored_imagesets(config, name, "ddpm")}
+        rgb_views = dataset_imagesets(config, name, "rgb")
+        rgb_stored = {s: rgb_views[s] for s in stored_imagesets(config, name, "rgb")}
+        test_shards = shard_count(dataset["testing_number"], shard_size)
+        folders = feature_folders(config, name)
+        prediction_jobs = 0 if config["features"]["store_test"] else test_shards * len(folders)
+        ddpm_prediction_jobs = 0 if config["features"]["store_test"] else test_shards * (
+            len([folder for folder in folders if folder != RGB_FOLDER])
+        )
+        extraction_jobs = runs * sum(shard_count(count, shard_size) for count in stored.values())
+        forward_passes = runs * sum(views.values()) * steps_count
+        rgb_bytes = sum(rgb_stored.values()) * size * size * 3 * BYTES_PER_VALUE
+        store_bytes = runs * sum(stored.values()) * view_bytes + rgb_bytes
+        all_store_bytes = runs * sum(views.values()) * view_bytes + sum(rgb_views.values()) * size * size * 3 * BYTES_PER_VALUE
+        prediction_bytes = prediction_file_bytes(config, name, size)
         rows.append(
             {
                 "dataset": name,
-                "views": total_views,
-                "train_views": sum(v for s, v in views.items() if s == "train" or s.startswith("aug-")),
-                "test_views": sum(v for s, v in views.items() if s == "test" or s.startswith("tta-")),
+                "views": sum(views.values()),
+                "train_views": sum(v for s, v in views.items() if not is_test_imageset(s)),
+                "test_views": sum(v for s, v in views.items() if is_test_imageset(s)),
+                "stored_views": sum(stored.values()),
                 "rgb_views": sum(rgb_views.values()),
-                "rgb_jobs": sum(shard_count(count, config["features"]["shard_size"]) for count in rgb_views.values()),
+                "rgb_jobs": sum(shard_count(count, shard_size) for count in rgb_stored.values()),
                 "extraction_runs": runs,
                 "store_bytes": store_bytes,
                 "store_gb": store_bytes / 1e9,
+                "store_test_bytes": all_store_bytes,
+                "prediction_bytes": prediction_bytes,
+                # while a run's test shards are gathered, its predictions are on disk twice
+                "peak_bytes": store_bytes + prediction_bytes * (1 if config["features"]["store_test"] else 2),
                 "forward_passes": forward_passes,
-                "extraction_jobs": jobs,
-                "extraction_s": forward_passes * forward_seconds(flags, blocks, gflops) + jobs * job_overhead_s,
+                "extraction_jobs": extraction_jobs,
+                "prediction_jobs": prediction_jobs,
+                "extraction_s": forward_passes * forward_seconds(flags, blocks, gflops)
+                + (extraction_jobs + ddpm_prediction_jobs) * job_overhead_s,
                 "training_batches": training_batches(config, name, size),
             }
         )
     return rows
+
+
+def prediction_file_bytes(config: dict[str, Any], dataset: str, size: int) -> int:
+    """The test predictions' label arrays of every run of a dataset (int32; twice with TTA: final and
+    plain); their PNG pictures add a few percent."""
+    testing_number = config["datasets"][dataset]["testing_number"]
+    per_run = [2 if tta_views(config, variant) else 1 for variant in config["variants"] for _ in config["seeds"]]
+    return sum(per_run) * testing_number * size * size * 4
 
 
 def format_size(size_bytes: float) -> str:
@@ -193,24 +194,38 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     rows = plan(config, gflops=args.gflops, job_overhead_s=args.job_overhead_s)
     total = {"dataset": "total", **{k: sum(r[k] for r in rows) for k in rows[0] if k != "dataset"}}
-    print("| dataset | views (train+aug / test+TTA) | stores | forward passes | extraction | training batches (M) | training |")
-    print("|---|---|---|---|---|---|---|")
+    print("| dataset | views (train+aug / test+TTA) | stores kept | peak disk | forward passes | DDPM time | "
+          "training batches (M) | training |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows + [total]:
         print(
             f"| {r['dataset']} | {r['views']} ({r['train_views']} / {r['test_views']}) | {format_size(r['store_bytes'])} | "
-            f"{r['forward_passes']} | {format_duration(r['extraction_s'])} | "
+            f"{format_size(r['peak_bytes'])} | {r['forward_passes']} | {format_duration(r['extraction_s'])} | "
             f"{r['training_batches'] / 1e6:.1f} | {format_duration(r['training_batches'] * args.batch_ms / 1e3)} |"
         )
     print()
-    print(f"Extraction: {noise_note(config)}; {total['extraction_jobs']} jobs.")
+    print(f"Extraction: {noise_note(config)}; {total['extraction_jobs']} extraction jobs.")
+    if config["features"]["store_test"]:
+        print("Stores: features.store_test true: the test split's and its TTA views' features are stored too.")
+    else:
+        print(
+            f"Stores: the training views' only ({total['stored_views']} views of each noise seed); the test split "
+            f"and its TTA views ({total['test_views']} views of each noise seed) are computed in memory by "
+            f"{total['prediction_jobs']} prediction jobs and never stored. With features.store_test: true the "
+            f"stores would take {format_size(total['store_test_bytes'])}."
+        )
+    print(
+        f"Peak disk: the stores kept and the test predictions ({format_size(total['prediction_bytes'])} of label "
+        "arrays), twice while a run's test shards are gathered."
+    )
     if total["rgb_views"]:
         print(
-            f"RGB control (features: rgb): {total['rgb_views']} views in {total['rgb_jobs']} small stores "
-            "(counted in stores), no forward pass."
+            f"RGB control (features: rgb): {total['rgb_views']} views, {total['rgb_jobs']} small "
+            f"store{'s' if total['rgb_jobs'] != 1 else ''} (counted in stores), no forward pass."
         )
     print(
         f"Times: forward passes at {args.gflops:g} GFLOP/s (2 CPU cores) plus {args.job_overhead_s:g} s per "
-        f"extraction job; training at {args.batch_ms:g} ms per member batch (an upper bound)."
+        f"job that runs the DDPM; training at {args.batch_ms:g} ms per member batch (an upper bound)."
     )
 
 

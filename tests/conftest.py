@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import http.server
+import os
 import re
 import socket
 import subprocess
@@ -55,6 +56,19 @@ def pytest_collection_modifyitems(config, items) -> None:
              if (workflow_dir in item.path.parents) != (item.get_closest_marker("workflow") is not None)]
     if wrong:
         raise pytest.UsageError("the workflow marker must be on exactly the tests under tests/workflow: " + ", ".join(wrong))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def bundle_cache(tmp_path_factory) -> Path:
+    """Tests extract .tar bundles into a cache of their own, not the user's ~/.cache/ddpmseg."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("DDPMSEG_CACHE")
+    os.environ["DDPMSEG_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("DDPMSEG_CACHE", None)
+    else:
+        os.environ["DDPMSEG_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -338,10 +352,13 @@ def server():
 
 
 def finished_tiny_run(
-    workdir: Path, checkpoint: Path, config: dict, *, variant: str = "final", seed: int = 1, in_features: int = 12
+    workdir: Path, checkpoint: Path, config: dict, *, variant: str = "final", seed: int = 1, in_features: int | None = None
 ) -> None:
     """The files a finished run of dataset 'tiny' leaves in a workflow's ``workdir``: random members
-    taking ``in_features``, the DDPM checkpoint (a copy of ``checkpoint``), its check.json, the score."""
+    taking ``in_features`` (default: the features the config's settings give), the DDPM checkpoint (a copy
+    of ``checkpoint``), its check.json, the score."""
+    if in_features is None:
+        in_features = tiny_feature_width(config, checkpoint, variant=variant, seed=seed)
     from ddpmseg.classifier.mlp import build_classifier, save_member
     from ddpmseg.base.files import save_json, sha256_file
 
@@ -375,15 +392,19 @@ def tiny_feature_width(config: dict, checkpoint: Path, *, variant: str = "final"
     return sum(layer.shape[-1] for layer in image_layers(probe, [np.zeros((size, size, 3), np.uint8)])[0])
 
 
-def resolved_tiny_config() -> dict:
-    """The tiny config validated (defaults filled in) and resolved against the registry, as the Snakefile has it."""
-    from ddpmseg.config.registry import resolve_registry
+def resolved_config(raw: dict) -> dict:
+    """A config validated (defaults filled in) and resolved against the registry, as the Snakefile has it."""
     from ddpmseg.config.load import validate_config
-    from ddpmseg.config.registry import load_registry
+    from ddpmseg.config.registry import load_registry, resolve_registry
 
-    config = copy.deepcopy(TINY_CONFIG)
+    config = copy.deepcopy(raw)
     validate_config(config)
     return resolve_registry(config, load_registry())
+
+
+def resolved_tiny_config() -> dict:
+    """The tiny config, resolved as the Snakefile has it."""
+    return resolved_config(TINY_CONFIG)
 
 
 def segmenter_settings(**overrides) -> dict:
@@ -413,3 +434,37 @@ def write_collected_tables(runs, folder: Path, variants, datasets):
 
     paths = {name: Path(folder) / file for name, file in TABLES.items()}
     return write_tables(runs, paths, variants=variants, datasets=datasets)
+
+
+def checkpoint_of(workdir):
+    """The DDPM checkpoint of a workflow directory's tiny runs."""
+    return workdir / "resources/checkpoints/tiny_ddpm.pt"
+
+
+@pytest.fixture
+def workflow_dir(tmp_path, tiny_checkpoint):
+    """A workflow working directory with config.yaml (the tiny config) and a finished run tiny/final/seed1
+    whose members fit the tiny UNet's features."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False))
+    config = resolved_tiny_config()
+    width = tiny_feature_width(config, tiny_checkpoint)
+    finished_tiny_run(tmp_path / "work", tiny_checkpoint, config, in_features=width)
+    return tmp_path / "work"
+
+
+def new_images(folder, count: int = 2):
+    """``count`` random 32 x 32 images img<k>.png in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(folder / f"img{index}.png")
+    return folder
+
+
+def export(workdir, out, *extra: str) -> int:
+    """`ddpmseg export` of workflow_dir's run tiny/final/seed1 to ``out``; its exit status."""
+    from ddpmseg.cli import main
+
+    return main(["export", "--dataset", "tiny", "--variant", "final", "--seed", "1", "--workdir", str(workdir),
+                 "--out", str(out), *extra])

@@ -204,3 +204,37 @@ def run_stores(config: dict[str, Any], dataset: str, variant: str, seed: int, sp
     else:
         imagesets = variant_tta_sets(config, variant)
     return [store for imageset in imagesets for store in imageset_stores(config, dataset, imageset, folder)]
+
+
+def is_test_imageset(imageset: str) -> bool:
+    """Whether an image set is the test split or one of its TTA views."""
+    return imageset_split(imageset) == "test"
+
+
+def stored_imagesets(config: dict[str, Any], dataset: str, source: str) -> list[str]:
+    """The image sets whose ``source`` features are extracted into stores: the training images and their
+    augmented copies always, the test split and its TTA views only with ``features.store_test``."""
+    keep_test = config["features"]["store_test"]
+    return [name for name in feature_imagesets(config, dataset, source) if keep_test or not is_test_imageset(name)]
+
+
+def folder_runs(config: dict[str, Any], dataset: str, folder: str) -> list[dict[str, Any]]:
+    """The runs of a dataset (variant, seed, in config order) whose features are those of ``folder``
+    (``noise<n>`` or ``rgb``): one pass over the test split in that folder serves them all."""
+    return [
+        {"dataset": dataset, "variant": variant, "seed": int(seed)}
+        for variant in config["variants"]
+        for seed in config["seeds"]
+        if features_folder(config, variant, int(seed)) == folder
+    ]
+
+
+def feature_folders(config: dict[str, Any], dataset: str) -> list[str]:
+    """Every feature folder some run of a dataset uses, in order of first use."""
+    folders = [features_folder(config, variant, int(seed)) for variant in config["variants"] for seed in config["seeds"]]
+    return list(dict.fromkeys(folders))
+
+
+def shards_of_test_split(config: dict[str, Any], dataset: str) -> list[tuple[int, int]]:
+    """[start, stop) of each shard of the test split (the shards of its stores, when they are kept)."""
+    return shard_ranges(config["datasets"][dataset]["testing_number"], config["features"]["shard_size"])

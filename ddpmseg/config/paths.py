@@ -36,12 +36,15 @@ RGB_STORE = FEATURES + "/" + RGB_FOLDER + "/shard{shard}.zarr"
 MEMBER = "results/models/" + RUN + "/member{member}.pt"
 MEMBER_LOG = "results/models/" + RUN + "/member{member}.json"
 PREDICTIONS = "results/predictions/" + RUN
+# The test split predicted in shards, every run of one feature folder (noise seed, or rgb) in one job.
+TEST_SHARD = "results/prediction_shards/{dataset}/{folder}/shard{shard}"
 SCORES = "results/scores/" + RUN  # summary.csv, per_class.csv, per_image.csv
 TABLE = "results/tables/{table}"
 TABLES = {"markdown": "miou.md", "miou": "miou.csv", "per_seed": "per_seed.csv", "per_class": "per_class.csv",
           "per_image": "per_image.csv"}
 REPORT = "results/report"
 APPLIED = "results/applied/{apply}"
+APPLIED_SHARD = APPLIED + "/shards/shard{shard}"
 # Resumable state of jobs, outside their declared outputs (which Snakemake deletes when a job fails).
 PROGRESS = "results/progress"
 

@@ -3,6 +3,8 @@ two images of one name refused where outputs are named by it."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -27,10 +29,11 @@ def check_link(path: Path) -> None:
 
 
 def files_with_suffixes(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files of ``folder`` whose suffix, in any case, is one of ``suffixes``, sorted by name."""
+    """Files of ``folder`` whose suffix, in any case, is one of ``suffixes``, sorted by name. Hidden files
+    (``._photo.png`` that macOS writes beside a copied file, ``.thumb.png``) are not among them."""
     found = []
     for path in folder.iterdir():
-        if path.suffix.lower() in suffixes:
+        if path.suffix.lower() in suffixes and not is_hidden(path):
             check_link(path)
             if path.is_file():
                 found.append(path)
@@ -79,3 +82,19 @@ def training_image_files(folders: list[str]) -> list[Path]:
             raise DdpmsegError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images to train the DDPM on")
         files += found
     return files
+
+
+def image_shards(images: Sequence[str | Path], shard_size: int) -> dict[int, list[Path]]:
+    """The images in shards of about ``shard_size`` (at most that many on average): an image's shard is a
+    hash of its file name (BLAKE2b, so that similar names spread) modulo the shard count, the smallest power
+    of two that gives shards of at most ``shard_size`` images on average. So adding, removing or changing one image changes only its own
+    shard, unless the count of shards doubles or halves. Empty shards are left out; each is sorted."""
+    if shard_size < 1:
+        raise DdpmsegError(f"shard_size {shard_size} must be at least 1")
+    needed = max(1, math.ceil(len(images) / shard_size))
+    count = 2 ** math.ceil(math.log2(needed))
+    shards: dict[int, list[Path]] = {}
+    for path in sorted(Path(p) for p in images):
+        digest = hashlib.blake2b(path.name.encode(), digest_size=8).digest()
+        shards.setdefault(int.from_bytes(digest, "big") % count, []).append(path)
+    return dict(sorted(shards.items()))

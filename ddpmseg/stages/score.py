@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features.store import FeatureStore
+from ..data.datasets import Split, load_split
 from ..report.tables import merge_plain_scores, score_run
 from ..base.files import read_table, write_csv
 
@@ -15,31 +15,35 @@ from ..base.files import read_table, write_csv
 def score_predictions(
     *,
     predictions: str | Path,
-    stores: Sequence[str | Path],
     summary: str | Path,
     per_class: str | Path,
     per_image: str | Path,
+    split: Split | dict,
+    testing_number: int,
+    image_size: int,
     number_class: int,
     ignore_label: int,
     class_names: Sequence[str] | None = None,
 ) -> None:
-    """Score one run's final predictions, and the plain ensemble's when TTA was on, against the labels
-    of the test ``stores``; write the ``summary``, ``per_class`` and ``per_image`` tables.
+    """Score one run's final predictions, and the plain ensemble's when TTA was on, against the test
+    split's masks (``split``'s first ``testing_number``, resized to ``image_size`` as the features' images
+    are); write the ``summary``, ``per_class`` and ``per_image`` tables.
 
     Columns ending in ``_plain`` hold the ensemble without TTA (equal to the final ones without TTA).
     """
     predictions = Path(predictions)
-    store = FeatureStore(stores)
+    names, _, masks = load_split(split, testing_number, 0, testing_number, image_size=image_size,
+                                 number_class=number_class, ignore_label=ignore_label)
     uncertainty = read_table(predictions / "uncertainty.csv").set_index("image")["uncertainty"]
-    gts = [store.labels(i) for i in range(len(store))]
+    gts = list(masks)
     scores = []
     for folder in ("labels", "labels_plain"):
         if not (predictions / folder).is_dir():
             folder = "labels"
-        preds = [np.load(predictions / folder / f"{name}.npy") for name in store.names]
+        preds = [np.load(predictions / folder / f"{name}.npy") for name in names]
         scores.append(
             score_run(
-                preds, gts, store.names, [uncertainty[n] for n in store.names],
+                preds, gts, names, [uncertainty[n] for n in names],
                 number_class=number_class, ignore_label=ignore_label, class_names=class_names,
             )
         )

@@ -1,10 +1,11 @@
-"""apply: entries of the config plan a label_images job (labels and suggestions) from a trained run, are
-in the default target, need no DDPM for the RGB control, and bad entries stop the real snakemake at parse
-time with one line."""
+"""apply: entries of the config plan label_images jobs (one per shard of images) and their gathering (labels and
+suggestions) from a trained run, are in the default target, need no DDPM for the RGB control, relabel only the
+shard of an added or changed image, and bad entries stop the real snakemake at parse time with one line."""
 
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_apply_entries_plan_labelling_and_suggestions_from_the_run(tmp_path) -> 
     config = apply_config(image_folder(tmp_path / "new"))
     config["apply"]["second"] = {**config["apply"]["field"], "variant": "baseline", "seed": 0}
     jobs = dry_run(tmp_path, config)
-    assert jobs["label_images"] == 2 and "suggest_images" not in jobs  # one pass labels and ranks
+    assert jobs["label_images"] == 2 and jobs["gather_labels"] == 2  # one shard each; one pass labels and ranks
     without = copy.deepcopy(config)
     del without["apply"]
     plain = dry_run(tmp_path, without)
@@ -67,7 +68,7 @@ def test_an_rgb_control_entry_needs_no_ddpm(tmp_path) -> None:
     config["variants"] = {"rgb_control": {"features": "rgb"}}
     config["apply"]["field"]["variant"] = "rgb_control"
     jobs = dry_run(tmp_path, config)
-    assert jobs["label_images"] == 1
+    assert jobs["label_images"] == 1 and jobs["gather_labels"] == 1
     assert not {"train_ddpm", "validate_ddpm", "extract_features"} & set(jobs), jobs
 
 
@@ -110,8 +111,30 @@ def test_the_demo_runs_apply_entry_labels_its_folder(demo_run) -> None:
     assert sorted(read_table(applied / "suggest/ranking.csv")["image"]) == sorted(p.name for p in images)
     assert (applied / "suggest/contact_sheet.png").is_file()
     assert sorted(p.stem for p in (applied / "examples").glob("*.png")) == [p.stem for p in images[:3]]
-    assert (workdir / "logs/label_images/new_fields.log").is_file()
-    assert not (workdir / "results/progress/applied/new_fields").exists()
+    assert (workdir / "logs/label_images/new_fields/shards/shard0.log").is_file()  # 3 images: one shard
+    assert not (workdir / "results/progress/applied/new_fields/shard0").exists()
+
+
+def test_an_added_or_changed_image_relabels_only_its_shard(demo_run, tmp_path) -> None:
+    workdir, config = demo_run
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run, symlinks=True)
+    config = copy.deepcopy(config)
+    config["apply"]["new_fields"] = {**config["apply"]["new_fields"], "images": str(image_folder(tmp_path / "new", 6)),
+                                     "shard_size": 2}
+    result = snakemake(run, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = sorted((run / "results/applied/new_fields/shards").iterdir())
+    assert len(shards) > 1
+    # Snakemake marks a folder of linked (older) files with a hidden .snakemake_timestamp
+    labels = (run / "results/applied/new_fields/labels").iterdir()
+    assert sorted(p.name for p in labels if not p.name.startswith(".")) == [f"new{i}.png" for i in range(6)]
+    assert dry_run(run, config) == {}
+    Image.fromarray(np.zeros((40, 44, 3), np.uint8)).save(tmp_path / "new" / "added.png")
+    assert dry_run(run, config) == {"label_images": 1, "gather_labels": 1, "make_report_figures": 1, "all": 1}
+    (tmp_path / "new" / "added.png").unlink()
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "new" / "new1.png")  # overwritten in place
+    assert dry_run(run, config) == {"label_images": 1, "gather_labels": 1, "make_report_figures": 1, "all": 1}
 
 
 def test_a_bundle_of_the_demo_run_labels_as_its_apply_entry(demo_run, tmp_path, capsys) -> None:
@@ -122,7 +145,8 @@ def test_a_bundle_of_the_demo_run_labels_as_its_apply_entry(demo_run, tmp_path, 
     bundle = tmp_path / "run.tar"
     assert main(["export", "--dataset", entry["dataset"], "--variant", entry["variant"], "--seed", str(entry["seed"]),
                  "--workdir", str(workdir), "--config", "test-config.yaml", "--out", str(bundle), "--tar"]) == 0
-    assert main(["predict", str(bundle), entry["images"], "--out", str(tmp_path / "out")]) == 0
+    checkpoint = workdir / "resources/checkpoints/tiny_ddpm.pt"  # a bundle without the DDPM names it, not its path
+    assert main(["predict", str(bundle), entry["images"], "--out", str(tmp_path / "out"), "--ddpm", str(checkpoint)]) == 0
     assert "3 labelled" in capsys.readouterr().out
     for image in sorted(Path(entry["images"]).iterdir()):
         by_bundle = np.asarray(Image.open(tmp_path / "out" / "labels" / f"{image.stem}.png"))

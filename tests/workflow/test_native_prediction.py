@@ -1,11 +1,12 @@
 """On the demo's trained ensembles, the pipeline's test-split labels (native-resolution prediction)
-equal the per-pixel path's but at near-ties (issue 13, "Exact and fast")."""
+equal the per-pixel path's but at near-ties."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from conftest import resolved_config
 
 from ddpmseg.classifier.mlp import load_ensemble
 from ddpmseg.prediction.predict import predict_image_per_pixel
@@ -28,12 +29,34 @@ def member_logits(members, layers, image_size: int, *, exact: bool) -> torch.Ten
         return torch.stack([member(features) for member in members])
 
 
-def test_the_pipelines_labels_equal_the_per_pixel_paths_but_at_near_ties(demo_run) -> None:
-    workdir, _ = demo_run
+def stored_test_features(workdir, config: dict, dataset: str, noise_seed: int, out, monkeypatch) -> FeatureStore:
+    """The test split's features as ``features.store_test`` would store them (the pipeline's test prediction
+    computed the same ones in memory, in the same shards and batches)."""
+    from ddpmseg.config.imagesets import imageset_source, shards_of_test_split
+    from ddpmseg.stages.features import extract_features
+
+    entry, ddpm = config["datasets"][dataset], config["datasets"][dataset]["ddpm"]
+    monkeypatch.chdir(workdir)  # the config's dataset folders are relative to the run's directory
+    stores = []
+    for index, shard in enumerate(shards_of_test_split(config, dataset)):
+        stores.append(out / f"{dataset}-{noise_seed}-{index}.zarr")
+        extract_features(
+            checkpoint=workdir / f"resources/checkpoints/{ddpm}.pt", check=workdir / f"results/ddpm/{ddpm}/check.json",
+            store=stores[-1], split=imageset_source(config, dataset, "test").as_dict(), split_size=entry["testing_number"],
+            shard=list(shard), flags=config["ddpms"][ddpm]["flags"], steps=config["features"]["steps"],
+            blocks=config["features"]["blocks"], noise_seed=noise_seed, batch_size=config["features"]["batch_size"],
+            number_class=entry["number_class"], ignore_label=entry["ignore_label"],
+        )
+    return FeatureStore(stores)
+
+
+def test_the_pipelines_labels_equal_the_per_pixel_paths_but_at_near_ties(demo_run, tmp_path, monkeypatch) -> None:
+    workdir, raw_config = demo_run
+    config = resolved_config(raw_config)
     pixels = differ = 0
     for dataset in ("tiny", "custom"):
         for seed in (0, 1):
-            store = FeatureStore(sorted((workdir / f"results/features/{dataset}/test/noise{seed}").glob("shard*.zarr")))
+            store = stored_test_features(workdir, config, dataset, seed, tmp_path, monkeypatch)
             members = load_ensemble(sorted((workdir / f"results/models/{dataset}/baseline/seed{seed}").glob("member*.pt")))
             number_class = members[0][-1].out_features
             for index, name in enumerate(store.names):

@@ -63,8 +63,13 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
 
     state = torch.load(workdir / "resources/checkpoints/tiny_ddpm.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    stores = sorted((workdir / "results/features/tiny/test/noise0").glob("shard*.zarr"))
-    assert [s.name for s in stores] == ["shard0.zarr"]
+    stores = sorted((workdir / "results/features/tiny/train/noise0").glob("shard*.zarr"))
+    assert [s.name for s in stores] == ["shard0.zarr", "shard1.zarr"]  # 4 + 1 images
+    # the test split and its TTA views are predicted from features computed in memory: no store, and the
+    # test shards' folders are gone once gathered into each run's predictions
+    assert not (workdir / "results/features/tiny/test").exists()
+    assert not any((workdir / "results/features/tiny").glob("tta-*"))
+    assert not (workdir / "results/prediction_shards").exists() or not any((workdir / "results/prediction_shards").rglob("*.npy"))
     log = yaml.safe_load((workdir / "results/models/tiny/final/seed1/member1.json").read_text())
     assert {"batches", "epochs", "final_loss", "wall_time_s"} <= set(log)
     assert log["settings"]["optimizer"] == "adamw" and log["settings"]["dropout"] == 0.2
@@ -72,14 +77,14 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
     assert log["noise_seed"] == 1  # run seed 1 trains on the features of its own noise
     from ddpmseg.features.store import FeatureStore
 
-    by_noise = [FeatureStore(workdir / f"results/features/tiny/test/noise{seed}/shard0.zarr") for seed in (0, 1)]
+    by_noise = [FeatureStore(workdir / f"results/features/tiny/train/noise{seed}/shard0.zarr") for seed in (0, 1)]
     assert [store.attrs["noise_seed"] for store in by_noise] == [0, 1]
     first, second = (store.activations(0)[0].float() for store in by_noise)
     assert (first - second).norm() / first.norm() > 0.05  # run seeds 0 and 1 have other features
     assert len(list((workdir / "results/features/tiny/train/noise1").glob("shard*.zarr"))) == 2  # 4 + 1 images
     augmented = sorted((workdir / "results/augmented/tiny").iterdir())
     assert [p.name for p in augmented] == ["aug-x2-p0.4-s0"]
-    tta = sorted(p.name for p in (workdir / "results/features/tiny").iterdir() if p.name.startswith("tta-"))
+    tta = sorted(p.name for p in (workdir / "results/tta/tiny").iterdir())
     assert tta == ["tta-s0-horizontalflip", "tta-s0-togray+coarsedropout"]
     final = workdir / "results/predictions/tiny/final/seed0"
     assert (final / "labels_plain/0001.npy").is_file()
@@ -87,7 +92,7 @@ def test_pipeline_outputs_per_stage(demo_run) -> None:
     labels = np.load(predictions / "labels/0001.npy")
     assert labels.shape == (32, 32) and labels.min() >= 0 and labels.max() < 5
     assert (predictions / "masks/0001.png").is_file() and (predictions / "panels/0001.png").is_file()
-    assert (workdir / "logs/extract_features/tiny/test/noise0/shard0.log").is_file()
+    assert (workdir / "logs/predict_test_shard/tiny/noise0/shard0.log").is_file()
 
 
 def test_custom_dataset_was_cropped_and_resized(demo_run) -> None:
@@ -176,9 +181,10 @@ def test_paper_config_dry_run_plans_the_published_protocol(tmp_path) -> None:
     protocol = {"bedroom_28": (40, 20, 4), "ffhq_34": (20, 20, 5), "cat_15": (30, 20, 5),
                 "horse_21": (30, 30, 5), "celeba_19": (20, 500, 5), "ade_bedroom_30": (50, 650, 5)}
     for dataset, (train, test, scale) in protocol.items():
-        shards = -(-train // 10) + -(-train * (scale - 1) // 10) + 5 * -(-test // 10)  # + 4 TTA views
+        shards = -(-train // 10) + -(-train * (scale - 1) // 10)  # stores of the training images only
         assert per_dataset[("extract_dataset", dataset)] == 1
         assert per_dataset[("validate_dataset", dataset)] == 1
         assert per_dataset[("extract_features", dataset)] == 3 * shards, dataset  # per run seed's noise
-        assert per_dataset[("train_members", dataset)] == 5 * 3 * 10  # variants x seeds x members
-        assert per_dataset[("predict_ensemble", dataset)] == 5 * 3
+        assert per_dataset[("train_members", dataset)] == 5 * 3  # variants x seeds, members fused
+        assert per_dataset[("predict_test_shard", dataset)] == 3 * -(-test // 10)  # noise seeds x test shards
+        assert per_dataset[("collect_predictions", dataset)] == 5 * 3

@@ -293,9 +293,9 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
 def test_report_figures_are_rule_outputs(report) -> None:
     workdir, config, _ = report
     resources = pd.read_csv(workdir / "results/report/tables/resources.csv")
-    assert list(resources["rule"]) == ["train_ddpm", "extract_features", "train_members", "predict_ensemble", "label_images"]
+    assert list(resources["rule"]) == ["train_ddpm", "extract_features", "train_members", "predict_test_shard", "label_images"]
     datasets, variants, seeds = len(config["datasets"]), len(config["variants"]), len(config["seeds"])
     jobs = dict(zip(resources["rule"], resources["jobs"]))
     assert jobs["train_members"] == datasets * variants * seeds * config["ensemble_size"]
-    assert jobs["predict_ensemble"] == datasets * variants * seeds
+    assert jobs["predict_test_shard"] == datasets * seeds  # one test shard per dataset and noise seed
     assert (resources["max_rss_mb"] > 0).all() and (resources["total_s"] >= resources["max_s"]).all()

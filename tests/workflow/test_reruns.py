@@ -48,10 +48,11 @@ def test_changing_steps_or_blocks_plans_extraction_onward(demo_run) -> None:
         upstream = {"generate_demo_dataset", "train_ddpm", "validate_ddpm", "validate_dataset",
                     "augment_training_set", "make_tta_view"}
         assert not upstream & set(jobs), (key, jobs)
-        # every store, once per run seed's noise: tiny 2 train + 2 augmented + 1 test + 2 TTA shards;
-        # custom 1 + 1 + 1 + 2
-        assert jobs["extract_features"] == 2 * (7 + 5), key
-        assert jobs["train_members"] == 2 * 2 * 2 * 2 and jobs["predict_ensemble"] == 8 and jobs["make_tables"] == 1
+        # every store, once per run seed's noise: tiny 2 train + 2 augmented shards; custom 1 + 1; the test
+        # split is predicted from features in memory, one shard per dataset and noise seed
+        assert jobs["extract_features"] == 2 * (4 + 2), key
+        assert jobs["train_members"] == 2 * 2 * 2 * 2 and jobs["predict_test_shard"] == 2 * 2
+        assert jobs["collect_predictions"] == 8 and jobs["make_tables"] == 1
 
 
 def test_new_checkpoint_content_at_the_same_path_plans_extraction_onward(demo_run, tmp_path) -> None:
@@ -63,7 +64,8 @@ def test_new_checkpoint_content_at_the_same_path_plans_extraction_onward(demo_ru
     jobs = dry_run(workdir, config)
     assert "train_ddpm" not in jobs and "validate_dataset" not in jobs and "augment_training_set" not in jobs
     assert jobs["validate_ddpm"] == 1
-    assert jobs["extract_features"] == 24 and jobs["train_members"] == 16 and jobs["make_tables"] == 1
+    assert jobs["extract_features"] == 12 and jobs["train_members"] == 16 and jobs["predict_test_shard"] == 4
+    assert jobs["make_tables"] == 1
 
 
 def test_listing_the_blocks_in_another_order_plans_nothing(demo_run) -> None:
@@ -79,9 +81,10 @@ def test_adding_a_seed_plans_that_seeds_extraction_jobs_and_the_tables(demo_run)
     config["seeds"] = [0, 1, 2]
     jobs = dry_run(workdir, config)
     assert "augment_training_set" not in jobs and "make_tta_view" not in jobs
-    assert jobs["extract_features"] == 7 + 5  # every store under seed 2's noise
+    assert jobs["extract_features"] == 4 + 2  # every store under seed 2's noise
     assert jobs["train_members"] == 2 * 2 * 2  # datasets x variants x members, seed 2 only
-    assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4 and jobs["make_tables"] == 1
+    assert jobs["predict_test_shard"] == 2  # one test shard of each dataset under seed 2's noise
+    assert jobs["collect_predictions"] == 4 and jobs["score_predictions"] == 4 and jobs["make_tables"] == 1
 
 
 def test_adding_a_dataset_plans_that_datasets_jobs_and_the_tables(demo_run, tmp_path) -> None:
@@ -90,8 +93,9 @@ def test_adding_a_dataset_plans_that_datasets_jobs_and_the_tables(demo_run, tmp_
     config["datasets"]["another"] = {**make_custom_dataset(tmp_path / "another", seed=1), "ddpm": "tiny_ddpm"}
     jobs = dry_run(workdir, config)
     assert jobs["validate_dataset"] == 1 and jobs["augment_training_set"] == 1 and jobs["make_tta_view"] == 2
-    assert jobs["extract_features"] == 2 * 5  # the new dataset's stores only, per run seed's noise
-    assert jobs["train_members"] == 8 and jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
+    assert jobs["extract_features"] == 2 * 2  # the new dataset's stores only, per run seed's noise
+    assert jobs["train_members"] == 8 and jobs["predict_test_shard"] == 2 and jobs["collect_predictions"] == 4
+    assert jobs["make_tables"] == 1
     assert "train_ddpm" not in jobs and "validate_ddpm" not in jobs
 
 
@@ -115,7 +119,8 @@ def test_one_shared_noise_seed_extracts_nothing_new_and_retrains_the_other_seeds
     jobs = dry_run(workdir, config)
     assert "extract_features" not in jobs
     assert jobs["train_members"] == 2 * 2 * 2  # datasets x variants x members of seed 1 only
-    assert jobs["predict_ensemble"] == 4 and jobs["make_tables"] == 1
+    # noise 0's test shards now serve seed 1's runs too: one pass per dataset predicts all four runs again
+    assert jobs["predict_test_shard"] == 2 and jobs["collect_predictions"] == 8 and jobs["make_tables"] == 1
 
 
 def test_changing_a_tta_setting_plans_no_training(demo_run) -> None:
@@ -125,9 +130,9 @@ def test_changing_a_tta_setting_plans_no_training(demo_run) -> None:
     jobs = dry_run(workdir, config)
     assert "train_members" not in jobs and "augment_training_set" not in jobs
     assert jobs["make_tta_view"] == 2  # only the new view, of each dataset
-    assert jobs["extract_features"] == 2 * 2  # its 1 shard (3 test images, shard size 4), per dataset and seed
-    assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4  # final: 2 datasets x 2 seeds
-    assert jobs["make_tables"] == 1
+    assert "extract_features" not in jobs  # the view's features are computed in memory by the test shards
+    assert jobs["predict_test_shard"] == 2 * 2  # per dataset and noise seed, serving every run of it
+    assert jobs["collect_predictions"] == 8 and jobs["score_predictions"] == 8 and jobs["make_tables"] == 1
 
 
 def test_changing_a_regularisation_setting_plans_no_extraction(demo_run) -> None:
@@ -137,7 +142,27 @@ def test_changing_a_regularisation_setting_plans_no_extraction(demo_run) -> None
     jobs = dry_run(workdir, config)
     assert "extract_features" not in jobs and "augment_training_set" not in jobs and "make_tta_view" not in jobs
     assert jobs["train_members"] == 2 * 2 * 2  # final only: 2 datasets x 2 seeds x 2 members
-    assert jobs["predict_ensemble"] == 4
+    assert jobs["predict_test_shard"] == 4 and jobs["collect_predictions"] == 8
+
+
+def test_stored_test_features_give_byte_identical_tables_and_rerun_one_variants_prediction(demo_run, tmp_path) -> None:
+    """features.store_test: the test split's and its views' stores, each run predicted from them: the same
+    tables and predictions, byte for byte, as the default's features computed in memory."""
+    workdir, config = copied_run(demo_run, tmp_path)
+    config["features"]["store_test"] = True
+    jobs = dry_run(workdir, config)  # the stores of the test split and its views, then each run from them
+    assert jobs["extract_features"] == 2 * (3 + 3) and jobs["predict_ensemble"] == 8 and "train_members" not in jobs
+    result = snakemake(workdir, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    in_memory = demo_run[0]
+    for table in sorted((in_memory / "results/tables").iterdir()):
+        assert (workdir / "results/tables" / table.name).read_bytes() == table.read_bytes(), table.name
+    for labels in sorted((in_memory / "results/predictions").glob("*/*/seed*/labels*/*.npy")):
+        assert (workdir / labels.relative_to(in_memory)).read_bytes() == labels.read_bytes(), labels
+    config["variants"]["final"]["dropout"] = 0.3
+    jobs = dry_run(workdir, config)
+    assert "extract_features" not in jobs and jobs["train_members"] == 8
+    assert jobs["predict_ensemble"] == 4 and jobs["score_predictions"] == 4  # final only
 
 
 def test_variants_sharing_augmentation_settings_share_copies(demo_run) -> None:

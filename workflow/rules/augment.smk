@@ -15,11 +15,9 @@ rule augment_training_set:
     params:
         split=train_split,
         settings=lambda wc: asdict(parse_augmentation_set(wc.augset)),
-        training_number=lookup(
-            dpath="datasets/{dataset}/training_number", within=config
-        ),
+        training_number=config_setting("datasets/{dataset}/training_number"),
         image_size=image_size,
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
     script:
         "../scripts/augment_training_set.py"

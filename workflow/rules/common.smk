@@ -1,5 +1,6 @@
+import functools
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -18,10 +19,14 @@ from ddpmseg.config.ddpms import (
 from ddpmseg.config.imagesets import (
     SPLIT_COUNTS,
     dataset_root,
-    feature_imagesets,
     imageset_count,
     imageset_folder,
     imageset_source,
+    shards_of_test_split,
+    stored_imagesets,
+    features_folder,
+    folder_runs,
+    feature_folders,
     noise_seeds,
     parse_augmentation_set,
     parse_tta_set,
@@ -32,6 +37,7 @@ from ddpmseg.config.imagesets import (
     variant_tta_sets,
 )
 from ddpmseg.config.load import validate_config
+from ddpmseg.data.listing import image_files, image_shards
 from ddpmseg.config.paths import archive_name, name_constraint
 from ddpmseg.config.registry import load_registry, resolve_registry
 from ddpmseg.config.variants import classifier_settings, feature_source, tta_views
@@ -75,6 +81,32 @@ wildcard_constraints:
     noise=r"\d+",
     member=r"\d+",
     shard=r"\d+",
+    folder=r"noise\d+|rgb",
+
+
+MISSING = object()
+
+
+def config_setting(path, default=MISSING):
+    """An input function of the config's value at ``path`` ("datasets/{dataset}/number_class", wildcards
+    in braces), as lookup(dpath=...) gives it, by indexing: dpath walks the whole resolved config at every
+    call, which took 70 % of a dry run of the paper's config (~1,000 jobs)."""
+    parts = path.split("/")
+
+    def value(wildcards):
+        entry = config
+        for part in parts:
+            key = wildcards[part[1:-1]] if part.startswith("{") else part
+            if not isinstance(entry, dict) or key not in entry:
+                if default is MISSING:
+                    raise WorkflowError(
+                        f"the config has no {path} for {dict(wildcards)}"
+                    )
+                return default
+            entry = entry[key]
+        return entry
+
+    return value
 
 
 def dataset_config(wildcards):
@@ -222,6 +254,87 @@ def tta_folders(wildcards):
     ]
 
 
+def shard_runs_of(wildcards):
+    """The runs one test shard of a feature folder serves."""
+    return folder_runs(config, wildcards.dataset, wildcards.folder)
+
+
+def shard_uses_ddpm(wildcards):
+    return wildcards.folder != paths.RGB_FOLDER
+
+
+def shard_checkpoint(wildcards):
+    return ddpm_checkpoint(wildcards) if shard_uses_ddpm(wildcards) else []
+
+
+def shard_check(wildcards):
+    return ddpm_check(wildcards) if shard_uses_ddpm(wildcards) else []
+
+
+def shard_gpu(wildcards):
+    return config["gpu_per_job"] if shard_uses_ddpm(wildcards) else 0
+
+
+def shard_noise_seed(wildcards):
+    if not shard_uses_ddpm(wildcards):
+        return None
+    return int(wildcards.folder.removeprefix("noise"))
+
+
+def shard_runs(wildcards):
+    """Each run the shard serves: variant, seed, the image sets it reads (test, then its TTA views) and its
+    views, as plain values."""
+    return [
+        {
+            "variant": run["variant"],
+            "seed": run["seed"],
+            "imagesets": ["test", *variant_tta_sets(config, run["variant"])],
+            "views": tta_views(config, run["variant"]),
+        }
+        for run in shard_runs_of(wildcards)
+    ]
+
+
+def shard_imagesets(wildcards):
+    """Where the images of every image set the shard's runs read are (test first), as plain values."""
+    names = [name for run in shard_runs(wildcards) for name in run["imagesets"]]
+    return {
+        name: imageset_source(config, wildcards.dataset, name).as_dict()
+        for name in dict.fromkeys(names)
+    }
+
+
+def shard_tta_folders(wildcards):
+    return {
+        name: imageset_folder(wildcards.dataset, name)
+        for name in shard_imagesets(wildcards)
+        if name != "test"
+    }
+
+
+def shard_members(wildcards):
+    """Every member of every run the shard serves, run after run."""
+    return [
+        paths.MEMBER.format(**run, member=m)
+        for run in shard_runs_of(wildcards)
+        for m in MEMBERS
+    ]
+
+
+def test_shard_range(wildcards):
+    return list(shards_of_test_split(config, wildcards.dataset)[int(wildcards.shard)])
+
+
+def run_test_shards(wildcards):
+    """The test shards of a run's feature folder, in order."""
+    folder = features_folder(config, wildcards.variant, int(wildcards.seed))
+    shards = shards_of_test_split(config, wildcards.dataset)
+    return [
+        paths.TEST_SHARD.format(dataset=wildcards.dataset, folder=folder, shard=k)
+        for k in range(len(shards))
+    ]
+
+
 def classifier_params(wildcards):
     """The member-training settings of the variant, as plain values."""
     return asdict(classifier_settings(config, wildcards.variant))
@@ -299,7 +412,7 @@ def extraction_benchmarks(dataset):
     files = []
     for source, (rule, store, noises) in jobs.items():
         key = paths.benchmark(rule, paths.job_key(store))
-        for imageset in feature_imagesets(config, dataset, source):
+        for imageset in stored_imagesets(config, dataset, source):
             count = imageset_count(config, dataset, imageset)
             shards = shard_count(count, config["features"]["shard_size"])
             files += [
@@ -327,11 +440,22 @@ def benchmark_files():
         for run in RUNS
         for m in ([None] if FUSED else MEMBERS)
     ]
-    prediction = paths.benchmark("predict_ensemble", paths.job_key(paths.PREDICTIONS))
-    files += [prediction.format(**run) for run in RUNS]
+    if config["features"]["store_test"]:
+        prediction = paths.benchmark("predict_ensemble", paths.RUN)
+        files += [prediction.format(**run) for run in RUNS]
+    else:
+        shard = paths.benchmark("predict_test_shard", paths.job_key(paths.TEST_SHARD))
+        files += [
+            shard.format(dataset=d, folder=folder, shard=k)
+            for d in DATASETS
+            for folder in feature_folders(config, d)
+            for k in range(len(shards_of_test_split(config, d)))
+        ]
+    labelling = paths.benchmark("label_images", paths.job_key(paths.APPLIED_SHARD))
     files += [
-        paths.benchmark("label_images", paths.job_key(paths.APPLIED)).format(apply=name)
+        labelling.format(apply=name, shard=k)
         for name in config["apply"]
+        for k in applied_shard_map(name)
     ]
     return files
 
@@ -355,6 +479,33 @@ def applied_run(wildcards):
     """(dataset, variant, seed) of the run an apply: entry labels its images with."""
     entry = config["apply"][wildcards.apply]
     return entry["dataset"], entry["variant"], int(entry["seed"])
+
+
+@functools.cache
+def applied_shard_map(name):
+    """The shards of an apply: entry's images: {shard index: image files}."""
+    entry = config["apply"][name]
+    return image_shards(image_files([entry["images"]]), entry["shard_size"])
+
+
+def applied_shard_images(wildcards):
+    return [
+        str(path) for path in applied_shard_map(wildcards.apply)[int(wildcards.shard)]
+    ]
+
+
+def applied_shards(wildcards):
+    return [
+        paths.APPLIED_SHARD.format(apply=wildcards.apply, shard=k)
+        for k in applied_shard_map(wildcards.apply)
+    ]
+
+
+def applied_shard_image_lists(wildcards):
+    return [
+        [str(path) for path in images]
+        for images in applied_shard_map(wildcards.apply).values()
+    ]
 
 
 def applied_members(wildcards):
@@ -381,9 +532,11 @@ def applied_check(wildcards):
 def applied_settings(wildcards):
     """Every setting the run's labels depend on (ddpmseg.use.settings.SegmenterSettings), as plain values."""
     dataset, variant, seed = applied_run(wildcards)
-    return SegmenterSettings.of_run(
+    settings = SegmenterSettings.of_run(
         config, dataset=dataset, variant=variant, seed=seed
-    ).plain()
+    )
+    policy = config["apply"][wildcards.apply].get("non_square")
+    return (replace(settings, non_square=policy) if policy else settings).plain()
 
 
 def applied_outputs():

@@ -28,11 +28,9 @@ rule train_ddpm:
         # The resumable whole training state: not an output, so that Snakemake keeps it when a job
         # fails or reruns (the stage starts afresh when the settings it was saved under changed).
         state=lambda wc: paths.DDPM_STATE.format(ddpm=wc.ddpm),
-        images=lookup(dpath="ddpms/{ddpm}/images", within=config),
+        images=config_setting("ddpms/{ddpm}/images"),
         flags=lambda wc: ddpm_flags(wc.ddpm),
         training=ddpm_training_params,
-        non_square=lookup(
-            dpath="ddpms/{ddpm}/training/non_square", within=config, default=None
-        ),
+        non_square=config_setting("ddpms/{ddpm}/training/non_square", default=None),
     script:
         "../scripts/train_ddpm.py"

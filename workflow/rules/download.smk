@@ -34,7 +34,7 @@ rule extract_dataset:
         mem_mb=1000,
         runtime=30,
     params:
-        prefix=lookup(dpath="datasets/{dataset}/archive_prefix", within=config),
+        prefix=config_setting("datasets/{dataset}/archive_prefix"),
         verify=lambda wc: archive_download(Path(archive_path(wc.dataset)).name),
     script:
         "../scripts/extract_dataset.py"

@@ -26,8 +26,8 @@ rule extract_features:
         blocks=sorted(config["features"]["blocks"]),
         noise_seed=lambda wc: int(wc.noise),
         batch_size=config["features"]["batch_size"],
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
     script:
         "../scripts/extract_features.py"
 
@@ -53,7 +53,7 @@ rule extract_rgb_features:
         split_size=imageset_size,
         shard=shard_range,
         image_size=image_size,
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
     script:
         "../scripts/extract_rgb_features.py"

@@ -1,7 +1,7 @@
 rule score_predictions:
     input:
         predictions=paths.PREDICTIONS,
-        stores=test_stores,
+        dataset=dataset_inputs,
     output:
         summary=paths.score_table("summary"),
         per_class=paths.score_table("per_class"),
@@ -15,10 +15,11 @@ rule score_predictions:
         mem_mb=2000,
         runtime=30,
     params:
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
-        class_names=lookup(
-            dpath="datasets/{dataset}/class_names", within=config, default=None
-        ),
+        split=test_split,
+        testing_number=config_setting("datasets/{dataset}/testing_number"),
+        image_size=image_size,
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
+        class_names=config_setting("datasets/{dataset}/class_names", default=None),
     script:
         "../scripts/score_predictions.py"

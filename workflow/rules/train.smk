@@ -19,11 +19,9 @@ rule train_members:
         gpu=config["gpu_per_job"],
     params:
         settings=classifier_params,
-        original_images=lookup(
-            dpath="datasets/{dataset}/training_number", within=config
-        ),
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        original_images=config_setting("datasets/{dataset}/training_number"),
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
         seed=lambda wc: int(wc.seed),
         members=job_members,
         memory_budget_mb=config["training"]["memory_budget_mb"],

@@ -16,9 +16,9 @@ rule make_tta_view:
         split=test_split,
         view=lambda wc: list(parse_tta_set(wc.ttaset).view),
         seed=lambda wc: parse_tta_set(wc.ttaset).seed,
-        testing_number=lookup(dpath="datasets/{dataset}/testing_number", within=config),
+        testing_number=config_setting("datasets/{dataset}/testing_number"),
         image_size=image_size,
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
     script:
         "../scripts/make_tta_view.py"

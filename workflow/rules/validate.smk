@@ -15,8 +15,8 @@ rule validate_dataset:
         splits=splits_params,
         counts=split_counts,
         image_size=image_size,
-        number_class=lookup(dpath="datasets/{dataset}/number_class", within=config),
-        ignore_label=lookup(dpath="datasets/{dataset}/ignore_label", within=config),
+        number_class=config_setting("datasets/{dataset}/number_class"),
+        ignore_label=config_setting("datasets/{dataset}/ignore_label"),
     script:
         "../scripts/validate_dataset.py"
 

@@ -97,7 +97,7 @@ def test_five_checkpoints_with_the_same_flags(registry):
 
 
 def test_the_paper_flags_are_written_once():
-    """One anchor holds the paper's flags; the five checkpoints refer to it (issue 12: one source of truth)."""
+    """One anchor holds the paper's flags; the five checkpoints refer to it."""
     text = DEFAULT_REGISTRY.read_text()
     assert text.count("attention_resolutions") == 1
     assert text.count("flags: &paper_flags") == 1 and text.count("flags: *paper_flags") == len(CHECKPOINT_URLS) - 1

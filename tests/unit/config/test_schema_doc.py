@@ -1,4 +1,4 @@
-"""One source of truth for the configuration (issue 12): the schema holds every key's meaning and
+"""One source of truth for the configuration: the schema holds every key's meaning and
 default, config/README.md's key reference is generated from it, and the shipped configs set only what
 differs from those defaults."""
 

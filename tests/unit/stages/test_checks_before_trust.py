@@ -1,6 +1,6 @@
 """Stages that check before they trust (ddpmseg/stages/download.py, validate.py, score.py), called as the rules call them.
 
-The download steps trust a first download only after its content check (issue 11): fetch (rules
+The download steps trust a first download only after its content check: fetch (rules
 download_archive, download_checkpoint), extract_dataset and validate_ddpm against a loopback server
 (conftest's ``server``): a corrupt archive or a checkpoint that does not fit its flags never becomes
 the lock file's reference. validate_dataset refuses unlabelled training masks; score_predictions
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import NA_NAMES, TINY_FLAGS, make_dataset, raw_cells
+from conftest import NA_NAMES, TINY_FLAGS, make_dataset, raw_cells, write_sample
 
 from ddpmseg.data.datasets import split_folder
 from ddpmseg.data.download import load_lock, part_path
@@ -131,19 +131,13 @@ def test_extract_dataset_checks_a_hand_placed_archive_before_recording_it(tmp_pa
 
 
 def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> None:
-    import torch
-
-    from ddpmseg.base.files import atomic_directory
     from ddpmseg.stages.score import score_predictions
-    from ddpmseg.features.store import StoreWriter
 
-    size, names = 4, NA_NAMES
+    size, names = 4, sorted(NA_NAMES)  # the split's order
     labels = np.zeros((len(names), size, size), np.int64)
     labels[:, :, 2:] = 1
-    with atomic_directory(tmp_path / "store.zarr") as tmp:
-        writer = StoreWriter(tmp, names, size, {"checkpoint_sha256": "x"})
-        writer.write(0, {(10, 0): torch.zeros(len(names), 2, size, size)}, np.zeros((len(names), size, size, 3), np.uint8), labels)
-        writer.close()
+    for name, mask in zip(names, labels, strict=True):
+        write_sample(tmp_path / "real" / "test", name, np.zeros((size, size, 3), np.uint8), mask)
     predictions = tmp_path / "predictions"
     (predictions / "labels").mkdir(parents=True)
     for index, name in enumerate(names):
@@ -152,12 +146,13 @@ def test_score_predictions_with_images_named_like_missing_values(tmp_path) -> No
         np.save(predictions / "labels" / f"{name}.npy", prediction)
     write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": names, "uncertainty": [0.5, 0.1, 0.2, 0.3, 0.4]}))
     scores = {name: tmp_path / "scores" / f"{name}.csv" for name in ("summary", "per_class", "per_image")}
-    score_predictions(predictions=predictions, stores=[tmp_path / "store.zarr"], **scores, number_class=2, ignore_label=255)
+    score_predictions(predictions=predictions, **scores, split={"images": str(tmp_path / "real" / "test")},
+                      testing_number=len(names), image_size=size, number_class=2, ignore_label=255)
     per_image = raw_cells(tmp_path / "scores" / "per_image.csv")
     assert per_image["image"].tolist() == names
     assert per_image["uncertainty"].astype(float).tolist() == [0.5, 0.1, 0.2, 0.3, 0.4]
     assert float(per_image["miou"].iloc[0]) == pytest.approx(100.0)
-    # image "null": one background pixel called foreground: IoU 7/8 and 8/9
+    # the second image ("NA"): one background pixel called foreground: IoU 7/8 and 8/9
     assert float(per_image["miou"].iloc[1]) == pytest.approx(100 * (7 / 8 + 8 / 9) / 2, rel=1e-5)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_sample
 
+from ddpmseg.data.preprocess import resize_mask
 from ddpmseg.prediction.metrics import dataset_miou
 from ddpmseg.stages.score import score_predictions
 from ddpmseg.base.files import read_table, write_csv
 
-from .conftest import IGNORE, NUMBER_CLASS
+from .conftest import IGNORE, NUMBER_CLASS, SIZE
 
 NAMES = ["a", "b", "c"]
 
@@ -22,9 +24,15 @@ def write_predictions(folder, labels: dict[str, np.ndarray]) -> None:
 
 
 @pytest.mark.parametrize("tta", [False, True])
-def test_final_and_plain_scores_go_into_the_named_tables(tmp_path, stores, tta) -> None:
-    store = stores("test", NAMES)
-    truth = {name: store.labels(i) for i, name in enumerate(NAMES)}
+def test_final_and_plain_scores_go_into_the_named_tables(tmp_path, tta) -> None:
+    """Against the test masks resized to the model's size (OpenCV's nearest index rule), here 12 -> 8 px."""
+    rng = np.random.default_rng(0)
+    split = tmp_path / "real" / "test"
+    masks = {name: rng.integers(0, NUMBER_CLASS, (12, 12)) for name in NAMES}
+    masks["b"][:4] = IGNORE
+    for name, mask in masks.items():
+        write_sample(split, name, rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), mask)
+    truth = {name: resize_mask(mask, SIZE) for name, mask in masks.items()}
     rng = np.random.default_rng(1)
     final = {n: np.where(rng.random(t.shape) < 0.8, t, 0) for n, t in truth.items()}
     plain = {n: np.where(rng.random(t.shape) < 0.5, t, 1) for n, t in truth.items()}
@@ -34,8 +42,8 @@ def test_final_and_plain_scores_go_into_the_named_tables(tmp_path, stores, tta) 
         write_predictions(predictions / "labels_plain", plain)
     write_csv(predictions / "uncertainty.csv", pd.DataFrame({"image": NAMES, "uncertainty": [0.3, 0.1, 0.2]}))
     tables = {name: tmp_path / "scores" / f"{name}.csv" for name in ("summary", "per_class", "per_image")}
-    score_predictions(predictions=predictions, stores=[str(store.paths[0])], **tables, number_class=NUMBER_CLASS,
-                      ignore_label=IGNORE, class_names=["sky", "grass", "horse"])
+    score_predictions(predictions=predictions, **tables, split={"images": str(split)}, testing_number=3,
+                      image_size=SIZE, number_class=NUMBER_CLASS, ignore_label=IGNORE, class_names=["sky", "grass", "horse"])
 
     expected_plain = plain if tta else final
     miou, _ = dataset_miou(list(final.values()), list(truth.values()), NUMBER_CLASS, IGNORE)
