@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..base.errors import DdpmsegError
 from ..base.files import save_torch
 
 
@@ -53,10 +55,22 @@ def save_member(path: str | Path, model: nn.Sequential, *, in_features: int, num
 
 
 def load_member(path: str | Path) -> nn.Sequential:
-    """A trained member in eval mode (loaded with ``weights_only=True``)."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_classifier(saved["in_features"], saved["number_class"], saved["dropout"])
-    model.load_state_dict(saved["state_dict"])
+    """A trained member in eval mode, loaded with ``weights_only=True``: a file that holds anything else
+    (pickled objects, which could run code when loaded) is refused with one line naming it."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_classifier(saved["in_features"], saved["number_class"], saved["dropout"])
+        model.load_state_dict(saved["state_dict"])
+    except FileNotFoundError:
+        raise DdpmsegError(f"{path}: member file does not exist") from None
+    except pickle.UnpicklingError:
+        raise DdpmsegError(
+            f"{path}: not a plain weights file (it holds pickled objects, which ddpmseg never loads: they could run "
+            "code); export the member again"
+        ) from None
+    except (KeyError, TypeError, RuntimeError, EOFError, ValueError, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DdpmsegError(f"{path}: not a ddpmseg member's weights file ({first})") from None
     return model.eval()
 
 

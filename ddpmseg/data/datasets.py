@@ -19,6 +19,7 @@ from .listing import IMAGE_SUFFIXES, MASK_SUFFIXES, files_with_suffixes, is_hidd
 from .preprocess import SMALL_ANNOTATION_PIXELS, make_square, remove_small_annotations, resize_image, resize_mask
 from .decode import read_image, read_mask
 from ..base.errors import warn
+from .decode import stored_turned
 
 
 def split_folder(root: str | Path, split: str) -> Path:
@@ -216,15 +217,18 @@ def summarize_split(
     A training mask (``training``) with no pixel to train on, every pixel ignore_label after cropping
     and resizing or once classes under 20 pixels are ignored, is an error naming it; in a test split
     such masks are only listed (``unscored_masks``: they do not count in the scores). Masks without an
-    image, subfolders and files of other types beside the split are printed as one warning line.
+    image, subfolders and files of other types beside the split are printed as one warning line, and so
+    are images with an EXIF orientation (read as shown: their masks must be in that orientation).
     """
     samples = list_samples(folder, count, masks)
     histogram = np.zeros(number_class, dtype=np.int64)
     ignored = 0
     sizes: Counter[str] = Counter()
-    unscored = []
+    unscored, turned = [], []
     for sample in samples:
         rgb, mask = read_sample(sample, number_class, ignore_label)
+        if stored_turned(sample.image_path):
+            turned.append(sample.image_path.name)
         sizes[f"{rgb.shape[1]}x{rgb.shape[0]}"] += 1
         _, mask = square_sample(rgb, mask, non_square, sample.image_path)
         mask = resize_mask(mask, image_size)
@@ -238,6 +242,9 @@ def summarize_split(
     unused = unused_entries(folder, masks)
     if unused:
         warn(unused)
+    if turned:
+        warn(f"{folder}: {plural(len(turned), 'image')} with an EXIF orientation (e.g. {turned[0]}), read as "
+             "viewers show them: their masks must be in that orientation (an annotation tool's usually are)")
     return {
         "folder": str(folder),
         "masks": str(masks or folder),

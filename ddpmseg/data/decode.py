@@ -151,14 +151,61 @@ def read_image(path: str | Path) -> np.ndarray:
     depth: 16-bit greyscale and 16-bit-per-channel PNGs (RGB, RGBA, grey+alpha) by round(v / 257);
     32-bit integer greyscale by :func:`integer_grey_to_8_bit`, floating-point greyscale by
     :func:`float_grey_to_8_bit`. An image of more than ``DDPMSEG_MAX_IMAGE_PIXELS`` pixels (default
-    178,956,970, PIL's own limit) is refused before it is decoded.
+    178,956,970, PIL's own limit) is refused before it is decoded. An EXIF orientation (a phone's photo
+    taken upright is stored sideways with orientation 6) is applied: the array is the image as viewers
+    show it (:func:`oriented`).
     """
     try:
         with pil_size_check_off(), Image.open(path) as image:
             check_pixel_count(image, path)
-            return image_to_rgb(image, path)
+            return oriented(image_to_rgb(image, path), exif_orientation(image))
     except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DdpmsegError(f"{path}: unreadable image ({error})") from None
+        raise DdpmsegError(f"{path}: unreadable image ({without_path(error, path)})") from None
+
+
+def without_path(error: Exception, path: str | Path) -> str:
+    """An error's text without the file name it repeats (the message names the file once, first)."""
+    text = str(error)
+    for name in (repr(str(path)), str(path), repr(Path(path).name)):
+        text = text.replace(f" {name}", "").replace(name, "")
+    return text.strip() or type(error).__name__
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def stored_turned(path: str | Path) -> bool:
+    """Whether an image file is shown turned or mirrored (an EXIF orientation other than 1), from its header."""
+    try:
+        with pil_size_check_off(), Image.open(path) as image:
+            return exif_orientation(image) != 1
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation (1 to 8; 1, the stored orientation, when it has none or a bad one)."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):  # a damaged EXIF block: the pixels are still the pixels
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def oriented(array: np.ndarray, orientation: int) -> np.ndarray:
+    """An (H, W, ...) array as stored, turned as EXIF ``orientation`` says it is shown: 2 mirrored, 3 turned
+    by 180°, 4 flipped, 5 transposed, 6 turned clockwise by 90°, 7 transversed, 8 turned anticlockwise."""
+    turns = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, k=-1),
+        7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+        8: lambda a: np.rot90(a, k=1),
+    }
+    return np.ascontiguousarray(turns[orientation](array))
 
 
 def load_npy(path: Path) -> np.ndarray:

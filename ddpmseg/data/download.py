@@ -7,7 +7,10 @@ call) asks for the rest with ``Range: bytes=N-``. The strong ``ETag`` (else the 
 response that started the ``.part`` file is kept beside it in ``<dest>.part.validator`` and sent as
 ``If-Range``, so a file that changed on the server is fetched again from zero (the server answers 200)
 instead of being spliced onto the old bytes; a 206 answer that names another version also restarts.
-A ``.part`` file without that sidecar resumes unchecked (the digest or content check then decides).
+A ``.part`` file without that sidecar resumes unchecked (the digest or content check then decides); one
+that already holds a whole body is finished without a transfer only when a known digest will check it or
+its validator matches the server's: otherwise it may be an earlier version of the file (whose content
+check would pass) and it is fetched again from zero.
 
 A response with ``Content-Type: text/html`` (a login, quota or error page served with status 200) is
 refused unless ``dest`` itself ends in ``.html``/``.htm``.
@@ -129,7 +132,8 @@ def download(
     else:
         refuse_html = not dest.name.lower().endswith((".html", ".htm"))
         _fetch(
-            url, part, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, progress=progress, refuse_html=refuse_html
+            url, part, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, progress=progress, refuse_html=refuse_html,
+            digest_known=reference.sha256 is not None,
         )
 
     digest = sha256_file(part)
@@ -306,12 +310,13 @@ def _copy(url: str, source: Path, part: Path, progress: bool) -> None:
 
 
 def _fetch(
-    url: str, part: Path, *, retries: int, backoff_s: float, timeout_s: float, progress: bool, refuse_html: bool
+    url: str, part: Path, *, retries: int, backoff_s: float, timeout_s: float, progress: bool, refuse_html: bool,
+    digest_known: bool,
 ) -> None:
     failures = 0
     while True:
         try:
-            _fetch_once(url, part, timeout_s, progress, refuse_html)
+            _fetch_once(url, part, timeout_s, progress, refuse_html, digest_known)
             return
         except _Retryable as error:
             if failures >= retries:
@@ -325,8 +330,9 @@ def _http_line(url: str, code: int, reason: Any) -> str:
     return f"{url}: HTTP {code} {reason}".rstrip()
 
 
-def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool, refuse_html: bool) -> None:
-    """One request; the body is appended to ``part`` (206) or replaces it (200)."""
+def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool, refuse_html: bool, digest_known: bool) -> None:
+    """One request; the body is appended to ``part`` (206) or replaces it (200). A ``part`` that already
+    holds the whole body (416) is kept only when its version is proven (module docstring)."""
     offset = part.stat().st_size if part.exists() else 0
     kept = _read_validators(part) if offset else {}
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -341,7 +347,8 @@ def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool, refuse_h
     except urllib.error.HTTPError as error:
         with contextlib.closing(error):
             if error.code == 416 and offset:
-                _check_complete_part(url, part, offset, kept, error.headers)
+                if not _complete_part_is_current(url, part, offset, kept, error.headers, digest_known):
+                    _fetch_once(url, part, timeout_s, progress, refuse_html, digest_known)  # from byte 0
                 return
             line = _http_line(url, error.code, error.reason)
         if error.code >= 500:
@@ -363,14 +370,24 @@ def _fetch_once(url: str, part: Path, timeout_s: float, progress: bool, refuse_h
         _receive(url, response, part, mode=mode, offset=offset, progress=progress)
 
 
-def _check_complete_part(url: str, part: Path, offset: int, kept: dict[str, str], headers: Any) -> None:
-    """A 416 answer to ``Range: bytes=<size of part>-``: fine when the part already holds the whole body."""
+def _complete_part_is_current(
+    url: str, part: Path, offset: int, kept: dict[str, str], headers: Any, digest_known: bool
+) -> bool:
+    """A 416 answer to ``Range: bytes=<size of part>-``: True when the part already holds the whole body of
+    the server's current version (killed between the last byte and the rename). A part of the right length
+    is that only if a known digest will check it, or a validator kept with it matches the server's: a part
+    left by an earlier version of the file, without either, is discarded (False) and fetched again."""
     match = _CONTENT_RANGE.fullmatch((headers.get("Content-Range") or "").strip())
     complete = match is not None and match.group(3) != "*" and int(match.group(3)) == offset
-    if complete and _same_version(kept, _validators(headers)):
-        return  # killed between the last byte and the rename
+    if not complete:
+        _discard_part(part)
+        raise _Retryable(f"{url}: server refused to resume at byte {offset}")
+    received = _validators(headers)
+    proven = digest_known or any(name in kept and name in received for name in ("etag", "last_modified"))
+    if proven and _same_version(kept, received):
+        return True
     _discard_part(part)
-    raise _Retryable(f"{url}: server refused to resume at byte {offset}")
+    return False
 
 
 def _check_resume(url: str, part: Path, offset: int, kept: dict[str, str], headers: Any) -> None:

@@ -79,12 +79,16 @@ def nearest_indices(source: int, target: int) -> np.ndarray:
 def resize_mask(mask: np.ndarray, image_size: int) -> np.ndarray:
     """Nearest-neighbour resize of a 2-D mask to ``image_size`` x ``image_size``, as the reference does
     (OpenCV's index rule, :func:`nearest_indices`; docs/method.md §1)."""
-    height, width = mask.shape
-    if (height, width) == (image_size, image_size):
-        return mask
-    rows = nearest_indices(height, image_size)
-    cols = nearest_indices(width, image_size)
-    return mask[rows[:, None], cols[None, :]]
+    return resize_nearest(mask, image_size, image_size)
+
+
+def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (h, w, ...) array at ``height`` x ``width`` by nearest neighbour, OpenCV's index rule."""
+    if array.shape[:2] == (height, width):
+        return array
+    rows = nearest_indices(array.shape[0], height)
+    cols = nearest_indices(array.shape[1], width)
+    return array[rows[:, None], cols[None, :]]
 
 
 def to_model_input(rgb: np.ndarray) -> np.ndarray:
@@ -96,16 +100,27 @@ def to_original_size(
     array: np.ndarray, height: int, width: int, policy: str | None, fill: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """An (S, S) map at the model's resolution back at the image's H x W, by nearest neighbour (OpenCV's
-    index rule, as masks are resized); outside a center crop the map holds ``fill``. Returns
-    (map (H, W) in the array's dtype, inside (H, W) bool: covered by the model's square)."""
+    index rule, as masks are resized): :func:`place_in_image` of the map resized to the crop box."""
+    _, _, box_height, box_width = crop_box(height, width, policy)
+    return place_in_image(resize_nearest(array, box_height, box_width), height, width, policy, fill)
+
+
+def place_in_image(
+    box_map: np.ndarray, height: int, width: int, policy: str | None, fill: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A map of the part of an H x W image that the model covers (:func:`crop_box`'s shape) placed into
+    the image; outside a center crop the map holds ``fill``. Returns (map (H, W) in the map's dtype,
+    inside (H, W) bool: covered by the model's square)."""
     top, left, box_height, box_width = crop_box(height, width, policy)
-    size = array.shape[0]
-    rows, cols = nearest_indices(size, box_height), nearest_indices(size, box_width)
-    restored = np.full((height, width), fill, dtype=array.dtype)
+    if box_map.shape[:2] != (box_height, box_width):
+        raise DdpmsegError(f"a map of {box_map.shape[:2]} does not fit the {box_height}x{box_width} box it belongs in")
+    if (box_height, box_width) == (height, width):
+        return box_map, np.ones((height, width), dtype=bool)
+    placed = np.full((height, width), fill, dtype=box_map.dtype)
     inside = np.zeros((height, width), dtype=bool)
-    restored[top : top + box_height, left : left + box_width] = array[rows[:, None], cols[None, :]]
+    placed[top : top + box_height, left : left + box_width] = box_map
     inside[top : top + box_height, left : left + box_width] = True
-    return restored, inside
+    return placed, inside
 
 
 SMALL_ANNOTATION_PIXELS = 20

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..base.errors import DdpmsegError
 from .flags import decoder_block_count, model_flags
@@ -183,3 +185,44 @@ def load_ddpm(
         model.dtype = torch.float16
     model.to(device).eval()
     return model, diffusion
+
+
+class _StopProfile(Exception):
+    """Raised after the last chosen block, as the extraction stops there."""
+
+
+def forward_profile(flags: dict[str, Any], blocks: list[int]) -> tuple[dict[int, tuple[int, ...]], int]:
+    """Output shapes of the chosen decoder blocks and the FLOPs of one image's forward pass up to the
+    last of them (what the extraction runs), from a pass on the meta device."""
+    flags = model_flags(flags)
+    last = max(blocks)
+    shapes: dict[int, tuple[int, ...]] = {}
+
+    def record(block: int):
+        def hook(_module, _inputs, output):
+            shapes[block] = tuple(output.shape)
+            if block == last:
+                raise _StopProfile
+
+        return hook
+
+    counter = FlopCounterMode(display=False)
+    with torch.device("meta"):
+        model, _ = build_model_and_diffusion(flags)
+        hooks = [model.output_blocks[b].register_forward_hook(record(b)) for b in sorted(set(blocks))]
+        size = flags["image_size"]
+        with counter:
+            try:
+                model(torch.empty(1, 3, size, size), torch.zeros(1, dtype=torch.long))
+            except _StopProfile:
+                pass
+        for hook in hooks:
+            hook.remove()
+    return shapes, counter.get_total_flops()
+
+
+def feature_width(flags: dict[str, Any], steps: Sequence[int], blocks: Sequence[int]) -> int:
+    """Features per pixel of the DDPM's activations at ``steps`` and ``blocks`` (channels summed), from a
+    pass on the meta device."""
+    shapes, _ = forward_profile(flags, list(blocks))
+    return len(steps) * sum(shapes[block][1] for block in blocks)

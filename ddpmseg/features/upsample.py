@@ -1,6 +1,6 @@
 """Bilinear upsampling of native-resolution activations to the image size, computed per pixel.
 
-Bilinear upsampling (align_corners=False) to S x S is a fixed linear map, so the feature of pixel
+Bilinear upsampling (align_corners=False) to S x S (or any H x W) is a fixed linear map, so the feature of pixel
 (y, x) is a weighted sum of 4 native neighbours: :func:`gather_features` computes it the way
 ``torch.nn.functional.interpolate`` does; :class:`LayerGroups` does the same for many pixels at once,
 one gather per resolution. :func:`upsampling_taps` gives the same taps for whole output rows of
@@ -149,11 +149,11 @@ def column_runs(layers: Sequence[LayerShape], group_layers: Sequence[Sequence[in
 
 
 def upsampling_taps(
-    sizes: Sequence[tuple[int, int]], rows: torch.Tensor, out_size: int
+    sizes: Sequence[tuple[int, int]], rows: torch.Tensor, out_height: int, out_width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Taps of the bilinear upsampling to S x S (by :func:`bilinear_taps`, as ``F.interpolate``) of
-    several channel-last maps of native ``sizes`` (h, w), summed, at the output pixels of ``rows``
-    (every column, row-major).
+    """Taps of the bilinear upsampling to ``out_height`` x ``out_width`` (by :func:`bilinear_taps`, as
+    ``F.interpolate``) of several channel-last maps of native ``sizes`` (h, w), summed, at the output pixels
+    of ``rows`` (every column, row-major).
 
     The maps are taken flattened to (h * w, C) and stacked one after another (map g's rows start after
     those of maps 0 .. g-1). Returns (indices (P, 4 G) into the stacked rows, weights (P, 4 G) float32):
@@ -161,12 +161,12 @@ def upsampling_taps(
     upsampled maps at those pixels, each output row written once. Native-resolution prediction
     (:mod:`ddpmseg.prediction.predict`) upsamples its first-layer products this way.
     """
-    columns = torch.arange(out_size, device=rows.device)
+    columns = torch.arange(out_width, device=rows.device)
     indices, weights = [], []
     offset = 0
     for height, width in sizes:
-        y0, y1, fy = bilinear_taps(rows, height, out_size)
-        x0, x1, fx = bilinear_taps(columns, width, out_size)
+        y0, y1, fy = bilinear_taps(rows, height, out_height)
+        x0, x1, fx = bilinear_taps(columns, width, out_width)
         y0, y1, fy = (offset + y0 * width)[:, None], (offset + y1 * width)[:, None], fy[:, None]
         indices += [y0 + x0, y0 + x1, y1 + x0, y1 + x1]
         weights += [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]

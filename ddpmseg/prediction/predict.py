@@ -36,8 +36,9 @@ def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def js_uncertainty(probs: torch.Tensor) -> torch.Tensor:
-    """Jensen-Shannon divergence of (M, P, K) member probabilities: H(mean) - mean of H, per pixel."""
-    return entropy(probs.mean(dim=0)) - entropy(probs).mean(dim=0)
+    """Jensen-Shannon divergence of (M, P, K) member probabilities: H(mean) - mean of H, per pixel, at
+    least 0 (the difference of rounded entropies of agreeing members can fall a rounding error below)."""
+    return (entropy(probs.mean(dim=0)) - entropy(probs).mean(dim=0)).clamp_(min=0.0)
 
 
 def uncertainty_score(js: torch.Tensor, fraction: float = 0.1) -> float:
@@ -54,8 +55,15 @@ def predict_image(
     image_size: int,
     number_class: int,
     chunk: int = 2048,
+    out_shape: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label one image with an ensemble, its first layers applied at the activations' native resolution.
+
+    The labels are those of the model's ``image_size`` x ``image_size`` pixels (the features' grid, the
+    paper's metric), or with ``out_shape`` (H, W) those of an H x W grid over the same image: each
+    member's logits at the model's pixels are upsampled bilinearly to H x W and the vote is taken there
+    (:func:`upsampled_logits`), so boundaries fall between the model's pixels where the members' scores
+    cross, rather than on the model's grid scaled up.
 
     ``layers`` are the image's channel-last activations (h, w, C) in feature order (as
     :meth:`ddpmseg.features.store.FeatureStore.activations` returns them); the members are classifiers of
@@ -63,20 +71,54 @@ def predict_image(
     ``nn.Linear``; other models go through :func:`predict_image_per_pixel`). The work runs on the
     members' device, the rest of the MLPs on ``chunk`` pixels (whole rows) at a time (2048: their
     first-layer units, 2048 x M x 128 floats, mostly stay in the CPU's cache; 8192 took 1.3x as long at
-    the paper's shapes). Returns (labels (S, S) int64, JS uncertainty (S, S) float32) on the CPU, equal
-    to :func:`predict_image_per_pixel`'s up to float rounding (docs/performance.md).
+    the paper's shapes). Returns (labels int64, JS uncertainty float32) of the grid on the CPU, at the
+    model's size equal to :func:`predict_image_per_pixel`'s up to float rounding (docs/performance.md).
     """
+    shape = tuple(out_shape or (image_size, image_size))
+    square = (image_size, image_size)
     if not all(_first_layer(model) is not None for model in models):
+        if shape != square:
+            raise DdpmsegError("labels at another size than the model's need members whose first layer is linear")
         return predict_image_per_pixel(models, layers, image_size, number_class, chunk)
-    return vote(native_logits(models, layers, image_size, chunk), image_size, number_class)
+    logits = native_logits(models, layers, square, chunk)
+    if shape != square:
+        logits = upsampled_logits(torch.cat(list(logits), dim=1), image_size, shape, chunk)
+    return vote(logits, shape, number_class)
+
+
+def upsampled_logits(
+    logits: torch.Tensor, image_size: int, out_shape: tuple[int, int], chunk: int = 2048
+) -> Iterator[torch.Tensor]:
+    """The members' logits (M, S * S, K) at the model's pixels, upsampled bilinearly (as
+    ``F.interpolate``, align_corners=False) to an ``out_shape`` (H, W) grid over the same image: (M, P, K)
+    for whole rows at a time, ``chunk`` pixels or so, so that a large photo never holds its (H * W, M, K)
+    logits at once.
+
+    Why the logits and not the first layer's outputs (the exact identity the model-size prediction
+    uses, taken to H x W): the members learnt from features at the model's pixels, and features
+    interpolated between two of them (a disc's edge and the background beside it) are mixtures they
+    never saw; on the demo's scenes at 4x the model's size that lost 4 to 6 points of mIoU against
+    labels scaled up by nearest neighbour, while upsampled logits gained 4 to 6
+    (docs/performance.md, "Labels at the image's resolution")."""
+    members, pixels, classes = logits.shape
+    table = logits.permute(1, 0, 2).reshape(pixels, members * classes)  # one row per model pixel
+    out_height, out_width = out_shape
+    rows_per_chunk = max(1, chunk // out_width)
+    for start in range(0, out_height, rows_per_chunk):
+        rows = torch.arange(start, min(start + rows_per_chunk, out_height), device=logits.device)
+        taps, weights = upsampling_taps([(image_size, image_size)], rows, out_height, out_width)
+        upsampled = nn.functional.embedding_bag(taps, table, per_sample_weights=weights, mode="sum")
+        yield upsampled.reshape(-1, members, classes).permute(1, 0, 2)
 
 
 @torch.no_grad()
 def native_logits(
-    models: Sequence[nn.Sequential], layers: Sequence[torch.Tensor], image_size: int, chunk: int = 2048
+    models: Sequence[nn.Sequential], layers: Sequence[torch.Tensor], out_shape: tuple[int, int], chunk: int = 2048
 ) -> Iterator[torch.Tensor]:
-    """The members' logits (M, P, K) of the image's pixels, row-major, whole rows (P a multiple of S)
-    at a time, computed at native resolution (module docstring)."""
+    """The members' logits (M, P, K) of an ``out_shape`` (H, W) grid of pixels over the image, row-major,
+    whole rows (P a multiple of W) at a time, computed at native resolution (module docstring): the
+    first layer's outputs upsampled to that grid. At the model's size these are the per-pixel path's
+    logits; at another size, see :func:`upsampled_logits` for why labelling does not use them."""
     firsts = [_first_layer(model) for model in models]
     feature_dim = sum(layer.shape[2] for layer in layers)
     for first in firsts:
@@ -92,10 +134,11 @@ def native_logits(
     spans = list(zip([0, *ends[:-1]], ends))
     unitwise, first_other = _stacked_unitwise(models)
     rests = [model[first_other:] for model in models]
-    rows_per_chunk = max(1, chunk // image_size)
-    for start in range(0, image_size, rows_per_chunk):
-        rows = torch.arange(start, min(start + rows_per_chunk, image_size), device=device)
-        taps, tap_weights = upsampling_taps(sizes, rows, image_size)
+    out_height, out_width = out_shape
+    rows_per_chunk = max(1, chunk // out_width)
+    for start in range(0, out_height, rows_per_chunk):
+        rows = torch.arange(start, min(start + rows_per_chunk, out_height), device=device)
+        taps, tap_weights = upsampling_taps(sizes, rows, out_height, out_width)
         bias_tap = torch.full((len(taps), 1), len(table) - 1, device=device)
         hidden = nn.functional.embedding_bag(
             torch.cat([taps, bias_tap], 1),
@@ -183,14 +226,17 @@ def _first_layer(model: nn.Module) -> nn.Linear | None:
     return None
 
 
-def vote(logits: Iterator[torch.Tensor], image_size: int, number_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(labels (S, S) int64, JS (S, S) float32) on the CPU from the members' logits (M, P, K) of
-    consecutive pixel chunks in row-major order."""
+def vote(
+    logits: Iterator[torch.Tensor], shape: int | tuple[int, int], number_class: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels int64, JS float32) of ``shape`` (S, or (H, W)) on the CPU from the members' logits (M, P, K)
+    of consecutive pixel chunks in row-major order."""
+    shape = (shape, shape) if isinstance(shape, int) else tuple(shape)
     labels, js = [], []
     for chunk_logits in logits:
         labels.append(mode_vote(chunk_logits.argmax(dim=2).cpu(), number_class))
         js.append(js_uncertainty(chunk_logits.softmax(dim=2)).cpu())
-    return torch.cat(labels).reshape(image_size, image_size), torch.cat(js).reshape(image_size, image_size)
+    return torch.cat(labels).reshape(shape), torch.cat(js).reshape(shape)
 
 
 @torch.no_grad()

@@ -3,20 +3,24 @@ elsewhere (``ddpmseg export`` writes one, ``ddpmseg predict``/``suggest`` load o
 
 A bundle holds ``manifest.json`` and the members' weights (``members/member<k>.pt``), and the DDPM
 checkpoint (``ddpm/<name>.pt``) when it was included; otherwise the manifest names the checkpoint by its
-sha256 and says where to get it (registry name, URL or path). The manifest records everything the
+sha256 and says where to get it in terms that hold on any machine (its source, file name, registry
+name and URL), never a path of the exporting machine. The manifest records everything the
 labels depend on, the run's :class:`~ddpmseg.use.settings.SegmenterSettings` (classes, palette,
 preprocessing, the DDPM's flags, the feature settings, the variant's test-time augmentation), each
 file's sha256, and the run's test mIoU.
 
-Loading checks every file's sha256 against the manifest and the DDPM checkpoint's against the one
-recorded; a ``.tar`` bundle is extracted with :mod:`ddpmseg.data.archive`'s safe extraction (no links, no
+Loading checks every file's sha256 against the manifest, the DDPM checkpoint's against the one recorded,
+and each member against the settings (the features it takes, the classes it predicts); the manifest's
+own ``identity`` digest catches accidental edits, not deliberate ones, which the member check limits to
+what cannot change the labels silently; a ``.tar`` bundle is extracted with :mod:`ddpmseg.data.archive`'s safe extraction (no links, no
 absolute or ``..`` paths); members load with ``weights_only=True`` (:func:`ddpmseg.classifier.mlp.load_member`).
 """
 
 from __future__ import annotations
 
-import atexit
+import hashlib
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -28,7 +32,7 @@ from ..data.archive import extract_archive
 from ..base.errors import DdpmsegError
 from ..base.files import atomic_directory, atomic_path, save_json, sha256_file
 from .run import RunInfo
-from .segmenter import Segmenter, make_segmenter
+from .segmenter import Segmenter, check_members_fit, make_segmenter
 from .settings import SegmenterSettings
 
 FORMAT = "ddpmseg-bundle"
@@ -136,14 +140,15 @@ def _manifest(segmenter: Segmenter, run: RunInfo, members: list[str], ddpm_file:
 # --- load --------------------------------------------------------------------------------------------
 
 
-def load_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Segmenter:
+def read_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Segmenter:
     """The :class:`ddpmseg.use.segmenter.Segmenter` of a bundle folder or ``.tar`` after checking every
-    file's sha256; ``ddpm_checkpoint`` (default: the bundle's own copy, else the path it was exported
-    from) must have the sha256 the manifest records."""
+    file's sha256; ``ddpm_checkpoint`` (default: the bundle's own copy; required when it only references
+    its DDPM) must have the sha256 the manifest records. A ``.tar`` is extracted into the cache
+    (:func:`cached_extraction`)."""
     path = Path(path)
     if not path.exists():
         raise DdpmsegError(f"{path}: no such bundle")
-    root = _extracted(path) if path.is_file() else path
+    root = cached_extraction(path) if path.is_file() else path
     manifest = _read_manifest(path, root)
     try:
         return _checked_segmenter(path, root, manifest, ddpm_checkpoint)
@@ -174,17 +179,41 @@ def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_ch
         raise DdpmsegError(f"{path}: {MANIFEST}: {error}") from None
     if segmenter.identity != manifest["identity"]:
         raise DdpmsegError(f"{path}: {MANIFEST} was changed after export (its settings do not give its identity)")
+    check_members_fit(segmenter)
     return segmenter
 
 
-def _extracted(tar: Path) -> Path:
-    """A ``.tar`` bundle safely extracted into a temporary folder removed when the process exits."""
+CACHE_VARIABLE = "DDPMSEG_CACHE"
+CACHED_BUNDLES = 3  # extractions kept: the bundles used last
+
+
+def cache_folder() -> Path:
+    """Where ``.tar`` bundles are extracted: ``$DDPMSEG_CACHE``, else ``$XDG_CACHE_HOME/ddpmseg``, else
+    ``~/.cache/ddpmseg``; its ``bundles/`` folder."""
+    root = os.environ.get(CACHE_VARIABLE) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ddpmseg"
+    return Path(root) / "bundles"
+
+
+def cached_extraction(tar: Path) -> Path:
+    """A ``.tar`` bundle safely extracted (no links, no paths leaving it) into the cache, under a key of the
+    file (its path, size and modification time): a later run with the same file reuses the extraction (its
+    files are checked against the manifest either way); an extraction killed half way is a temporary that
+    the next one removes; only the :data:`CACHED_BUNDLES` bundles used last are kept."""
     if not tarfile.is_tarfile(tar):
         raise DdpmsegError(f"{tar}: not a bundle folder or .tar")
-    tmp = Path(tempfile.mkdtemp(prefix="ddpmseg-bundle-"))
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    extract_archive(tar, tmp / "bundle")
-    return tmp / "bundle"
+    stat = tar.stat()
+    key = hashlib.sha256(f"{tar.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+    cache = cache_folder()
+    folder = cache / key
+    if not folder.is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(folder) as tmp:
+            extract_archive(tar, tmp / "bundle")
+    os.utime(folder)  # last used now
+    for stale in sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                        key=lambda p: p.stat().st_mtime, reverse=True)[CACHED_BUNDLES:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return folder / "bundle"
 
 
 def _read_manifest(path: Path, root: Path) -> dict[str, Any]:
@@ -219,6 +248,18 @@ def _check_file(bundle: Path, root: Path, name: str, expected: str) -> None:
         raise DdpmsegError(f"{bundle}: {name} has sha256 {actual}, the manifest says {expected}: changed or damaged")
 
 
+def _where(source: dict[str, Any]) -> str:
+    """Where a referenced checkpoint can be had, for the message that asks for it."""
+    name = source.get("file_name", "the checkpoint")
+    if source.get("url"):
+        return f"{name}, downloadable from {source['url']}"
+    if source.get("registry_name"):
+        return f"{name}, the registry's {source['registry_name']}"
+    if source.get("source") == "train":
+        return f"{name}, trained by the workflow that exported the bundle"
+    return name
+
+
 def _ddpm_checkpoint(bundle: Path, root: Path, ddpm: dict[str, Any], given: Path | None) -> Path:
     """The DDPM checkpoint to use, after checking its sha256 against the manifest's."""
     if given is not None:
@@ -228,13 +269,10 @@ def _ddpm_checkpoint(bundle: Path, root: Path, ddpm: dict[str, Any], given: Path
     elif ddpm.get("file"):
         return root.joinpath(*PurePosixPath(ddpm["file"]).parts)  # checked with the other files
     else:
-        checkpoint = Path(ddpm["where"].get("path", ""))
-        if not ddpm["where"].get("path") or not checkpoint.is_file():
-            where = ddpm["where"].get("url") or ddpm["where"].get("path") or "its source"
-            raise DdpmsegError(
-                f"{bundle}: DDPM '{ddpm['name']}' (sha256 {ddpm['sha256']}) is not in the bundle; "
-                f"give its checkpoint with --ddpm PATH (from {where})"
-            )
+        raise DdpmsegError(
+            f"{bundle}: DDPM '{ddpm['name']}' (sha256 {ddpm['sha256']}) is not in the bundle; give its checkpoint "
+            f"with --ddpm PATH (Python: load_bundle(..., ddpm=PATH)): {_where(ddpm['where'])}"
+        )
     actual = sha256_file(checkpoint)
     if actual != ddpm["sha256"]:
         raise DdpmsegError(

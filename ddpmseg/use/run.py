@@ -26,7 +26,7 @@ class RunInfo:
     seed: int
     ddpm_name: str
     ddpm_sha256: str | None  # None for an RGB control's run, which uses no DDPM
-    ddpm_source: dict[str, Any] | None  # "source" (registry, file, train) and any of registry_name, url, path, images, init
+    ddpm_source: dict[str, Any] | None  # "source" (registry, file, train), "file_name", any of registry_name, url, init
     test_miou: float | None = None
 
 
@@ -78,17 +78,18 @@ def run_files(config: dict[str, Any], *, dataset: str, variant: str, seed: int, 
 
 
 def ddpm_source(config: dict[str, Any], ddpm: str, checkpoint: Path) -> dict[str, Any]:
-    """Where a DDPM checkpoint can be had: its registry name and URL, or the file it was read from."""
+    """Where a DDPM checkpoint can be had, in terms that hold on another machine: its source, its file's
+    name, and its registry name and URL, or what it was trained from (a DDPM of the config or of the
+    registry by name, or an init file by name); nothing of this machine's file system."""
     entry = config["ddpms"][ddpm]
-    source: dict[str, Any] = {"source": entry["source"], "path": str(checkpoint.resolve())}
+    source: dict[str, Any] = {"source": entry["source"], "file_name": checkpoint.name}
     if entry["source"] == "registry":
         source["registry_name"] = entry.get("registry_name", ddpm)
     if entry.get("url"):
         source["url"] = entry["url"]
-    if entry["source"] == "train":  # trained by the workflow (train_ddpm): on what, from what
-        source["images"] = [str(folder) for folder in entry["images"]]
-        if entry.get("init"):
-            source["init"] = entry["init"]
+    if entry["source"] == "train" and entry.get("init"):  # fine-tuned from
+        init = entry["init"]
+        source["init"] = init if init in config["ddpms"] else Path(init).name
     return source
 
 
@@ -97,6 +98,23 @@ def test_miou(summary: Path) -> float | None:
     if not summary.is_file():
         return None
     return float(read_table(summary)["miou"].iloc[0])
+
+
+def best_seed(config: dict[str, Any], *, dataset: str, variant: str, workdir: str | Path) -> tuple[int, float]:
+    """(seed, test mIoU %) of the scored run of (dataset, variant) with the highest test mIoU (the first
+    seed on a tie)."""
+    check_run(config, dataset=dataset, variant=variant, seed=config["seeds"][0], setting=lambda key: f"--{key}")
+    scored = {}
+    for seed in config["seeds"]:
+        files = run_files(config, dataset=dataset, variant=variant, seed=int(seed), workdir=Path(workdir))
+        miou = test_miou(files.summary)
+        if miou is not None:
+            scored[int(seed)] = miou
+    if not scored:
+        target = paths.score_table("summary").format(dataset=dataset, variant=variant, seed=config["seeds"][0])
+        raise DdpmsegError(f"--seed best: no run of {dataset}/{variant} is scored yet; build them first: snakemake {target}")
+    seed = max(scored, key=lambda s: (scored[s], -config["seeds"].index(s)))
+    return seed, scored[seed]
 
 
 def exported_run(

@@ -8,6 +8,7 @@ the same segmenter (:mod:`ddpmseg.use.labelling` resumes on it).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ import torch
 
 from ..base.errors import DdpmsegError
 from ..base.files import sha256_file
-from ..diffusion.model import load_ddpm, select_device
+from ..classifier.mlp import load_member
+from ..diffusion.model import feature_width, load_ddpm, select_device
 from .settings import SegmenterSettings
 
 IDENTITY_VERSION = 1  # bump when the labelling's outputs change for the same settings
@@ -32,6 +34,8 @@ class Segmenter:
     member_paths: tuple[Path, ...]  # the members' weights files (classifier.mlp.save_member format)
     ddpm_checkpoint: Path | None  # guided-diffusion state_dict (diffusion.model.load_ddpm); None: an RGB control's
     settings: SegmenterSettings
+    member_digests: tuple[str, ...]  # sha256 of each member's file
+    ddpm_digest: str  # sha256 of the checkpoint ("unused" for an RGB control)
     identity: str  # stable digest of what the outputs depend on (resume key)
 
 
@@ -70,7 +74,37 @@ def make_segmenter(
         member_paths=members,
         ddpm_checkpoint=None if ddpm_checkpoint is None else Path(ddpm_checkpoint),
         settings=settings,
+        member_digests=tuple(digests),
+        ddpm_digest=ddpm_digest,
         identity=segmenter_identity(member_digests=digests, ddpm_digest=ddpm_digest, settings=settings),
+    )
+
+
+def check_members_fit(segmenter: Segmenter) -> None:
+    """Each member takes the features the settings give (their count, from the DDPM's block shapes) and
+    predicts the settings' classes: settings edited to another feature layout or other classes are
+    refused, whatever identity they carry."""
+    settings = segmenter.settings
+    width = 3 if settings.feature_source == "rgb" else feature_width(settings.ddpm_flags, settings.steps, settings.blocks)
+    for path in segmenter.member_paths:
+        member = load_member(path)
+        if member[0].in_features != width or member[-1].out_features != settings.number_class:
+            raise DdpmsegError(
+                f"{path}: the member takes {member[0].in_features} features and predicts {member[-1].out_features} "
+                f"classes, the settings give {width} features and {settings.number_class} classes"
+            )
+
+
+def with_non_square(segmenter: Segmenter, policy: str | None) -> Segmenter:
+    """The segmenter under another non-square policy (``None``: its own); labels under it are another
+    segmenter's, so the identity follows."""
+    if policy is None or policy == segmenter.settings.non_square:
+        return segmenter
+    settings = dataclasses.replace(segmenter.settings, non_square=policy)
+    return dataclasses.replace(
+        segmenter, settings=settings,
+        identity=segmenter_identity(member_digests=segmenter.member_digests, ddpm_digest=segmenter.ddpm_digest,
+                                    settings=settings),
     )
 
 

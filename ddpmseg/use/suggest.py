@@ -2,33 +2,35 @@
 
 An image's score is the paper's: the mean of the top 10 % of its per-pixel Jensen-Shannon divergences
 between the members (:func:`ddpmseg.prediction.predict.uncertainty_score`), computed on the plain image (no TTA)
-at the model's resolution. ``ranking.csv`` lists every readable image, most uncertain first;
-``contact_sheet.png`` shows the ``top`` most uncertain ones, each beside its uncertainty map.
+at the image's resolution (:mod:`ddpmseg.use.labelling`). ``ranking.csv`` lists every readable image, most uncertain first;
+``contact_sheet.png`` shows the ``top`` most uncertain ones, each beside its uncertainty map, over the
+uncertainty scale's legend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..data.listing import check_unique_stems
 from ..data.decode import read_image
 from ..base.errors import warn
 from ..base.errors import DdpmsegError
 from ..base.files import load_json, save_png
-from .labelling import ROWS, Prediction, paths_of, predictions, uncertainty_map
-from ..prediction.predict import uncertainty_score
+from .labelling import NON_SQUARE_SETTING, ROWS, Prediction, paths_of, predictions, uncertainty_map
+from ..prediction.visualize import uncertainty_legend
 from .segmenter import Segmenter
 from ..base.files import write_csv
 
-THUMBNAIL_HEIGHT = 128
-CAPTION_HEIGHT = 14
-GAP = 4
+THUMBNAIL_HEIGHT = 256  # px: a readable size on screen; small images are enlarged pixel by pixel
+CAPTION_FONT = 16
+CAPTION_HEIGHT = CAPTION_FONT + 8
+GAP = 6
 
 
 def suggest_images(
@@ -39,6 +41,7 @@ def suggest_images(
     top: int,
     batch_size: int = 4,
     progress: bool = True,
+    non_square_setting: str = NON_SQUARE_SETTING,
 ) -> pd.DataFrame:
     """Rank ``images`` by uncertainty into ``out_dir/ranking.csv`` (rank, image, uncertainty; ties by
     name) and draw the ``top`` most uncertain in ``out_dir/contact_sheet.png``; return the ranking.
@@ -54,9 +57,10 @@ def suggest_images(
     kept: list[tuple[float, str, Prediction]] = []  # the current top ones
     scores: list[tuple[float, str]] = []
     for prediction in predictions(
-        segmenter, images, failed, tta=False, batch_size=batch_size, progress=progress, desc="suggest"
+        segmenter, images, failed, tta=False, batch_size=batch_size, progress=progress, desc="suggest",
+        non_square_setting=non_square_setting,
     ):
-        score = (uncertainty_score(prediction.js), prediction.path.name)
+        score = (prediction.score, prediction.path.name)
         scores.append(score)
         kept = sorted(kept + [(*score, prediction)], key=lambda item: (-item[0], item[1]))[:top]
     for _, reason in failed:
@@ -67,23 +71,23 @@ def suggest_images(
     return write_suggestions(out_dir, scores, shown)
 
 
-def suggest_from_labelling(labelling_dir: Path, images: Sequence[Path], out_dir: Path, *, top: int) -> pd.DataFrame:
-    """:func:`suggest_images`' outputs for ``images`` labelled in ``labelling_dir`` by
-    :func:`ddpmseg.use.labelling.label_images`, read from its rows (the same score, of the plain ensemble
-    with or without TTA) and its uncertainty maps: no second pass of the DDPM and the members."""
-    images, labelling_dir = [Path(p) for p in images], Path(labelling_dir)
+def suggest_from_labelling(labelled: Mapping[Path, Path], out_dir: Path, *, top: int) -> pd.DataFrame:
+    """:func:`suggest_images`' outputs for the ``labelled`` images (image -> the folder where
+    :func:`ddpmseg.use.labelling.label_images` labelled it), read from their rows (the same score, of the
+    plain ensemble with or without TTA) and uncertainty maps: no second pass of the DDPM and the members."""
     if top < 1:
         raise DdpmsegError(f"--top {top} must be at least 1")
-    by_name = {path.name: path for path in images}
-    scores = [(float(load_json(paths_of(labelling_dir, path.stem)[ROWS])["uncertainty"]), path.name) for path in images]
-    if not scores:
-        raise DdpmsegError(f"{labelling_dir}: no labelled image to rank")
+    if not labelled:
+        raise DdpmsegError("no labelled image to rank")
+    by_name = {Path(path).name: (Path(path), Path(folder)) for path, folder in labelled.items()}
+    scores = [(float(load_json(paths_of(folder, path.stem)[ROWS])["uncertainty"]), name)
+              for name, (path, folder) in by_name.items()]
     shown = sorted(scores, key=lambda item: (-item[0], item[1]))[:top]
     entries = []
     for score, name in shown:
-        stem = by_name[name].stem
-        with Image.open(paths_of(labelling_dir, stem)["uncertainty"]) as grey:
-            entries.append(SheetEntry(name, score, read_image(by_name[name]), np.asarray(grey.convert("RGB"))[..., 0]))
+        path, folder = by_name[name]
+        with Image.open(paths_of(folder, path.stem)["uncertainty"]) as picture:
+            entries.append(SheetEntry(name, score, read_image(path), np.asarray(picture.convert("RGB"))))
     return write_suggestions(out_dir, scores, entries)
 
 
@@ -105,36 +109,42 @@ def ranking_table(scores: Sequence[tuple[float, str]]) -> pd.DataFrame:
 
 
 def thumbnail(array: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> Image.Image:
+    """``array`` at ``height`` px high: enlarged by nearest neighbour (pixels stay visible), or shrunk
+    bilinearly."""
     image = Image.fromarray(array)
     width = max(1, round(image.width * height / image.height))
-    return image.resize((width, height), Image.BILINEAR)
+    return image.resize((width, height), Image.NEAREST if height >= image.height else Image.BILINEAR)
 
 
 @dataclass(frozen=True)
 class SheetEntry:
-    """One image of the contact sheet: its name and score, the image as read and its (H, W) uint8
-    grey uncertainty map (:func:`ddpmseg.use.labelling.uncertainty_map`)."""
+    """One image of the contact sheet: its name and score, the image as read and the (H, W, 3) picture
+    of its uncertainty (:func:`ddpmseg.use.labelling.uncertainty_map`)."""
 
     name: str
     score: float
     original: np.ndarray
-    grey: np.ndarray
+    picture: np.ndarray
 
 
 def contact_sheet(entries: Sequence[SheetEntry]) -> np.ndarray:
     """One row per image, most uncertain first: a caption (rank, name, score) over the image and its
-    uncertainty map (grey), on white."""
+    uncertainty picture, then the uncertainty scale's legend, on white."""
+    font = ImageFont.load_default(size=CAPTION_FONT)
     rows = []
     for rank, entry in enumerate(entries, start=1):
-        pair = [thumbnail(entry.original), thumbnail(np.repeat(entry.grey[..., None], 3, axis=2))]
+        pair = [thumbnail(entry.original), thumbnail(entry.picture)]
         row = Image.new("RGB", (pair[0].width + GAP + pair[1].width, CAPTION_HEIGHT + THUMBNAIL_HEIGHT), "white")
         row.paste(pair[0], (0, CAPTION_HEIGHT))
         row.paste(pair[1], (pair[0].width + GAP, CAPTION_HEIGHT))
-        ImageDraw.Draw(row).text((2, 1), f"{rank}. {entry.name}  {entry.score:.4f}", fill="black")
+        ImageDraw.Draw(row).text((2, 2), f"{rank}. {entry.name}  {entry.score:.4f}", fill="black", font=font)
         rows.append(row)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + GAP for r in rows) - GAP), "white")
+    width = max(r.width for r in rows)
+    legend = Image.fromarray(uncertainty_legend(min(width, 480), bar_height=16, font_size=14))
+    sheet = Image.new("RGB", (max(width, legend.width), sum(r.height + GAP for r in rows) + legend.height), "white")
     top = 0
     for row in rows:
         sheet.paste(row, (0, top))
         top += row.height + GAP
+    sheet.paste(legend, (0, top))
     return np.asarray(sheet)

@@ -8,14 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import (
-    REPO,
-    TINY_CONFIG,
-    finished_tiny_run,
-    resolved_tiny_config,
-    tiny_feature_width,
-)
+from conftest import REPO, checkpoint_of, export, finished_tiny_run, new_images, resolved_tiny_config, tiny_feature_width
 from PIL import Image
 
 from ddpmseg.cli import main
@@ -26,54 +19,75 @@ def last_line(text: str) -> str:
     return [line for line in text.splitlines() if line.strip()][-1]
 
 
-@pytest.fixture
-def workflow_dir(tmp_path, tiny_checkpoint):
-    """A workflow working directory with config.yaml (the tiny config) and a finished run tiny/final/seed1
-    whose members fit the tiny UNet's features."""
-    (tmp_path / "work").mkdir()
-    (tmp_path / "work" / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False))
-    config = resolved_tiny_config()
-    width = tiny_feature_width(config, tiny_checkpoint)
-    finished_tiny_run(tmp_path / "work", tiny_checkpoint, config, in_features=width)
-    return tmp_path / "work"
-
-
-def new_images(folder, count: int = 2):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(folder / f"img{index}.png")
-    return folder
-
-
-def export(workdir, out, *extra: str) -> int:
-    return main(["export", "--dataset", "tiny", "--variant", "final", "--seed", "1", "--workdir", str(workdir),
-                 "--out", str(out), *extra])
-
-
 def test_export_then_predict(workflow_dir, tmp_path, capsys) -> None:
     assert export(workflow_dir, tmp_path / "bundle") == 0
     assert "tiny/final/seed1, 2 members, test mIoU 61.25 %" in capsys.readouterr().out
     images = new_images(tmp_path / "new")
     assert main(["predict", str(tmp_path / "bundle"), str(images), "--out", str(tmp_path / "out"), "--no-tta",
-                 "--batch-size", "2"]) == 0
+                 "--batch-size", "2", "--ddpm", str(checkpoint_of(workflow_dir))]) == 0
     assert "2 labelled, 0 already labelled (skipped), 0 failed" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == ["img0.png", "img1.png"]
     assert (tmp_path / "out" / "predictions.csv").is_file()
 
 
 def test_failed_images_are_counted_last_and_exit_non_zero(workflow_dir, tmp_path, capsys) -> None:
-    assert export(workflow_dir, tmp_path / "bundle.tar", "--tar") == 0
+    assert export(workflow_dir, tmp_path / "bundle.tar", "--tar", "--include-ddpm") == 0
     images = new_images(tmp_path / "new")
     (images / "broken.png").write_bytes(b"not a png")
     status = main(["predict", str(tmp_path / "bundle.tar"), str(images), "--out", str(tmp_path / "out"), "--no-tta"])
     captured = capsys.readouterr()
     assert status == 1
-    assert "2 labelled" in captured.out and "broken.png" in captured.err
+    assert "2 labelled" in captured.out
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: {images / 'broken.png'}: unreadable image")
+    assert failed[0].count("broken.png") == 1  # the path once
     assert last_line(captured.err) == "ddpmseg error: 1 of 3 images could not be labelled (listed above)"
     (images / "broken.png").unlink()  # a rerun labels nothing again
     assert main(["predict", str(tmp_path / "bundle.tar"), str(images), "--out", str(tmp_path / "out"), "--no-tta"]) == 0
     assert "0 labelled, 2 already labelled (skipped)" in capsys.readouterr().out
+
+
+def test_a_non_square_image_needs_a_policy_which_the_option_gives(workflow_dir, tmp_path, capsys) -> None:
+    assert export(workflow_dir, tmp_path / "bundle", "--include-ddpm") == 0
+    images = tmp_path / "photos"
+    images.mkdir()
+    Image.fromarray(np.zeros((370, 371, 3), np.uint8)).save(images / "p.png")
+    assert main(["predict", str(tmp_path / "bundle"), str(images), "--out", str(tmp_path / "out"), "--no-tta"]) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed: ")]
+    assert failed == [f"failed: {images / 'p.png'}: image is 371x370, not square; choose --non-square (resize or center_crop)"]
+    assert main(["predict", str(tmp_path / "bundle"), str(images), "--out", str(tmp_path / "out2"), "--no-tta",
+                 "--non-square", "center_crop"]) == 0
+    labels = np.asarray(Image.open(tmp_path / "out2" / "labels" / "p.png"))
+    assert labels.shape == (370, 371) and (labels[:, -1] == 255).all()  # the column a center crop cut off
+
+
+def test_export_of_the_best_seed_says_which(workflow_dir, tmp_path, capsys) -> None:
+    config = resolved_tiny_config()
+    finished_tiny_run(workflow_dir, workflow_dir / "resources/checkpoints/tiny_ddpm.pt", config, seed=0,
+                      in_features=tiny_feature_width(config, workflow_dir / "resources/checkpoints/tiny_ddpm.pt"))
+    (workflow_dir / "results/scores/tiny/final/seed0/summary.csv").write_text("miou,miou_plain,images\n70.5,60,3\n")
+    assert main(["export", "--dataset", "tiny", "--variant", "final", "--seed", "best", "--workdir", str(workflow_dir),
+                 "--out", str(tmp_path / "bundle")]) == 0
+    out = capsys.readouterr().out
+    assert "--seed best: seed 0, the highest test mIoU of tiny/final (70.50 %)" in out and "tiny/final/seed0" in out
+
+
+def test_an_output_that_cannot_be_written_is_one_line(workflow_dir, tmp_path, capsys) -> None:
+    assert export(workflow_dir, tmp_path / "bundle", "--include-ddpm") == 0
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(["predict", str(tmp_path / "bundle"), str(new_images(tmp_path / "new")), "--out",
+                 str(tmp_path / "a-file" / "out"), "--no-tta"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and last_line(err).startswith(f"ddpmseg error: {tmp_path / 'a-file'}")
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    from ddpmseg.cli import parser
+
+    commands = parser()._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest} has no help text"
 
 
 def test_a_missing_run_says_which_target_to_build(workflow_dir, tmp_path, capsys) -> None:
@@ -120,7 +134,7 @@ def test_usage_errors_exit_2(capsys) -> None:
 
 
 def test_suggest_ranks_a_folder(workflow_dir, tmp_path, capsys) -> None:
-    assert export(workflow_dir, tmp_path / "bundle") == 0
+    assert export(workflow_dir, tmp_path / "bundle", "--include-ddpm") == 0
     images = new_images(tmp_path / "new", count=3)
     assert main(["suggest", str(tmp_path / "bundle"), str(images), "--top", "2", "--out", str(tmp_path / "next")]) == 0
     out = capsys.readouterr().out

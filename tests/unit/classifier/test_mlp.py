@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from ddpmseg.classifier.mlp import build_classifier, load_member, save_member
+from ddpmseg.base.errors import DdpmsegError
 
 
 def test_architecture_by_number_of_classes() -> None:
@@ -43,3 +45,23 @@ def test_a_saved_member_loads_in_eval_mode_with_its_architecture_and_weights(tmp
     points = torch.randn(5, 7)
     with torch.no_grad():
         assert torch.equal(loaded(points), model.eval()(points))  # dropout off, running statistics kept
+
+
+class _RunsCode:
+    """An object whose unpickling would call a function: what weights_only refuses."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_member_file_that_holds_pickled_objects_is_one_line_never_loaded(tmp_path, capsys) -> None:
+    path = tmp_path / "member0.pt"
+    torch.save({"state_dict": _RunsCode(), "in_features": 3, "number_class": 2, "dropout": 0.0}, path)
+    with pytest.raises(DdpmsegError) as info:
+        load_member(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a plain weights file") and "\n" not in message
+    assert "weights_only=False" not in message and "this must never run" not in capsys.readouterr().out
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(DdpmsegError, match=r"member0\.pt: not a ddpmseg member's weights file"):
+        load_member(path)

@@ -232,7 +232,7 @@ def test_truncated_zip_is_refused(tmp_path):
     assert_nothing_left(out, out / "d")
 
 
-# -- check_archive: the content check of a downloaded archive, before its digest is trusted (issue 11) --
+# -- check_archive: the content check of a downloaded archive, before its digest is trusted --
 
 
 def files_under(folder: Path) -> list[str]:

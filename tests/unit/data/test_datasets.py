@@ -256,3 +256,24 @@ def test_orphan_masks_in_a_separate_mask_folder_are_named(tmp_path, capsys) -> N
     summary = summarize_split(images, 1, 4, 3, 255, masks=masks)
     assert capsys.readouterr().err == f"ddpmseg warning: {images}: 1 mask in {masks} without an image (e.g. lost.png)\n"
     assert summary["unused"] == f"{images}: 1 mask in {masks} without an image (e.g. lost.png)"
+
+
+def test_images_shown_turned_are_read_as_shown_and_named_in_one_warning(tmp_path, capsys) -> None:
+    """A sideways-stored photo with EXIF orientation 6 and a mask made on the image as shown: aligned."""
+    folder = tmp_path / "real" / "train"
+    folder.mkdir(parents=True)
+    shown = np.zeros((48, 24, 3), np.uint8)
+    shown[:24] = 255  # the top half white, as a viewer shows it
+    image = Image.fromarray(np.rot90(shown, k=1).copy())  # stored turned anticlockwise: 24 x 48
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(folder / "photo.png", exif=exif.tobytes())
+    mask = np.zeros((48, 24), np.int64)
+    mask[:24] = 1
+    np.save(folder / "photo.npy", mask)
+    summary = summarize_split(folder, 1, 16, 2, 255, non_square="resize", training=True)
+    assert summary["original_sizes"] == {"24x48": 1}
+    assert "1 image with an EXIF orientation (e.g. photo.png), read as viewers show them" in capsys.readouterr().err
+    image, resized = load_sample(list_samples(folder, 1)[0], 16, 2, 255, "resize")
+    assert (image[:7] == 255).all() and (image[9:] == 0).all()  # bilinear: one blended row between
+    assert (resized[:8] == 1).all() and (resized[8:] == 0).all()

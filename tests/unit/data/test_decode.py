@@ -190,3 +190,22 @@ def palette_image(mode: str) -> tuple[Image.Image, np.ndarray]:
     if mode == "PA":
         image = image.convert("PA")
     return image, palette[indices]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_exif_orientation_is_applied_as_viewers_apply_it(tmp_path, orientation) -> None:
+    """A phone's upright photo is stored sideways with EXIF orientation 6: read as shown (24 x 48, not 48 x 24),
+    for every orientation as PIL's own exif_transpose turns it."""
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (24, 48, 3), dtype=np.uint8)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    image.save(path, exif=exif.tobytes())
+    with Image.open(path) as reopened:
+        expected = np.asarray(ImageOps.exif_transpose(reopened).convert("RGB"))
+    read = read_image(path)
+    assert read.shape == expected.shape and np.array_equal(read, expected)
+    assert read.shape[:2] == ((48, 24) if orientation >= 5 else (24, 48))

@@ -58,7 +58,7 @@ def test_upsampling_taps_sum_the_interpolated_maps_row_by_row() -> None:
     )
     table = torch.cat([m.reshape(-1, 6) for m in maps])
     rows = torch.tensor([0, 5, 6, 15])
-    indices, weights = upsampling_taps(sizes, rows, 16)
+    indices, weights = upsampling_taps(sizes, rows, 16, 16)
     assert indices.shape == weights.shape == (4 * 16, 12)
     got = F.embedding_bag(indices, table, per_sample_weights=weights, mode="sum").reshape(4, 16, 6)
     torch.testing.assert_close(got, expected[rows], rtol=0, atol=1e-5)

@@ -17,6 +17,7 @@ from ddpmseg.prediction.predict import (
     predict_image,
     predict_image_per_pixel,
     uncertainty_score,
+    vote,
 )
 from ddpmseg.features.upsample import LayerGroups, gather_features
 
@@ -117,7 +118,7 @@ def mixed_layers(seed: int, shapes=MIXED) -> list[torch.Tensor]:
 def test_native_logits_equal_the_exact_per_pixel_logits(dropout: float) -> None:
     layers = mixed_layers(1)
     members = random_members(18, 5, 4, dropout, seed=2)
-    native = torch.cat(list(native_logits(members, layers, 32, chunk=100)), dim=1)  # 3 rows per chunk
+    native = torch.cat(list(native_logits(members, layers, (32, 32), chunk=100)), dim=1)  # 3 rows per chunk
     torch.testing.assert_close(native, reference_logits(members, layers, 32), rtol=1e-4, atol=1e-4)
 
 
@@ -186,3 +187,48 @@ def test_models_without_a_first_linear_layer_take_the_per_pixel_path() -> None:
     labels, js = predict_image(members, layers, 32, 5)
     reference_labels, reference_js = predict_image_per_pixel(members, layers, 32, 5)
     assert torch.equal(labels, reference_labels) and torch.equal(js, reference_js)
+
+
+@pytest.mark.parametrize("shape", [(45, 70), (90, 30), (20, 20)])
+def test_first_layer_outputs_at_another_size_are_those_of_features_interpolated_to_it(shape) -> None:
+    """native_logits on an H x W grid instead of S x S: the logits of the features that F.interpolate gives
+    at H x W, computed independently here (larger, smaller and non-square grids)."""
+    layers = mixed_layers(12)
+    members = random_members(18, 5, 3, 0.0, seed=13)
+    labels, js = vote(native_logits(members, layers, shape), shape, 5)
+    assert labels.shape == js.shape == shape
+    features = torch.cat([
+        torch.nn.functional.interpolate(layer.float().permute(2, 0, 1)[None], size=shape, mode="bilinear",
+                                        align_corners=False)[0]
+        for layer in layers
+    ]).permute(1, 2, 0).reshape(-1, 18)
+    with torch.no_grad():
+        logits = torch.stack([member(features) for member in members])
+    reference = mode_vote(logits.argmax(dim=2), 5).reshape(shape)
+    top = logits.topk(2, dim=2).values
+    ties = ((top[..., 0] - top[..., 1]) < 1e-4).any(dim=0).reshape(shape)
+    assert not ((labels != reference) & ~ties).any()
+    torch.testing.assert_close(js, js_uncertainty(logits.softmax(dim=2)).reshape(shape), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(45, 70), (90, 30), (20, 20), (128, 128)])
+def test_labels_at_the_images_own_size_vote_on_the_members_logits_interpolated_to_it(shape) -> None:
+    """predict_image with out_shape: each member's logits at the model's 32 x 32 pixels (the per-pixel
+    path's), interpolated by F.interpolate to H x W, then each member's label and the mode; JS of the
+    interpolated logits' softmax. Computed independently here; small chunks cut the rows."""
+    layers = mixed_layers(14)
+    members = random_members(18, 5, 3, 0.0, seed=15)
+    labels, js = predict_image(members, layers, 32, 5, out_shape=shape, chunk=100)
+    assert labels.shape == js.shape == shape
+    pixels = torch.arange(32 * 32)
+    with torch.no_grad():
+        grid = torch.stack([member(gather_features([layer[None] for layer in layers], torch.zeros_like(pixels),
+                                                   pixels // 32, pixels % 32, 32)) for member in members])
+    interpolated = torch.nn.functional.interpolate(grid.reshape(3, 32, 32, 5).permute(0, 3, 1, 2), size=shape,
+                                                   mode="bilinear", align_corners=False)  # (M, K, H, W)
+    logits = interpolated.permute(0, 2, 3, 1).reshape(3, -1, 5)
+    reference = mode_vote(logits.argmax(dim=2), 5).reshape(shape)
+    top = logits.topk(2, dim=2).values
+    ties = ((top[..., 0] - top[..., 1]) < 1e-4).any(dim=0).reshape(shape)
+    assert not ((labels != reference) & ~ties).any() and (~ties).float().mean() > 0.99
+    torch.testing.assert_close(js, js_uncertainty(logits.softmax(dim=2)).reshape(shape), rtol=1e-4, atol=1e-5)

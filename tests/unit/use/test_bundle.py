@@ -22,7 +22,7 @@ from conftest import (
 )
 from PIL import Image
 
-from ddpmseg.use.bundle import MANIFEST, export_bundle, load_bundle
+from ddpmseg.use.bundle import MANIFEST, export_bundle, read_bundle
 from ddpmseg.use.run import RunInfo
 from ddpmseg.use.settings import SegmenterSettings
 from ddpmseg.use.run import exported_run, run_segmenter
@@ -69,7 +69,7 @@ def test_exported_run_reads_the_runs_settings_and_score(run, tmp_path) -> None:
     assert segmenter.settings.class_names == ("background", "disc", "square", "triangle", "ring")
     assert segmenter.settings.image_size == 32 and segmenter.settings.number_class == NUMBER_CLASS
     assert info.test_miou == pytest.approx(61.25)
-    assert info.ddpm_source["source"] == "train" and info.ddpm_source["images"] == config["ddpms"]["tiny_ddpm"]["images"]
+    assert info.ddpm_source == {"source": "train", "file_name": "tiny_ddpm.pt"}  # nothing of this machine's paths
     assert info.ddpm_sha256 == sha256_file(segmenter.ddpm_checkpoint)
 
 
@@ -78,9 +78,9 @@ def test_round_trip_gives_the_same_segmenter(run, tmp_path, as_tar) -> None:
     segmenter, info, _ = run
     out = export_bundle(out=tmp_path / ("b.tar" if as_tar else "b"), segmenter=segmenter, run=info, as_tar=as_tar)
     assert out.is_file() == as_tar
-    loaded = load_bundle(out)
+    loaded = read_bundle(out, ddpm_checkpoint=segmenter.ddpm_checkpoint)  # referenced: given again
     assert fields(loaded) == fields(segmenter)
-    assert loaded.ddpm_checkpoint == segmenter.ddpm_checkpoint  # referenced: the path it was exported from
+    assert loaded.ddpm_checkpoint == segmenter.ddpm_checkpoint
     for original, copied in zip(segmenter.member_paths, loaded.member_paths, strict=True):
         assert copied != original
         state, state_copy = load_member(original).state_dict(), load_member(copied).state_dict()
@@ -93,7 +93,9 @@ def test_manifest_records_what_the_labels_depend_on(run, tmp_path) -> None:
     assert manifest["format_version"] == 2 and manifest["ddpmseg_version"]
     assert manifest["run"] == {"dataset": "tiny", "variant": "final", "seed": 1, "test_miou": 61.25}
     assert manifest["ddpm"]["sha256"] == info.ddpm_sha256 and manifest["ddpm"]["file"] is None
-    assert manifest["ddpm"]["where"]["path"] == str(segmenter.ddpm_checkpoint.resolve())
+    assert manifest["ddpm"]["where"] == {"source": "train", "file_name": "tiny_ddpm.pt"}
+    written = json.dumps(manifest)
+    assert str(tmp_path) not in written and str(segmenter.ddpm_checkpoint.parent) not in written  # portable
     settings = manifest["settings"]
     assert settings == segmenter.settings.plain()
     assert settings["ddpm_flags"]["num_channels"] == TINY_FLAGS["num_channels"]
@@ -109,7 +111,7 @@ def test_included_ddpm_is_used_without_the_original(run, tmp_path) -> None:
     segmenter, info, _ = run
     out = export_bundle(out=tmp_path / "b.tar", segmenter=segmenter, run=info, include_ddpm=True, as_tar=True)
     segmenter.ddpm_checkpoint.unlink()
-    loaded = load_bundle(out)
+    loaded = read_bundle(out)
     assert loaded.ddpm_checkpoint.name == "tiny_ddpm.pt" and loaded.ddpm_checkpoint.is_file()
     assert sha256_file(loaded.ddpm_checkpoint) == info.ddpm_sha256
     assert loaded.identity == segmenter.identity
@@ -123,7 +125,7 @@ def test_a_tampered_member_is_named(run, tmp_path) -> None:
     data[len(data) // 2] ^= 0xFF
     member.write_bytes(bytes(data))
     with pytest.raises(DdpmsegError, match=r"members/member1\.pt has sha256 [0-9a-f]{64}, the manifest says") as error:
-        load_bundle(out)
+        read_bundle(out)
     assert "\n" not in str(error.value)
 
 
@@ -134,7 +136,7 @@ def test_a_ddpm_with_another_digest_is_refused_naming_both(run, tmp_path, tiny_c
     state = torch.load(tiny_checkpoint, weights_only=True)
     torch.save({k: v + 1 for k, v in state.items()}, other)
     with pytest.raises(DdpmsegError) as error:
-        load_bundle(out, ddpm_checkpoint=other)
+        read_bundle(out, ddpm_checkpoint=other)
     message = str(error.value)
     assert "\n" not in message
     assert sha256_file(other) in message and info.ddpm_sha256 in message
@@ -145,19 +147,41 @@ def test_a_referenced_ddpm_that_is_gone_asks_for_ddpm(run, tmp_path) -> None:
     out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info)
     kept = tmp_path / "kept.pt"
     segmenter.ddpm_checkpoint.rename(kept)
-    with pytest.raises(DdpmsegError, match=rf"DDPM 'tiny_ddpm' \(sha256 {info.ddpm_sha256}\) is not in the bundle; give"):
-        load_bundle(out)
-    assert load_bundle(out, ddpm_checkpoint=kept).ddpm_checkpoint == kept
+    with pytest.raises(DdpmsegError, match=rf"DDPM 'tiny_ddpm' \(sha256 {info.ddpm_sha256}\) is not in the bundle; give "
+                       r"its checkpoint with --ddpm PATH \(Python: load_bundle\(\.\.\., ddpm=PATH\)\): tiny_ddpm\.pt, "
+                       r"trained by the workflow that exported the bundle"):
+        read_bundle(out)
+    assert read_bundle(out, ddpm_checkpoint=kept).ddpm_checkpoint == kept
 
 
 def test_an_edited_manifest_is_refused(run, tmp_path) -> None:
     segmenter, info, _ = run
-    out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info)
+    out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info, include_ddpm=True)
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["settings"]["class_names"][1] = "horse"
     (out / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(DdpmsegError, match="was changed after export"):
-        load_bundle(out)
+        read_bundle(out)
+
+
+def test_an_edit_with_a_recomputed_identity_cannot_change_the_features_or_classes(run, tmp_path) -> None:
+    """The identity detects accidents, not tampering (it is not keyed): the members themselves refuse settings
+    of another feature layout or other classes."""
+    from ddpmseg.use.segmenter import segmenter_identity
+
+    segmenter, info, _ = run
+    out = export_bundle(out=tmp_path / "b", segmenter=segmenter, run=info, include_ddpm=True)
+    original = json.loads((out / MANIFEST).read_text())
+    for change, pattern in (({"blocks": [0, 1, 2, 3]}, r"takes 256 features and predicts 5 classes, the settings give 384"),
+                            ({"number_class": 4, "class_names": ["a", "b", "c", "d"]}, "predicts 5 classes")):
+        manifest = json.loads(json.dumps(original))
+        manifest["settings"].update(change)
+        edited = SegmenterSettings.from_plain(manifest["settings"])
+        manifest["identity"] = segmenter_identity(member_digests=segmenter.member_digests,
+                                                  ddpm_digest=segmenter.ddpm_digest, settings=edited)
+        (out / MANIFEST).write_text(json.dumps(manifest))
+        with pytest.raises(DdpmsegError, match=pattern):
+            read_bundle(out)
 
 
 def test_a_manifest_path_outside_the_bundle_is_refused(run, tmp_path) -> None:
@@ -167,7 +191,7 @@ def test_a_manifest_path_outside_the_bundle_is_refused(run, tmp_path) -> None:
     manifest["files"]["../outside.pt"] = "0" * 64
     (out / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(DdpmsegError, match=r"names '\.\./outside\.pt', a path outside the bundle; refused"):
-        load_bundle(out)
+        read_bundle(out)
 
 
 def test_a_ddpm_file_without_a_digest_is_refused(run, tmp_path) -> None:
@@ -177,7 +201,7 @@ def test_a_ddpm_file_without_a_digest_is_refused(run, tmp_path) -> None:
     manifest["ddpm"]["file"] = "../../elsewhere.pt"
     (out / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(DdpmsegError, match=r"\.\./\.\./elsewhere\.pt has no sha256 in manifest\.json"):
-        load_bundle(out)
+        read_bundle(out)
 
 
 def test_a_member_linked_out_of_a_bundle_folder_is_refused(run, tmp_path) -> None:
@@ -188,7 +212,7 @@ def test_a_member_linked_out_of_a_bundle_folder_is_refused(run, tmp_path) -> Non
     member.rename(outside)
     member.symlink_to(outside)  # same bytes, same digest: only the link gives it away
     with pytest.raises(DdpmsegError, match="member0.pt is a symbolic link or leads outside the bundle; refused"):
-        load_bundle(out)
+        read_bundle(out)
 
 
 def tar_with(path: Path, bundle: Path, extra: tarfile.TarInfo, data: bytes = b"") -> Path:
@@ -207,7 +231,7 @@ def test_a_tar_bundle_with_a_link_is_refused(run, tmp_path) -> None:
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     bad = tar_with(tmp_path / "link.tar", folder, link)
     with pytest.raises(DdpmsegError, match=r"member 'members/extra\.pt' is a symbolic link to '/etc/passwd'; refused"):
-        load_bundle(bad)
+        read_bundle(bad)
 
 
 def test_a_tar_bundle_with_an_escaping_path_is_refused(run, tmp_path) -> None:
@@ -217,7 +241,7 @@ def test_a_tar_bundle_with_an_escaping_path_is_refused(run, tmp_path) -> None:
     escaping.size = 4
     bad = tar_with(tmp_path / "escape.tar", folder, escaping, b"data")
     with pytest.raises(DdpmsegError, match=r"member '\.\./escaped\.pt' has a '\.\.' component; refused"):
-        load_bundle(bad)
+        read_bundle(bad)
     assert not (tmp_path / "escaped.pt").exists()
 
 
@@ -269,7 +293,7 @@ def test_a_loaded_bundle_labels_as_the_run_does(run, tmp_path, tiny_checkpoint) 
     label_images(segmenter, images, tmp_path / "by_run", batch_size=2, progress=False)
     bundle = export_bundle(out=tmp_path / "b.tar", segmenter=segmenter, run=info, include_ddpm=True, as_tar=True)
     segmenter.ddpm_checkpoint.unlink()
-    loaded = load_bundle(bundle)
+    loaded = read_bundle(bundle)
     label_images(loaded, images, tmp_path / "by_bundle", batch_size=2, progress=False)
     for folder in ("labels", "uncertainty", "overlay"):
         for image in images:
@@ -309,7 +333,7 @@ def test_an_rgb_control_run_exports_and_labels_without_any_ddpm(tmp_path, tiny_c
     bundle = export_bundle(out=tmp_path / "b.tar", segmenter=segmenter, run=info, as_tar=True)
     manifest = read_manifest(bundle)
     assert manifest["ddpm"]["file"] is None and manifest["ddpm"]["sha256"] is None
-    loaded = load_bundle(bundle)
+    loaded = read_bundle(bundle)
     assert loaded.identity == segmenter.identity and loaded.ddpm_checkpoint is None
     image = tmp_path / "new.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(image)

@@ -23,6 +23,7 @@ from ddpmseg.use.suggest import (
     thumbnail,
 )
 from ddpmseg.base.files import read_table
+from ddpmseg.prediction.visualize import uncertainty_colour_table, uncertainty_legend
 from ddpmseg.features.upsample import LayerGroups
 
 SIZE = TINY_FLAGS["image_size"]
@@ -101,7 +102,8 @@ def test_trained_image_ranks_below_corrupted_ones(tmp_path, trained, capsys) -> 
     assert list(written["rank"]) == [1, 2, 3] and list(written["image"]) == list(ranking["image"])
     assert written["uncertainty"].is_monotonic_decreasing
     with Image.open(tmp_path / "out" / "contact_sheet.png") as sheet:
-        assert sheet.height == 2 * (CAPTION_HEIGHT + THUMBNAIL_HEIGHT) + GAP
+        legend = uncertainty_legend(min(sheet.width, 480), bar_height=16, font_size=14)
+        assert sheet.height == 2 * (CAPTION_HEIGHT + THUMBNAIL_HEIGHT + GAP) + legend.shape[0]
         sheet_pixels = np.asarray(sheet.convert("RGB"))
     # each row shows its image (then its map): the most uncertain first, the scene not at all
     for row, name in enumerate(ranking["image"].iloc[:2]):
@@ -109,7 +111,9 @@ def test_trained_image_ranks_below_corrupted_ones(tmp_path, trained, capsys) -> 
         shown = np.asarray(thumbnail(np.asarray(Image.open(tmp_path / name).convert("RGB"))))
         np.testing.assert_array_equal(sheet_pixels[top : top + THUMBNAIL_HEIGHT, : shown.shape[1]], shown)
         beside = sheet_pixels[top : top + THUMBNAIL_HEIGHT, shown.shape[1] + GAP :]
-        assert beside.std() > 0 and (beside[..., 0] == beside[..., 2]).all()  # a grey map, not blank
+        # its uncertainty on the colour scale, not blank
+        colours = {tuple(colour) for colour in uncertainty_colour_table()}
+        assert beside.std() > 0 and {tuple(p) for p in beside[:, : shown.shape[1]].reshape(-1, 3)} <= colours
 
 
 def test_suggest_needs_a_readable_image_and_a_positive_top(tmp_path, trained) -> None:
