@@ -153,10 +153,35 @@ def read_image(path: str | Path) -> np.ndarray:
     :func:`float_grey_to_8_bit`. An image of more than ``DDPMSEG_MAX_IMAGE_PIXELS`` pixels (default
     178,956,970, PIL's own limit) is refused before it is decoded.
     """
+    with opened_image(path) as image:
+        return image_to_rgb(image, path)
+
+
+def values_decide(image: Image.Image) -> bool:
+    """32-bit integer or floating-point greyscale: its values, not its header, decide whether
+    :func:`image_to_rgb` can read it."""
+    return image.mode == "F" or (image.mode == "I" and tile_rawmode(image) not in UNSIGNED_16_BIT_RAWMODES)
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, checked as :func:`read_image` checks it, without decoding its
+    pixels where the header decides: the file opens as an image and its pixel count is within the limit.
+    32-bit integer and floating-point files, whose values decide, are read once. A file whose compressed
+    pixel data is damaged (cut short) passes: only decoding it finds that."""
+    with opened_image(path) as image:
+        if values_decide(image):
+            image_to_rgb(image, path)
+        return image.size
+
+
+@contextmanager
+def opened_image(path: str | Path) -> Iterator[Image.Image]:
+    """An image file opened, not decoded, with its pixel count checked; anything PIL cannot read in it,
+    then or while it is used, is one error naming the file."""
     try:
         with pil_size_check_off(), Image.open(path) as image:
             check_pixel_count(image, path)
-            return image_to_rgb(image, path)
+            yield image
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DdpmsegError(f"{path}: unreadable image ({error})") from None
 

@@ -36,11 +36,14 @@ def train_ddpm(
     training: dict[str, Any],
     non_square: str | None,
     gpus: int,
+    threads: int,
 ) -> None:
     """Train the DDPM on the images of the ``images`` folders (from ``init``'s weights when given): the
     EMA weights to ``checkpoint``, the log to ``log_json``, a grid of samples to ``samples``. ``gpus`` > 1
-    runs one process per GPU under ``torchrun``, else one process trains here."""
+    runs one process per GPU under ``torchrun``, else one process trains here; the job's ``threads`` are
+    shared by the processes and their image readers (:func:`loader_workers`)."""
     init_path = _init_path(init)
+    processes = max(gpus, 1)
     arguments = {
         "images": training_image_files(images),
         "flags": model_flags(flags),
@@ -51,11 +54,18 @@ def train_ddpm(
         "samples": Path(samples),
         "non_square": non_square,
         "init": init_path,
+        "loader_workers": loader_workers(threads, processes),
     }
     if gpus > 1:
         train_distributed(arguments, nproc=gpus)
     else:
         train_ddpm_here(**arguments)
+
+
+def loader_workers(threads: int, processes: int) -> int:
+    """DataLoader workers that read each training process's images: its share of the job's threads, less
+    the one it trains with (the rule's 2 threads per GPU: 1 worker each)."""
+    return max(0, threads // processes - 1)
 
 
 def _init_path(init: str | list[str]) -> Path | None:

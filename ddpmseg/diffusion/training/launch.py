@@ -43,7 +43,8 @@ def read_arguments(args_json: Path) -> dict[str, Any]:
         arguments = json.loads(Path(args_json).read_text())
     except (OSError, ValueError) as error:
         raise DdpmsegError(f"{args_json}: unreadable DDPM training arguments ({error})") from None
-    names = {"images", "flags", "settings", "state", "checkpoint", "log_json", "samples", "non_square", "init", "progress"}
+    names = {"images", "flags", "settings", "state", "checkpoint", "log_json", "samples", "non_square", "init", "progress",
+             "loader_workers"}
     unknown = sorted(set(arguments) - names)
     if unknown:
         raise DdpmsegError(f"{args_json}: unknown argument '{unknown[0]}' (train_ddpm takes {', '.join(sorted(names))})")

@@ -34,6 +34,7 @@ def stage_arguments(tmp_path: Path, **overrides) -> dict:
         "init": [], "checkpoint": str(tmp_path / "ddpm.pt"), "log_json": str(tmp_path / "out/training.json"),
         "samples": str(tmp_path / "out/samples.png"), "state": str(tmp_path / "out/state.pt"),
         "images": [str(folder)], "flags": TINY_FLAGS, "training": dict(TRAINING), "non_square": "resize", "gpus": 0,
+        "threads": 2,
     }
     return {**arguments, **overrides}
 
@@ -64,10 +65,11 @@ def test_one_gpu_or_none_trains_in_this_process(tmp_path, calls, gpus) -> None:
     assert kwargs["init"] == tmp_path / "init.pt"
     assert kwargs["flags"] == model_flags(TINY_FLAGS) and kwargs["non_square"] == "resize"
     assert kwargs["state"] == tmp_path / "out/state.pt" and kwargs["samples"] == tmp_path / "out/samples.png"
+    assert kwargs["loader_workers"] == 1  # the job's 2 threads: one trains, one reads images
 
 
 def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -> None:
-    stage.train_ddpm(**stage_arguments(tmp_path, gpus=4))
+    stage.train_ddpm(**stage_arguments(tmp_path, gpus=4, threads=16))
     assert calls["train"] == []
     [run] = calls["run"]
     args_json = tmp_path / "out/torchrun-args.json"
@@ -76,12 +78,17 @@ def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -
         "images": [str(tmp_path / "images/a.png"), str(tmp_path / "images/b.png")], "flags": model_flags(TINY_FLAGS), "settings": TRAINING,
         "state": str(tmp_path / "out/state.pt"), "checkpoint": str(tmp_path / "ddpm.pt"),
         "log_json": str(tmp_path / "out/training.json"), "samples": str(tmp_path / "out/samples.png"),
-        "non_square": "resize", "init": None,
+        "non_square": "resize", "init": None, "loader_workers": 3,
     }
     assert asdict(DdpmTrainingSettings(**run["arguments"]["settings"])) == TRAINING
     assert run["stdout"] is None or run["stdout"].fileno() >= 0  # the job's log, or this process's output
     package_root = str(Path(stage.__file__).resolve().parents[2])  # this checkout, not another installed copy
     assert run["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
+
+
+def test_each_process_reads_its_images_with_its_share_of_the_threads_but_one() -> None:
+    assert [stage.loader_workers(threads, 1) for threads in (1, 2, 5)] == [0, 1, 4]
+    assert [stage.loader_workers(threads, 4) for threads in (4, 8, 9)] == [0, 1, 1]
 
 
 def test_a_folder_without_images_is_one_error_line(tmp_path, calls) -> None:

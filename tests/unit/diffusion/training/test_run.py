@@ -89,13 +89,14 @@ def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images):
 
 
 def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, images):
+    """The killed run reads its images with two DataLoader workers, the uninterrupted one in its own process."""
     settings = replace(SETTINGS, iterations=4, save_every=2, schedule_sampler="loss-second-moment")
     env = subprocess_env()
 
-    def arguments(folder: Path) -> Path:
+    def arguments(folder: Path, loader_workers: int) -> Path:
         args_json = folder / "args.json"
         write_arguments(args_json, images=images, flags=FLAGS, settings=settings, non_square=None, progress=False,
-                        **outputs(folder))
+                        loader_workers=loader_workers, **outputs(folder))
         return args_json
 
     killer = tmp_path / "kill_after_first_save.py"
@@ -109,12 +110,13 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
         "training.save_state = save_then_die\n"
         "sys.exit(launch.main(sys.argv[1:]))\n"
     )
-    killed = arguments(tmp_path / "killed")
+    killed = arguments(tmp_path / "killed", loader_workers=2)
     result = subprocess.run([sys.executable, str(killer), str(killed)], env=env, capture_output=True, text=True)
     assert result.returncode == -9, result.stderr
     assert read_state(tmp_path / "killed" / "state.pt")["step"] == 2
     assert not (tmp_path / "killed" / "ema.pt").exists()
-    for command in (launch_command(nproc=1, args_json=killed), launch_command(nproc=1, args_json=arguments(tmp_path / "whole"))):
+    whole_args = arguments(tmp_path / "whole", loader_workers=0)
+    for command in (launch_command(nproc=1, args_json=killed), launch_command(nproc=1, args_json=whole_args)):
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
