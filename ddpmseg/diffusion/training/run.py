@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -135,8 +136,10 @@ def train_ddpm(
                 save(settings.iterations)
             trainer.model.load_state_dict(ema_state_dict(trainer.model, trainer.ema))
             save_torch(checkpoint, trainer.model.state_dict())
+            print(f"drawing {settings.sample_count} samples with the EMA weights over {settings.sample_steps} "
+                  f"diffusion steps for {samples}", file=sys.stderr, flush=True)
             grid = draw_samples(trainer.model, flags, count=settings.sample_count, steps=settings.sample_steps,
-                                seed=settings.seed)
+                                seed=settings.seed, progress=progress)
             save_png(samples, sample_grid(grid))
             write_log(settings.iterations)
         if ddp.active:

@@ -75,8 +75,10 @@ def test_the_gradient_is_the_batch_mean_whatever_the_microbatch(tmp_path, images
         torch.testing.assert_close(a["exp_avg"], b["exp_avg"], atol=1e-7, rtol=1e-4)
 
 
-def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images):
+def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images, capsys):
     paths = train(tmp_path / "run", images, replace(SETTINGS, iterations=3, save_every=2, sample_count=3))
+    said = capsys.readouterr().err  # before the samples, which take minutes at full size, a line says so
+    assert f"drawing 3 samples with the EMA weights over 2 diffusion steps for {paths['samples']}" in said
     model, _ = load_ddpm(paths["checkpoint"], FLAGS, "cpu")
     assert model is not None
     log = json.loads(paths["log_json"].read_text())
