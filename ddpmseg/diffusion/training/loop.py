@@ -162,7 +162,7 @@ def ddpm_training_speed(
     settings = DdpmTrainingSettings(
         iterations=iterations, batch_size=batch_size, microbatch=microbatch, lr=1e-4, weight_decay=0.0,
         ema_rate=0.9999, save_every=max(iterations, 1), log_every=max(iterations, 1), fp16=fp16,
-        schedule_sampler="uniform", seed=0, sample_count=1, sample_steps=1,
+        schedule_sampler="uniform", seed=0, sample_count=1, sample_steps=2,
     )
     size = flags["image_size"]
     pixels = np.random.default_rng(0).integers(0, 256, (max(batch_size, 8), size, size, 3), dtype=np.uint8)
