@@ -26,11 +26,13 @@ from .ema import ema_state_dict
 from .images import StepBatches, TrainingImages, check_training_images, image_batches
 from .loop import Trainer, build_trainer, train_iteration
 from .samples import draw_samples, sample_grid
-from .settings import DdpmTrainingSettings
+from .settings import DdpmTrainingSettings, whole_number
 from .state import TrainingLog, resume, save_state, state_identity
 
 
-def check_run(flags: dict[str, Any], settings: DdpmTrainingSettings, ddp: Distributed) -> None:
+def check_run(flags: dict[str, Any], settings: DdpmTrainingSettings, ddp: Distributed, loader_workers: int) -> None:
+    if not whole_number(loader_workers) or loader_workers < 0:
+        raise DdpmsegError(f"DDPM training: loader_workers must be a whole number >= 0, not {loader_workers!r}")
     if settings.sample_steps > flags["diffusion_steps"]:
         raise DdpmsegError(
             f"DDPM training setting sample_steps={settings.sample_steps} is more than the model's "
@@ -99,7 +101,7 @@ def train_ddpm(
     init = Path(init) if init is not None else None
     flags = model_flags(flags)
     ddp = distributed_from_environment()
-    check_run(flags, settings, ddp)
+    check_run(flags, settings, ddp, loader_workers)
     check_non_square_policy(non_square)
     init_state = read_init(init, flags) if init is not None else None
     check_training_images(images, non_square)

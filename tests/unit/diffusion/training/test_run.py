@@ -254,6 +254,9 @@ def test_a_state_saved_under_other_inputs_starts_afresh_and_says_what_changed(tm
 def test_sample_steps_beyond_the_diffusion_steps_fail_before_training(tmp_path, images):
     with pytest.raises(DdpmsegError, match="sample_steps=500 is more than the model's diffusion_steps=100"):
         train(tmp_path / "run", images, replace(SETTINGS, sample_steps=500))
+    with pytest.raises(DdpmsegError, match="loader_workers must be a whole number >= 0, not -1"):
+        train(tmp_path / "run", images, loader_workers=-1)
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_init_checkpoint_of_other_flags_is_one_error_before_training(tmp_path, images):
