@@ -68,26 +68,35 @@ def idle_rss_worker(_payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class StepClock:
-    """Wraps a batch iterator and timestamps every request for the next batch.
+    """Wraps a batch iterator and timestamps every request for the next batch and its arrival.
 
     Request k + 1 happens when step k is done, so steps 1 .. n-1 take ``requests[n] - requests[1]``
     seconds; the time from the last request to the iterator's end is what the sampler does after the
-    last step (e.g. waiting for a prefetch to finish).
+    last step (e.g. waiting for a prefetch to finish). Closing the wrapper closes the iterator.
     """
 
     def __init__(self) -> None:
         self.requests: list[float] = []
+        self.arrivals: list[float] = []
         self.exhausted: float | None = None
 
     def wrap(self, batches: Iterator[Any]) -> Iterator[Any]:
-        while True:
-            self.requests.append(time.perf_counter())
-            try:
-                item = next(batches)
-            except StopIteration:
-                self.exhausted = time.perf_counter()
-                return
-            yield item
+        try:
+            while True:
+                self.requests.append(time.perf_counter())
+                try:
+                    item = next(batches)
+                except StopIteration:
+                    self.exhausted = time.perf_counter()
+                    return
+                self.arrivals.append(time.perf_counter())
+                yield item
+        finally:
+            getattr(batches, "close", lambda: None)()
+
+    def waits(self, first: int = 1) -> list[float]:
+        """Seconds each request from step ``first`` on waited for its batch."""
+        return [arrival - request for request, arrival in zip(self.requests[first:], self.arrivals[first:])]
 
     def steps_per_s(self, first: int = 1) -> float:
         """Steps per second of steps ``first`` .. n-1 (default: all but the first)."""

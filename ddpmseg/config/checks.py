@@ -13,7 +13,16 @@ from ..data.datasets import split_folder
 from ..data.listing import IMAGE_SUFFIXES, check_unique_stems, files_with_suffixes
 from ..diffusion.flags import check_feature_settings, model_flags, model_order
 from ..diffusion.training.settings import DdpmTrainingSettings
-from .ddpms import _SOURCE_KEYS, TRAINED, ddpm_init, ddpm_training_settings, generated_dataset_of
+from .ddpms import (
+    _SOURCE_KEYS,
+    TRAINED,
+    ddpm_init,
+    ddpm_training_gpus,
+    ddpm_training_nodes,
+    ddpm_training_processes,
+    ddpm_training_settings,
+    generated_dataset_of,
+)
 from .imagesets import SPLIT_COUNTS
 from .variants import tta_views, variant_settings
 
@@ -34,6 +43,7 @@ def check_config(config: dict[str, Any]) -> None:
         check_ddpm_source_keys(name, ddpm)
         if ddpm["source"] == TRAINED:
             check_ddpm_training(name, ddpm)
+            check_ddpm_processes(config, name)
         try:
             flags = model_flags(ddpm["flags"])
         except DdpmsegError as error:
@@ -88,6 +98,20 @@ def check_ddpm_training(name: str, ddpm: dict[str, Any]) -> None:
         DdpmTrainingSettings.of(ddpm_training_settings(ddpm))
     except DdpmsegError as error:
         raise DdpmsegError(f"ddpms.{name}.training: {error}") from None
+
+
+def check_ddpm_processes(config: dict[str, Any], name: str) -> None:
+    """Several nodes have GPUs on each (a SLURM job of several nodes asks for them per node), and the
+    global batch splits evenly over the training's processes."""
+    nodes, gpus = ddpm_training_nodes(config, name), ddpm_training_gpus(config, name)
+    if nodes > 1 and gpus == 0:
+        raise DdpmsegError(f"ddpms.{name}.training.nodes: {nodes} nodes need GPUs on each (training.gpus or gpu_per_job, now 0)")
+    batch_size, processes = config["ddpms"][name]["training"]["batch_size"], ddpm_training_processes(config, name)
+    if batch_size % processes:
+        raise DdpmsegError(
+            f"ddpms.{name}.training.batch_size: {batch_size} is not a multiple of the {processes} training processes "
+            f"(nodes {nodes} x gpus {gpus})"
+        )
 
 
 def check_paths(config: dict[str, Any]) -> None:

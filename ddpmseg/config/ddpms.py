@@ -19,14 +19,24 @@ _SOURCE_KEYS = {"checkpoint": "file", "url": "registry", "registry_name": "regis
 
 
 def ddpm_training_settings(ddpm: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a trained DDPM's training, in a fixed order (``gpus`` and ``non_square`` are not
-    among them: the first does not change the result, the second is the images' policy)."""
+    """The settings of a trained DDPM's training, in a fixed order (``gpus``, ``nodes`` and ``non_square``
+    are not among them: the first two do not change the result, the last is the images' policy)."""
     return {field.name: ddpm["training"][field.name] for field in fields(DdpmTrainingSettings)}
 
 
 def ddpm_training_gpus(config: dict[str, Any], name: str) -> int:
-    """GPUs of a trained DDPM's training job: ``training.gpus``, default ``gpu_per_job``."""
+    """GPUs on each node of a trained DDPM's training job: ``training.gpus``, default ``gpu_per_job``."""
     return int(config["ddpms"][name]["training"].get("gpus", config["gpu_per_job"]))
+
+
+def ddpm_training_nodes(config: dict[str, Any], name: str) -> int:
+    """Nodes of a trained DDPM's training job: ``training.nodes``."""
+    return int(config["ddpms"][name]["training"]["nodes"])
+
+
+def ddpm_training_processes(config: dict[str, Any], name: str) -> int:
+    """Training processes of a trained DDPM: one per GPU, or one per node without GPUs, on every node."""
+    return ddpm_training_nodes(config, name) * max(ddpm_training_gpus(config, name), 1)
 
 
 def generated_dataset_of(config: dict[str, Any], folder: str | Path) -> str | None:

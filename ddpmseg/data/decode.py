@@ -155,10 +155,36 @@ def read_image(path: str | Path) -> np.ndarray:
     taken upright is stored sideways with orientation 6) is applied: the array is the image as viewers
     show it (:func:`oriented`).
     """
+    with opened_image(path) as image:
+        return oriented(image_to_rgb(image, path), exif_orientation(image))
+
+
+def values_decide(image: Image.Image) -> bool:
+    """32-bit integer or floating-point greyscale: its values, not its header, decide whether
+    :func:`image_to_rgb` can read it."""
+    return image.mode == "F" or (image.mode == "I" and tile_rawmode(image) not in UNSIGNED_16_BIT_RAWMODES)
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file as stored, checked as :func:`read_image` checks it, without
+    decoding its pixels where the header decides: the file opens as an image and its pixel count is within
+    the limit. 32-bit integer and floating-point files, whose values decide, are read once. A file whose
+    compressed pixel data is damaged (cut short) passes: only decoding it finds that. The EXIF orientation
+    is not applied (a PNG's may follow its pixels): a turned image is as square as a stored one."""
+    with opened_image(path) as image:
+        if values_decide(image):
+            image_to_rgb(image, path)
+        return image.size
+
+
+@contextmanager
+def opened_image(path: str | Path) -> Iterator[Image.Image]:
+    """An image file opened, not decoded, with its pixel count checked; anything PIL cannot read in it,
+    then or while it is used, is one error naming the file."""
     try:
         with pil_size_check_off(), Image.open(path) as image:
             check_pixel_count(image, path)
-            return oriented(image_to_rgb(image, path), exif_orientation(image))
+            yield image
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DdpmsegError(f"{path}: unreadable image ({without_path(error, path)})") from None
 

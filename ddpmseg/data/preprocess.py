@@ -34,16 +34,21 @@ def crop_box(height: int, width: int, policy: str | None) -> tuple[int, int, int
     return 0, 0, height, width
 
 
-def make_square(array: np.ndarray, policy: str | None, path: str | Path, *, choose: str) -> np.ndarray:
-    """The part of an (H, W, ...) image or mask that the model sees, at its own resolution: all of it when
-    square or under ``resize`` (stretched by the resize that follows), its central square under
-    ``center_crop``. Without a policy a non-square image is an error, rather than silently stretched,
-    whose message says what to ``choose``."""
-    height, width = array.shape[:2]
+def check_square(height: int, width: int, policy: str | None, path: str | Path, *, choose: str) -> None:
+    """A non-square image needs a policy: without one it is an error whose message says what to ``choose``."""
     if height != width and policy not in NON_SQUARE_POLICIES:
         raise DdpmsegError(
             f"{path}: image is {width}x{height}, not square; choose {choose} ({' or '.join(NON_SQUARE_POLICIES)})"
         )
+
+
+def make_square(array: np.ndarray, policy: str | None, path: str | Path, *, choose: str) -> np.ndarray:
+    """The part of an (H, W, ...) image or mask that the model sees, at its own resolution: all of it when
+    square or under ``resize`` (stretched by the resize that follows), its central square under
+    ``center_crop``. Without a policy a non-square image is an error (:func:`check_square`), rather than
+    silently stretched."""
+    height, width = array.shape[:2]
+    check_square(height, width, policy, path, choose=choose)
     top, left, box_height, box_width = crop_box(height, width, policy)
     if (box_height, box_width) == (height, width):
         return array

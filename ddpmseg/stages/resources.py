@@ -40,3 +40,12 @@ def local_gpu_limit(*, visible_gpus: int, limit_given: bool, cluster: bool) -> i
     if limit_given or cluster or visible_gpus == 0:
         return None
     return visible_gpus
+
+
+def gpus_per_node(gpu: int, gres: str | None) -> int:
+    """GPUs on each node of a job: those of its ``gres`` GPU request where it has one (``gpu:4``,
+    ``gpu:a100:4``; SLURM counts gres per node, ``gpu`` alone is one), else its ``gpu`` resource."""
+    fields = (gres or "").split(":")
+    if fields[0] != "gpu":
+        return int(gpu)
+    return int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1

@@ -258,6 +258,7 @@ def test_a_trained_ddpm_reruns_only_when_its_images_flags_or_settings_change(tmp
     assert changed(lambda d: d["training"].update(iterations=2)) == retrain
     assert changed(lambda d: d["training"].update(non_square="center_crop")) == retrain
     assert changed(lambda d: d["training"].update(gpus=2)) == {}  # GPUs do not change the weights
+    assert changed(lambda d: d["training"].update(gpus=1, nodes=2)) == {}  # nor do nodes
     assert changed(lambda d: d.update(training=dict(reversed(d["training"].items())))) == {}  # key order
     edited = copy.deepcopy(config)
     edited["features"]["steps"] = [10]  # the features' settings are not the DDPM's

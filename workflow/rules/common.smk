@@ -13,6 +13,7 @@ from ddpmseg.config.ddpms import (
     ddpm_image_inputs,
     ddpm_init,
     ddpm_training_gpus,
+    ddpm_training_nodes,
     ddpm_training_settings,
     trained_ddpms,
 )
@@ -371,12 +372,31 @@ def training_init(wildcards):
 
 
 def training_gpus(wildcards):
+    """GPUs on each node of a DDPM's training job."""
     return ddpm_training_gpus(config, wildcards.ddpm)
 
 
+def training_nodes(wildcards):
+    return ddpm_training_nodes(config, wildcards.ddpm)
+
+
+def training_gpu_resource(wildcards):
+    """The job's gpu resource: its GPUs when it runs on one node. On several, 0: the SLURM plugin makes
+    gpu a job-wide --gpus, which the job step that runs the rule (on one node) would ask for as well;
+    their GPUs go per node in gres instead."""
+    return training_gpus(wildcards) if training_nodes(wildcards) == 1 else 0
+
+
+def training_gres(wildcards):
+    """sbatch --gres of a training job on several nodes with GPUs: gpu:G, G on each node; else none."""
+    gpus = training_gpus(wildcards)
+    return f"gpu:{gpus}" if training_nodes(wildcards) > 1 and gpus else ""
+
+
 def training_threads(wildcards):
-    """CPU threads of a DDPM's training job: 2 per GPU (one process each and its data), at least 2. A
-    SLURM job asks for them all (--cpus-per-task): 4 for one GPU never started on CI's 2-CPU node.
+    """CPU threads of a DDPM's training job on each node: 2 per GPU (one process each and its data), at
+    least 2. A SLURM job asks for them all (--cpus-per-task): 4 for one GPU never started on CI's 2-CPU
+    node.
     """
     return max(2, 2 * training_gpus(wildcards))
 

@@ -23,7 +23,9 @@ rule train_ddpm:
     resources:
         mem_mb=8000,
         runtime=1440,
-        gpu=training_gpus,
+        gpu=training_gpu_resource,
+        gres=training_gres,
+        nodes=training_nodes,
     params:
         # The resumable whole training state: not an output, so that Snakemake keeps it when a job
         # fails or reruns (the stage starts afresh when the settings it was saved under changed).

@@ -15,6 +15,9 @@ there) and random horizontal flips. Where it differs, and why:
   state file, or spread over ranks, draws exactly what an uninterrupted single-process run draws.
 - Timesteps are drawn for the whole global batch at once from the sampler's weights, and a loss-aware
   sampler is updated once per iteration with all of its losses in global order.
+- Images are read as they are needed (:mod:`~ddpmseg.diffusion.training.images`): each rank reads its
+  share of each batch in DataLoader workers, so a process's memory does not grow with the number of
+  images; their headers are checked before training starts.
 
 Every ``save_every`` iterations and at the end, rank 0 saves the whole state (weights, EMA, optimizer,
 grad scaler, sampler, step, log, random generators) atomically; a run that finds it resumes from it.

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -28,6 +29,11 @@ class Distributed:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def positions(self, batch_size: int) -> np.ndarray:
+        """This rank's positions in a global batch: its share, the ranks' shares in rank order."""
+        share = batch_size // self.world_size
+        return np.arange(self.rank * share, (self.rank + 1) * share)
 
 
 def distributed_from_environment(environ: Mapping[str, str] = os.environ) -> Distributed:

@@ -1,5 +1,6 @@
 """One training iteration: the model, its optimizer and grad scaler, one optimizer step on a global batch
-(microbatches, DDP, mixed precision, the EMA, the sampler's update), and a speed measurement."""
+(microbatches, DDP, mixed precision, the EMA, the sampler's update) of which this rank is given its
+share of images, and a speed measurement."""
 
 from __future__ import annotations
 
@@ -55,7 +56,6 @@ class Trainer:
     settings: DdpmTrainingSettings
     ddp: Distributed
     device: torch.device
-    images: np.ndarray  # (N, S, S, 3) uint8
     fp16: bool
 
 
@@ -63,7 +63,6 @@ def build_trainer(
     *,
     flags: dict[str, Any],
     settings: DdpmTrainingSettings,
-    images: np.ndarray,
     device: torch.device,
     ddp: Distributed = Distributed(),
     init_state: dict[str, torch.Tensor] | None = None,
@@ -95,7 +94,6 @@ def build_trainer(
         settings=settings,
         ddp=ddp,
         device=device,
-        images=images,
         fp16=fp16,
     )
 
@@ -117,16 +115,17 @@ def optimizer_step(trainer: Trainer) -> bool:
     return trainer.scaler.get_scale() >= scale
 
 
-def train_iteration(trainer: Trainer, step: int) -> float:
-    """One optimizer step on global batch ``step``; returns its loss (importance-weighted mean)."""
+def train_iteration(trainer: Trainer, step: int, pixels: np.ndarray) -> float:
+    """One optimizer step on global batch ``step``, of which ``pixels`` is this rank's share ((share, S,
+    S, 3) uint8, the images at its positions: :class:`~ddpmseg.diffusion.training.images.StepBatches`);
+    returns the batch's loss (importance-weighted mean)."""
     settings, ddp, device = trainer.settings, trainer.ddp, trainer.device
     batch_size = settings.batch_size
-    share = batch_size // ddp.world_size
-    positions = np.arange(ddp.rank * share, (ddp.rank + 1) * share)
-    indices = batch_indices(settings.seed, step, batch_size, len(trainer.images))
+    positions = ddp.positions(batch_size)
+    share = len(positions)
     flips, timesteps, importance = step_draws(settings.seed, step, batch_size, trainer.sampler.weights())
     torch.manual_seed(torch_seed(settings.seed, step, ddp.rank))  # dropout
-    x = to_batch(trainer.images[indices[positions]], flips[positions]).to(device)
+    x = to_batch(pixels, flips[positions]).to(device)
     t = torch.from_numpy(timesteps[positions]).long().to(device)
     weights = torch.from_numpy(importance[positions]).float().to(device)
     noise = sample_noise(settings.seed, step, positions, tuple(x.shape[1:])).to(device)
@@ -163,17 +162,21 @@ def ddpm_training_speed(
     settings = DdpmTrainingSettings(
         iterations=iterations, batch_size=batch_size, microbatch=microbatch, lr=1e-4, weight_decay=0.0,
         ema_rate=0.9999, save_every=max(iterations, 1), log_every=max(iterations, 1), fp16=fp16,
-        schedule_sampler="uniform", seed=0, sample_count=1, sample_steps=1,
+        schedule_sampler="uniform", seed=0, sample_count=1, sample_steps=2,
     )
     size = flags["image_size"]
     pixels = np.random.default_rng(0).integers(0, 256, (max(batch_size, 8), size, size, 3), dtype=np.uint8)
-    trainer = build_trainer(flags=flags, settings=settings, images=pixels, device=device)
-    train_iteration(trainer, 0)
+    trainer = build_trainer(flags=flags, settings=settings, device=device)
+
+    def iteration(step: int) -> None:
+        train_iteration(trainer, step, pixels[batch_indices(settings.seed, step, batch_size, len(pixels))])
+
+    iteration(0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
     for step in range(1, iterations + 1):
-        train_iteration(trainer, step)
+        iteration(step)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return iterations / (time.perf_counter() - started)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,16 @@ from ..flags import model_flags
 from ..model import build_model_and_diffusion, check_state_dict, read_checkpoint
 from .distributed import Distributed, distributed_from_environment, start_distributed
 from .ema import ema_state_dict
-from .images import load_training_images
+from .images import StepBatches, TrainingImages, check_training_images, image_batches
 from .loop import Trainer, build_trainer, train_iteration
 from .samples import draw_samples, sample_grid
-from .settings import DdpmTrainingSettings
+from .settings import DdpmTrainingSettings, whole_number
 from .state import TrainingLog, resume, save_state, state_identity
 
 
-def check_run(flags: dict[str, Any], settings: DdpmTrainingSettings, ddp: Distributed) -> None:
+def check_run(flags: dict[str, Any], settings: DdpmTrainingSettings, ddp: Distributed, loader_workers: int) -> None:
+    if not whole_number(loader_workers) or loader_workers < 0:
+        raise DdpmsegError(f"DDPM training: loader_workers must be a whole number >= 0, not {loader_workers!r}")
     if settings.sample_steps > flags["diffusion_steps"]:
         raise DdpmsegError(
             f"DDPM training setting sample_steps={settings.sample_steps} is more than the model's "
@@ -52,8 +55,8 @@ def read_init(init: Path, flags: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def log_record(
-    *, settings: DdpmTrainingSettings, flags: dict[str, Any], trainer: Trainer, step: int, log: TrainingLog,
-    notes: list[str],
+    *, settings: DdpmTrainingSettings, flags: dict[str, Any], trainer: Trainer, images: int, step: int,
+    log: TrainingLog, notes: list[str],
 ) -> dict[str, Any]:
     return {
         "settings": settings.as_dict(),
@@ -61,7 +64,7 @@ def log_record(
         "world_size": trainer.ddp.world_size,
         "device": str(trainer.device),
         "fp16": trainer.fp16,
-        "images": len(trainer.images),
+        "images": images,
         "iterations_done": step,
         "wall_s": round(log.wall_s, 3),
         "resumed_at": log.resumed_at,
@@ -82,12 +85,14 @@ def train_ddpm(
     non_square: str | None,
     init: Path | None = None,
     progress: bool = True,
+    loader_workers: int = 1,
 ) -> None:
     """Train (or, from ``init``, fine-tune) a DDPM on ``images``; resume from ``state`` when it exists.
 
     Writes, all atomically and by rank 0 only: ``state`` every ``save_every`` iterations and at the end;
     then ``checkpoint`` (the EMA weights as a plain guided-diffusion state_dict), ``log_json`` and
-    ``samples`` (a PNG grid drawn with the EMA model). Under torchrun it trains with DDP.
+    ``samples`` (a PNG grid drawn with the EMA model). Under torchrun it trains with DDP. Each process
+    reads its share of every batch with ``loader_workers`` DataLoader processes (0: itself).
     """
     if not isinstance(settings, DdpmTrainingSettings):
         settings = DdpmTrainingSettings.of(settings)  # a plain mapping, as a config section gives it
@@ -96,14 +101,14 @@ def train_ddpm(
     init = Path(init) if init is not None else None
     flags = model_flags(flags)
     ddp = distributed_from_environment()
-    check_run(flags, settings, ddp)
+    check_run(flags, settings, ddp, loader_workers)
     check_non_square_policy(non_square)
     init_state = read_init(init, flags) if init is not None else None
-    pixels = load_training_images(images, flags["image_size"], non_square)
+    check_training_images(images, non_square)
     device = start_distributed(ddp)
     trainer = None
     try:
-        trainer = build_trainer(flags=flags, settings=settings, images=pixels, device=device, ddp=ddp, init_state=init_state)
+        trainer = build_trainer(flags=flags, settings=settings, device=device, ddp=ddp, init_state=init_state)
         notes = []
         if settings.fp16 and not trainer.fp16:
             notes.append("fp16 ignored: mixed precision needs CUDA, this run trains in float32 on the CPU")
@@ -114,20 +119,29 @@ def train_ddpm(
         start, log = resume(state, trainer, identity)
 
         def write_log(step: int) -> None:
-            save_json(log_json, log_record(settings=settings, flags=flags, trainer=trainer, step=step, log=log, notes=notes))
+            save_json(log_json, log_record(settings=settings, flags=flags, trainer=trainer, images=len(images), step=step,
+                                           log=log, notes=notes))
 
         def save(step: int) -> None:
             save_state(state, trainer, step=step, identity=identity, log=log)
             write_log(step)
 
-        run_iterations(trainer, start=start, log=log, progress=progress, save=save)
+        steps = StepBatches(seed=settings.seed, batch_size=settings.batch_size, count=len(images),
+                            positions=ddp.positions(settings.batch_size), start=start, stop=settings.iterations)
+        batches = image_batches(TrainingImages(images, flags["image_size"], non_square), steps, workers=loader_workers)
+        try:
+            run_iterations(trainer, batches, start=start, log=log, progress=progress, save=save)
+        finally:
+            batches.close()
         if ddp.main:
             if not state.exists():  # iterations: 0, the state is the init (or seeded) weights
                 save(settings.iterations)
             trainer.model.load_state_dict(ema_state_dict(trainer.model, trainer.ema))
             save_torch(checkpoint, trainer.model.state_dict())
+            print(f"drawing {settings.sample_count} samples with the EMA weights over {settings.sample_steps} "
+                  f"diffusion steps for {samples}", file=sys.stderr, flush=True)
             grid = draw_samples(trainer.model, flags, count=settings.sample_count, steps=settings.sample_steps,
-                                seed=settings.seed)
+                                seed=settings.seed, progress=progress)
             save_png(samples, sample_grid(grid))
             write_log(settings.iterations)
         if ddp.active:
@@ -164,16 +178,19 @@ class IntervalMeter:
         return record
 
 
-def run_iterations(trainer: Trainer, *, start: int, log: TrainingLog, progress: bool, save: Callable[[int], None]) -> None:
-    """Iterations ``start`` .. ``iterations`` - 1, logging every ``log_every`` and saving every
-    ``save_every`` (and after the last) on rank 0."""
+def run_iterations(
+    trainer: Trainer, batches: Iterable[np.ndarray], *, start: int, log: TrainingLog, progress: bool,
+    save: Callable[[int], None],
+) -> None:
+    """Iterations ``start`` .. ``iterations`` - 1 on ``batches`` (this rank's images of each, in step order),
+    logging every ``log_every`` and saving every ``save_every`` (and after the last) on rank 0."""
     settings, main = trainer.settings, trainer.ddp.main
     started, wall_before = time.monotonic(), log.wall_s
     meter = IntervalMeter()
     bar = progress_bar(total=settings.iterations, initial=start, desc="train DDPM", unit="it", disable=not (progress and main))
     try:
-        for step in range(start, settings.iterations):
-            loss = train_iteration(trainer, step)
+        for step, pixels in zip(range(start, settings.iterations), batches, strict=True):
+            loss = train_iteration(trainer, step, pixels)
             if not math.isfinite(loss) and not trainer.fp16:
                 raise DdpmsegError(f"DDPM training: the loss is {loss} at iteration {step + 1}; lower lr")
             done = step + 1

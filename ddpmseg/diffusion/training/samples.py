@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...base.progress import progress_bar
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # guided-diffusion uses deprecated torch.cuda.amp names
     from guided_diffusion import script_util
@@ -29,15 +31,22 @@ def sampling_diffusion(flags: dict[str, Any], steps: int) -> Any:
 
 
 @torch.no_grad()
-def draw_samples(model: torch.nn.Module, flags: dict[str, Any], *, count: int, steps: int, seed: int) -> np.ndarray:
-    """(count, S, S, 3) uint8 samples of ``model`` by ancestral sampling over ``steps`` respaced steps."""
+def draw_samples(
+    model: torch.nn.Module, flags: dict[str, Any], *, count: int, steps: int, seed: int, progress: bool = False
+) -> np.ndarray:
+    """(count, S, S, 3) uint8 samples of ``model`` by ancestral sampling over ``steps`` respaced steps
+    (guided-diffusion's ``p_sample_loop``, step by step for a progress bar)."""
     device = next(model.parameters()).device
     size = flags["image_size"]
     torch.manual_seed(seed)  # the sampling loop's own noise
     noise = torch.randn((count, 3, size, size), generator=torch.Generator().manual_seed(seed)).to(device)
     was_training = model.training
     model.eval()
-    images = sampling_diffusion(flags, steps).p_sample_loop(model, noise.shape, noise=noise, device=device)
+    diffusion = sampling_diffusion(flags, steps)
+    with progress_bar(total=diffusion.num_timesteps, desc="draw DDPM samples", unit="step", disable=not progress) as bar:
+        for sampled in diffusion.p_sample_loop_progressive(model, noise.shape, noise=noise, device=device):
+            bar.update(1)
+    images = sampled["sample"]
     model.train(was_training)
     return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -377,6 +377,12 @@ def test_a_trained_ddpm_fine_tuned_from_the_registry_adds_it_and_takes_its_flags
          "ddpms.demo_ddpm.images: only a DDPM with source train has it (this one is file)"),
         (lambda c: c["ddpms"]["cells"].update(checkpoint="x.pt"),
          "ddpms.cells.checkpoint: only a DDPM with source file has it (this one is train)"),
+        (lambda c: c["ddpms"]["cells"]["training"].update(batch_size=6, gpus=2, nodes=2),
+         "ddpms.cells.training.batch_size: 6 is not a multiple of the 4 training processes (nodes 2 x gpus 2)"),
+        (lambda c: c["ddpms"]["cells"]["training"].update(batch_size=4, gpus=3),
+         "ddpms.cells.training.batch_size: 4 is not a multiple of the 3 training processes (nodes 1 x gpus 3)"),
+        (lambda c: c["ddpms"]["cells"]["training"].update(batch_size=4, nodes=2),
+         "ddpms.cells.training.nodes: 2 nodes need GPUs on each (training.gpus or gpu_per_job, now 0)"),
     ],
 )
 def test_trained_ddpm_cross_checks_are_one_line(tmp_path, edit, line) -> None:
@@ -424,7 +430,7 @@ def test_trained_ddpm_paths_are_checked_at_parse_time(tmp_path) -> None:
 
 
 def test_training_inputs_are_the_image_files_or_the_generated_dataset(tmp_path) -> None:
-    from ddpmseg.config.ddpms import ddpm_image_inputs, ddpm_training_gpus
+    from ddpmseg.config.ddpms import ddpm_image_inputs, ddpm_training_gpus, ddpm_training_nodes, ddpm_training_processes
     from ddpmseg.config.checks import ddpm_training_settings
 
     config = _trained_config(tmp_path)
@@ -436,5 +442,7 @@ def test_training_inputs_are_the_image_files_or_the_generated_dataset(tmp_path) 
     assert list(settings)[:3] == ["iterations", "batch_size", "microbatch"] and "gpus" not in settings
     assert settings["iterations"] == 10 and settings["lr"] == 0.0001 and settings["ema_rate"] == 0.9999
     assert ddpm_training_gpus(config, "cells") == config["gpu_per_job"] == 0
-    config["ddpms"]["cells"]["training"]["gpus"] = 4
-    assert ddpm_training_gpus(config, "cells") == 4
+    assert ddpm_training_nodes(config, "cells") == 1 and "nodes" not in settings  # the schema's default
+    config["ddpms"]["cells"]["training"].update(gpus=4, nodes=3, batch_size=12)
+    assert ddpm_training_gpus(config, "cells") == 4 and ddpm_training_processes(config, "cells") == 12
+    check_config(config)

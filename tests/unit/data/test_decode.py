@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ddpmseg.base.errors import DdpmsegError
-from ddpmseg.data.decode import read_image, read_mask
+from ddpmseg.data.decode import check_image, read_image, read_mask
 
 
 # --- read_image on every PIL mode a user's files may have, against values computed here independently;
@@ -209,3 +209,55 @@ def test_the_exif_orientation_is_applied_as_viewers_apply_it(tmp_path, orientati
     read = read_image(path)
     assert read.shape == expected.shape and np.array_equal(read, expected)
     assert read.shape[:2] == ((48, 24) if orientation >= 5 else (24, 48))
+    assert sorted(check_image(path)) == sorted(read.shape[:2])  # as stored: the header only
+
+
+# --- check_image: what read_image would refuse, from the header where the header decides.
+
+
+def files_of_every_kind(tmp_path) -> list:
+    """Files read_image reads (8-bit modes, palettes, CMYK, 16-bit, 32-bit integer and float greyscale, a
+    PNG without its end chunk) and files it refuses (not an image, a bomb, values out of range)."""
+    arrays = {
+        "l.png": random_values(256, dtype=np.uint8), "rgba.png": random_values(256, SHAPE + (4,), np.uint8),
+        "i16.png": random_values(65536, dtype=np.uint16), "i16b.tif": random_values(65536, dtype=np.uint16).astype(">u2"),
+        "dark.pgm": random_values(200, dtype=np.uint16), "i8.tif": random_values(256, dtype=np.int32),
+        "i32.tif": np.full(SHAPE, 70000, np.int32), "unit.tif": RNG.random(SHAPE).astype(np.float32),
+        "nan.tif": np.full(SHAPE, np.nan, np.float32), "large.tif": np.full(SHAPE, 300.0, np.float32),
+    }
+    paths = [saved(tmp_path, Image.fromarray(array), name) for name, array in arrays.items()]
+    paths.append(saved(tmp_path, palette_image("P")[0], "p.png"))
+    paths.append(saved(tmp_path, Image.frombytes("CMYK", SHAPE[::-1], random_values(256, SHAPE + (4,), np.uint8).tobytes()), "cmyk.tif"))
+    write_raw_png(tmp_path / "deep.png", random_values(65536, SHAPE + (3,)), 2)
+    write_raw_png(tmp_path / "bomb.png", np.zeros((1, 1), np.uint8), 0, 8, size=(13400, 13400))
+    (tmp_path / "text.png").write_bytes(b"not a png")
+    (tmp_path / "endless.png").write_bytes((tmp_path / "l.png").read_bytes()[:-12])  # no IEND: PIL reads it
+    return [*paths, *(tmp_path / name for name in ("deep.png", "bomb.png", "text.png", "endless.png"))]
+
+
+def test_check_image_refuses_exactly_what_read_image_refuses_with_the_same_line(tmp_path) -> None:
+    read, refused = 0, 0
+    for path in files_of_every_kind(tmp_path):
+        try:
+            height, width, _ = read_image(path).shape
+        except DdpmsegError as error:
+            refused += 1
+            with pytest.raises(DdpmsegError) as info:
+                check_image(path)
+            assert str(info.value) == str(error)
+        else:
+            read += 1
+            assert check_image(path) == (width, height), path.name
+    assert (read, refused) == (11, 5)
+
+
+def test_check_image_decodes_no_pixels_so_data_cut_short_is_found_only_by_read_image(tmp_path, monkeypatch) -> None:
+    for name in ("photo.jpg", "photo.png"):
+        path = saved(tmp_path, Image.fromarray(random_values(256, (64, 48, 3), np.uint8)), name)
+        with monkeypatch.context() as patched:
+            patched.setattr(Image.Image, "load", lambda self: pytest.fail("check_image decoded the pixels"))
+            assert check_image(path) == (48, 64)
+        path.write_bytes(path.read_bytes()[:-500])
+        assert check_image(path) == (48, 64)
+        with pytest.raises(DdpmsegError, match=rf"{name}: unreadable image \(.*truncated"):
+            read_image(path)

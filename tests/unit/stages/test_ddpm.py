@@ -1,5 +1,5 @@
-"""Stage ddpm: one process trains in place, several GPUs go through torchrun, and a training state saved
-under other settings is not resumed."""
+"""Stage ddpm: one process trains in place, several GPUs go through torchrun, several nodes of a SLURM job
+through srun and a torchrun per node; the image readers share the job's threads."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_FLAGS
 
 from ddpmseg.diffusion.flags import model_flags
-from ddpmseg.diffusion.training.launch import launch_command
+from ddpmseg.diffusion.training.launch import Rendezvous, launch_command, srun_command
 from ddpmseg.diffusion.training.settings import DdpmTrainingSettings
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.stages import ddpm as stage
@@ -34,6 +34,7 @@ def stage_arguments(tmp_path: Path, **overrides) -> dict:
         "init": [], "checkpoint": str(tmp_path / "ddpm.pt"), "log_json": str(tmp_path / "out/training.json"),
         "samples": str(tmp_path / "out/samples.png"), "state": str(tmp_path / "out/state.pt"),
         "images": [str(folder)], "flags": TINY_FLAGS, "training": dict(TRAINING), "non_square": "resize", "gpus": 0,
+        "nodes": 1, "threads": 2,
     }
     return {**arguments, **overrides}
 
@@ -45,6 +46,8 @@ def calls(monkeypatch) -> dict[str, list]:
     monkeypatch.setattr(stage, "train_ddpm_here", lambda **kwargs: recorded["train"].append(kwargs))
 
     def run(command, **kwargs):
+        if command[:2] == ["scontrol", "show"]:  # SLURM's list of the job's nodes
+            return subprocess.CompletedProcess(command, 0, stdout="gpu07\ngpu08\n")
         args_json = Path(command[-1])  # the entry point's ARGS.json
         recorded["run"].append({"command": command, "arguments": json.loads(args_json.read_text()), **kwargs})
         return subprocess.CompletedProcess(command, recorded.get("returncode", 0))
@@ -64,10 +67,11 @@ def test_one_gpu_or_none_trains_in_this_process(tmp_path, calls, gpus) -> None:
     assert kwargs["init"] == tmp_path / "init.pt"
     assert kwargs["flags"] == model_flags(TINY_FLAGS) and kwargs["non_square"] == "resize"
     assert kwargs["state"] == tmp_path / "out/state.pt" and kwargs["samples"] == tmp_path / "out/samples.png"
+    assert kwargs["loader_workers"] == 1  # the job's 2 threads: one trains, one reads images
 
 
 def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -> None:
-    stage.train_ddpm(**stage_arguments(tmp_path, gpus=4))
+    stage.train_ddpm(**stage_arguments(tmp_path, gpus=4, threads=16))
     assert calls["train"] == []
     [run] = calls["run"]
     args_json = tmp_path / "out/torchrun-args.json"
@@ -76,12 +80,41 @@ def test_several_gpus_launch_torchrun_with_the_same_arguments(tmp_path, calls) -
         "images": [str(tmp_path / "images/a.png"), str(tmp_path / "images/b.png")], "flags": model_flags(TINY_FLAGS), "settings": TRAINING,
         "state": str(tmp_path / "out/state.pt"), "checkpoint": str(tmp_path / "ddpm.pt"),
         "log_json": str(tmp_path / "out/training.json"), "samples": str(tmp_path / "out/samples.png"),
-        "non_square": "resize", "init": None,
+        "non_square": "resize", "init": None, "loader_workers": 3,
     }
     assert asdict(DdpmTrainingSettings(**run["arguments"]["settings"])) == TRAINING
     assert run["stdout"] is None or run["stdout"].fileno() >= 0  # the job's log, or this process's output
     package_root = str(Path(stage.__file__).resolve().parents[2])  # this checkout, not another installed copy
     assert run["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
+
+
+def test_several_nodes_run_one_torchrun_per_node_through_srun_in_the_slurm_job(tmp_path, calls, monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "4321")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[07-08]")
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # the rule's own job step: one task, on one node
+    stage.train_ddpm(**stage_arguments(tmp_path, gpus=4, nodes=2, threads=8))
+    assert calls["train"] == []
+    [run] = calls["run"]
+    rendezvous = Rendezvous(host="gpu07", port=29500 + 321, id="ddpmseg-4321")
+    node = launch_command(nproc=4, args_json=tmp_path / "out/torchrun-args.json", nodes=2, rendezvous=rendezvous)
+    assert run["command"] == srun_command(nodes=2, gpus_per_node=4, threads=8) + node
+    assert run["arguments"]["loader_workers"] == 1  # 8 threads on a node of 4 processes
+    assert run["env"]["SLURM_JOB_ID"] == "4321" and "SLURM_NTASKS" not in run["env"]
+    calls["returncode"] = 3
+    with pytest.raises(DdpmsegError, match=r"^DDPM training on 2 nodes x 4 processes: srun exited with status 3"):
+        stage.train_ddpm(**stage_arguments(tmp_path, gpus=4, nodes=2, threads=8))
+
+
+def test_several_nodes_outside_a_slurm_job_are_one_error_line_before_anything(tmp_path, calls, monkeypatch) -> None:
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(DdpmsegError, match=r"^DDPM training on several nodes \(training.nodes\) runs only in a SLURM job"):
+        stage.train_ddpm(**stage_arguments(tmp_path, gpus=1, nodes=2))
+    assert calls["train"] == [] and calls["run"] == []
+
+
+def test_each_process_reads_its_images_with_its_share_of_the_threads_but_one() -> None:
+    assert [stage.loader_workers(threads, 1) for threads in (1, 2, 5)] == [0, 1, 4]
+    assert [stage.loader_workers(threads, 4) for threads in (4, 8, 9)] == [0, 1, 1]
 
 
 def test_a_folder_without_images_is_one_error_line(tmp_path, calls) -> None:

@@ -1,10 +1,11 @@
 """A whole DDPM training run (ddpmseg.diffusion.training.run): fine-tuning start, EMA, microbatches, resume
-after SIGKILL, a stale state started afresh, DDP with gloo and 2 processes against 1, errors before training,
-the sampler paths."""
+after SIGKILL, a stale state started afresh, DDP with gloo and 2 processes (on one node or two) against 1,
+errors before training, the sampler paths."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,7 +19,7 @@ from PIL import Image
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.diffusion.model import build_model_and_diffusion, load_ddpm
 from ddpmseg.diffusion.training.draws import step_draws
-from ddpmseg.diffusion.training.launch import launch_command, write_arguments
+from ddpmseg.diffusion.training.launch import Rendezvous, launch_command, write_arguments
 from ddpmseg.diffusion.training.run import train_ddpm
 from ddpmseg.diffusion.training.state import read_state
 
@@ -75,8 +76,10 @@ def test_the_gradient_is_the_batch_mean_whatever_the_microbatch(tmp_path, images
         torch.testing.assert_close(a["exp_avg"], b["exp_avg"], atol=1e-7, rtol=1e-4)
 
 
-def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images):
+def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images, capsys):
     paths = train(tmp_path / "run", images, replace(SETTINGS, iterations=3, save_every=2, sample_count=3))
+    said = capsys.readouterr().err  # before the samples, which take minutes at full size, a line says so
+    assert f"drawing 3 samples with the EMA weights over 2 diffusion steps for {paths['samples']}" in said
     model, _ = load_ddpm(paths["checkpoint"], FLAGS, "cpu")
     assert model is not None
     log = json.loads(paths["log_json"].read_text())
@@ -89,13 +92,14 @@ def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images):
 
 
 def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, images):
+    """The killed run reads its images with two DataLoader workers, the uninterrupted one in its own process."""
     settings = replace(SETTINGS, iterations=4, save_every=2, schedule_sampler="loss-second-moment")
     env = subprocess_env()
 
-    def arguments(folder: Path) -> Path:
+    def arguments(folder: Path, loader_workers: int) -> Path:
         args_json = folder / "args.json"
         write_arguments(args_json, images=images, flags=FLAGS, settings=settings, non_square=None, progress=False,
-                        **outputs(folder))
+                        loader_workers=loader_workers, **outputs(folder))
         return args_json
 
     killer = tmp_path / "kill_after_first_save.py"
@@ -109,12 +113,13 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
         "training.save_state = save_then_die\n"
         "sys.exit(launch.main(sys.argv[1:]))\n"
     )
-    killed = arguments(tmp_path / "killed")
+    killed = arguments(tmp_path / "killed", loader_workers=2)
     result = subprocess.run([sys.executable, str(killer), str(killed)], env=env, capture_output=True, text=True)
     assert result.returncode == -9, result.stderr
     assert read_state(tmp_path / "killed" / "state.pt")["step"] == 2
     assert not (tmp_path / "killed" / "ema.pt").exists()
-    for command in (launch_command(nproc=1, args_json=killed), launch_command(nproc=1, args_json=arguments(tmp_path / "whole"))):
+    whole_args = arguments(tmp_path / "whole", loader_workers=0)
+    for command in (launch_command(nproc=1, args_json=killed), launch_command(nproc=1, args_json=whole_args)):
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
@@ -128,37 +133,60 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
                         torch.load(tmp_path / "whole" / "ema.pt", weights_only=True))
 
 
-def test_two_gloo_processes_train_the_weights_of_one_over_the_same_global_batches(tmp_path, images):
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_gloo_processes_on_one_node_or_on_two_train_the_weights_of_one_over_the_same_global_batches(tmp_path, images):
     """Same losses, same gradients (Adam's first and second moments: a gradient scaled by the number of
     ranks would show there, not in Adam's scale-free steps) and the same weights. The weights get a
     tolerance of lr / 10: a few biases feeding a GroupNorm have numerically zero gradients (~1e-10, below
-    Adam's eps), whose float noise Adam turns into steps of up to ~lr / 10."""
+    Adam's eps), whose float noise Adam turns into steps of up to ~lr / 10. Two "nodes" are two torchrun
+    invocations on this machine (``--nnodes=2``, one process each) meeting by a c10d rendezvous on
+    127.0.0.1, as the nodes of a SLURM job meet on its first node."""
     settings = replace(SETTINGS, iterations=3, batch_size=4, microbatch=1, save_every=3,
                        schedule_sampler="loss-second-moment")
     env = subprocess_env()
-    states = {}
-    for nproc in (1, 2):
-        folder = tmp_path / f"nproc{nproc}"
-        args_json = folder / "args.json"
+
+    def arguments(name: str) -> Path:
+        args_json = tmp_path / name / "args.json"
         write_arguments(args_json, images=images, flags=FLAGS, settings=settings, non_square=None, progress=False,
-                        **outputs(folder))
-        result = subprocess.run(launch_command(nproc=nproc, args_json=args_json), env=env, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        states[nproc] = read_state(folder / "state.pt")
-        assert json.loads((folder / "log.json").read_text())["world_size"] == nproc
-    one, two = states[1], states[2]
-    np.testing.assert_allclose([r["loss"] for r in one["log"]["intervals"]], [r["loss"] for r in two["log"]["intervals"]], rtol=1e-6)
-    for a, b in zip(one["optimizer"]["state"].values(), two["optimizer"]["state"].values(), strict=True):
-        torch.testing.assert_close(a["exp_avg"], b["exp_avg"], atol=1e-8, rtol=1e-3)
-        torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], atol=1e-12, rtol=1e-3)
-    assert_states_equal(one["model"], two["model"], atol=settings.lr / 10)
-    # every rank's sampler learnt from the whole global batch's losses
-    assert int(two["sampler"]["loss_counts"].sum()) == settings.iterations * settings.batch_size
-    assert torch.equal(one["sampler"]["loss_counts"], two["sampler"]["loss_counts"])
-    torch.testing.assert_close(one["sampler"]["loss_history"], two["sampler"]["loss_history"], rtol=1e-5, atol=1e-7)
-    for a, b in zip(one["ema"], two["ema"]):
-        torch.testing.assert_close(a, b, atol=settings.lr / 10, rtol=0)
+                        **outputs(tmp_path / name))
+        return args_json
+
+    loopback = Rendezvous(host="127.0.0.1", port=free_port(), id="loopback")
+    launches = {
+        "one process": [launch_command(nproc=1, args_json=arguments("one process"))],
+        "two processes": [launch_command(nproc=2, args_json=arguments("two processes"))],
+        "two nodes": [launch_command(nproc=1, args_json=arguments("two nodes"), nodes=2, rendezvous=loopback)] * 2,
+    }
+    states = {}
+    for name, commands in launches.items():
+        logs = [(tmp_path / name / f"node{index}.log").open("w") for index in range(len(commands))]
+        started = [subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT) for command, log in zip(commands, logs)]
+        for process, log in zip(started, logs):
+            process.wait(timeout=300)
+            log.close()
+            assert process.returncode == 0, Path(log.name).read_text()[-3000:]
+        states[name] = read_state(tmp_path / name / "state.pt")
+        assert json.loads((tmp_path / name / "log.json").read_text())["world_size"] == (1 if name == "one process" else 2)
+    one = states["one process"]
+    for name in ("two processes", "two nodes"):
+        two = states[name]
+        np.testing.assert_allclose([r["loss"] for r in one["log"]["intervals"]], [r["loss"] for r in two["log"]["intervals"]],
+                                   rtol=1e-6, err_msg=name)
+        for a, b in zip(one["optimizer"]["state"].values(), two["optimizer"]["state"].values(), strict=True):
+            torch.testing.assert_close(a["exp_avg"], b["exp_avg"], atol=1e-8, rtol=1e-3, msg=name)
+            torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], atol=1e-12, rtol=1e-3, msg=name)
+        assert_states_equal(one["model"], two["model"], atol=settings.lr / 10)
+        # every rank's sampler learnt from the whole global batch's losses
+        assert int(two["sampler"]["loss_counts"].sum()) == settings.iterations * settings.batch_size
+        assert torch.equal(one["sampler"]["loss_counts"], two["sampler"]["loss_counts"])
+        torch.testing.assert_close(one["sampler"]["loss_history"], two["sampler"]["loss_history"], rtol=1e-5, atol=1e-7)
+        for a, b in zip(one["ema"], two["ema"]):
+            torch.testing.assert_close(a, b, atol=settings.lr / 10, rtol=0)
 
 
 def test_loss_second_moment_sampler_learns_from_every_loss_and_reweights(tmp_path, images):
@@ -226,6 +254,9 @@ def test_a_state_saved_under_other_inputs_starts_afresh_and_says_what_changed(tm
 def test_sample_steps_beyond_the_diffusion_steps_fail_before_training(tmp_path, images):
     with pytest.raises(DdpmsegError, match="sample_steps=500 is more than the model's diffusion_steps=100"):
         train(tmp_path / "run", images, replace(SETTINGS, sample_steps=500))
+    with pytest.raises(DdpmsegError, match="loader_workers must be a whole number >= 0, not -1"):
+        train(tmp_path / "run", images, loader_workers=-1)
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_init_checkpoint_of_other_flags_is_one_error_before_training(tmp_path, images):
