@@ -222,7 +222,8 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
     shot = browser.window_png()
     shot.save(tmp_path / "start.png")
     assert colours(shot) > 50, "the report's start page looks blank"
-    assert "Loading Snakemake Report" not in browser.run("return document.body.innerText;")
+    front_page = browser.run("return document.body.innerText;")
+    assert "Loading Snakemake Report" not in front_page
     fetched = browser.run("return performance.getEntriesByType('resource').map(e => e.name);")
     assert not [url for url in fetched if not url.startswith("data:")], f"the report fetches {fetched}"
 
@@ -235,6 +236,7 @@ def test_report_renders_tables_and_images_in_chromium(browser, report, tmp_path)
     assert set(results) == set(expected_results(config))
     categories = browser.run("return Object.keys(categories);")
     assert set(categories) == {"Tables", "Resources", "IoU per class", "Training curves", "Example predictions", "DDPM samples", "Applied to new images"}
+    assert [category for category in categories if category not in front_page] == []  # the description names each
 
     # every image: shown by the app (as its result buttons do), decoded at its full size, not blank
     for result, mime in sorted(results.items()):

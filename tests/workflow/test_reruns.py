@@ -18,10 +18,13 @@ from conftest import (
     make_custom_dataset,
     make_dataset,
     planned_jobs,
+    resolved_config,
     snakemake,
     validate_dataset_run,
 )
 from PIL import Image
+
+from ddpmseg.config import paths
 
 pytestmark = pytest.mark.workflow
 
@@ -206,6 +209,26 @@ def test_missing_or_changed_inputs_after_a_complete_run_are_not_ignored(tmp_path
     result = validate_dataset_run(tmp_path, config, "-n")
     assert result.returncode != 0
     assert f"config: datasets.mine.path: {root}/real/test does not exist" in result.stdout + result.stderr
+
+
+def test_a_file_beside_the_splits_reruns_nothing_and_a_new_image_reruns_its_readers(tmp_path, tiny_checkpoint) -> None:
+    """A user's dataset in the archive layout: the jobs that read its splits (validation, the augmented
+    copies) depend on the split folders, not on the dataset's root (notes.txt beside real/ used to rerun
+    every extraction, training and prediction, and not the validation)."""
+    from ddpmseg.config.imagesets import augmentation_set
+
+    root = make_dataset(tmp_path / "data")
+    config = folder_config(root, tiny_checkpoint)
+    augmented = paths.AUGMENTED.format(dataset="mine", augset=augmentation_set(resolved_config(config), "mine", "final"))
+    result = snakemake(tmp_path, config, augmented, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (root / "notes.txt").write_text("how the images were taken")
+    result = snakemake(tmp_path, config, augmented, "-n", timeout=120)
+    assert planned_jobs(result.stdout + result.stderr) == {}, result.stdout[-2000:]
+    for name in ("000.png", "000.npy"):
+        (root / "real/train" / name.replace("000", "009")).write_bytes((root / "real/train" / name).read_bytes())
+    result = snakemake(tmp_path, config, augmented, "-n", timeout=120)
+    assert planned_jobs(result.stdout + result.stderr) == {"validate_dataset": 1, "augment_training_set": 1}
 
 
 TRAINED_CHECKPOINT = "resources/checkpoints/cells_ddpm.pt"

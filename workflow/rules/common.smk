@@ -142,12 +142,19 @@ def names_with_source(section, source):
 
 
 def dataset_inputs(wildcards):
-    """The folders a dataset's splits are read from (made by a rule for demo and registry datasets)."""
+    """The folders a dataset's splits are read from: each split's own for a user's dataset, so that adding,
+    removing or replacing a file in one (which changes the folder's mtime) reruns what reads it, and a
+    file beside them (notes.txt at the dataset's root) does not; the root for demo and registry datasets,
+    which a rule makes."""
     dataset = dataset_config(wildcards)
     if dataset["source"] == "folders":
         return [
             dataset[k]
             for k in ("train_images", "train_masks", "test_images", "test_masks")
+        ]
+    if dataset["source"] == "folder":
+        return [
+            str(split_source(config, wildcards.dataset, s).images) for s in SPLIT_COUNTS
         ]
     return [dataset_root(config, wildcards.dataset)]
 
@@ -483,16 +490,6 @@ def benchmark_files():
 def member_runs():
     """(dataset, variant, seed, member) of every ensemble member, in table order."""
     return [{**run, "member": m} for run in RUNS for m in MEMBERS]
-
-
-def validated_folders(wildcards):
-    """The folders validate_dataset reads, each split's own: adding, removing or replacing a file in
-    one (which changes the folder's mtime) reruns the validation."""
-    if dataset_config(wildcards)["source"] == "folder":
-        return [
-            str(split_source(config, wildcards.dataset, s).images) for s in SPLIT_COUNTS
-        ]
-    return dataset_inputs(wildcards)
 
 
 def applied_run(wildcards):

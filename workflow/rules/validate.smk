@@ -1,6 +1,6 @@
 rule validate_dataset:
     input:
-        dataset=validated_folders,
+        dataset=dataset_inputs,
     output:
         summary=paths.DATASET_SUMMARY,
     log:

@@ -51,8 +51,14 @@ def draw_samples(
     return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def sample_grid(samples: np.ndarray, gap: int = 2) -> np.ndarray:
-    """The samples side by side in a near-square grid on white."""
+SAMPLE_MIN_SIDE = 128  # px: a sample is shown at least this large (32 or 64 px samples are enlarged)
+
+
+def sample_grid(samples: np.ndarray, gap: int = 4, min_side: int = SAMPLE_MIN_SIDE) -> np.ndarray:
+    """The samples side by side in a near-square grid on white, each repeated pixel by pixel (nearest
+    neighbour, an integer factor) until it is at least ``min_side`` px, so a 32 px sample can be seen."""
+    factor = max(1, math.ceil(min_side / samples.shape[1]))
+    samples = np.repeat(np.repeat(samples, factor, axis=1), factor, axis=2)
     count, size = len(samples), samples.shape[1]
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)

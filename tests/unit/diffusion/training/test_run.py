@@ -87,7 +87,7 @@ def test_outputs_checkpoint_loads_log_and_sample_grid(tmp_path, images, capsys):
     assert all(np.isfinite(record["loss"]) and record["images_per_s"] > 0 for record in log["intervals"])
     assert log["world_size"] == 1 and log["iterations_done"] == 3 and log["settings"]["batch_size"] == 4
     grid = np.asarray(Image.open(paths["samples"]))
-    assert grid.shape == (2 * 16 + 2, 2 * 16 + 2, 3)  # 3 samples in a 2 x 2 grid with a 2 px gap
+    assert grid.shape == (2 * 128 + 4, 2 * 128 + 4, 3)  # 3 samples of 16 px, enlarged 8x, in a 2 x 2 grid
     assert read_state(paths["state"])["step"] == 3
 
 

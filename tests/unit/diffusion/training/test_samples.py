@@ -30,6 +30,13 @@ def test_samples_are_guided_diffusions_sampling_loop_shown_step_by_step(capsys):
 
 def test_sample_grid_places_samples_row_by_row():
     samples = np.stack([np.full((4, 4, 3), value, dtype=np.uint8) for value in (10, 20, 30)])
-    grid = sample_grid(samples, gap=1)
+    grid = sample_grid(samples, gap=1, min_side=4)
     assert grid.shape == (9, 9, 3)
     assert grid[0, 0, 0] == 10 and grid[0, 5, 0] == 20 and grid[5, 0, 0] == 30 and grid[5, 5, 0] == 255
+
+
+def test_small_samples_are_enlarged_pixel_by_pixel():
+    sample = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    grid = sample_grid(sample)  # 32 px: 4 x 4 screen pixels per sample pixel, at least 128 px
+    assert grid.shape == (128, 128, 3)
+    assert np.array_equal(grid[::4, ::4], sample[0]) and np.array_equal(grid[3::4, 3::4], sample[0])
