@@ -1,8 +1,9 @@
 """Preprocessing (docs/method.md §1), the one implementation that datasets, DDPM training, labelling and the
 segmenter share: a non-square image made square by the ``non_square`` policy, resized bilinearly to the
 model's ``image_size``, scaled to [-1, 1]; masks resized with nearest neighbour by OpenCV's index rule,
-each of image and mask on its own; labels at the model's size brought back to the image's; the training
-masks' rule for small annotations.
+each of image and mask on its own; maps of the part of the image the model saw placed back into the
+image (labels at the model's size scaled up by nearest neighbour, or labelled at the image's own
+resolution); the training masks' rule for small annotations.
 
 The same policy must hold for training and labelling: features of a cropped image are not those of a
 stretched one.
