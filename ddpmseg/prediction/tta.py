@@ -15,7 +15,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI version check 
 import albumentations as A
 import numpy as np
 
-from ..data.augment import COLOR_JITTER, check_seed, coarse_dropout, seed_pipeline
+from ..data.augment import COLOR_JITTER, check_seed, coarse_dropout, portable_opencv, seed_pipeline
 from ..base.errors import DdpmsegError
 from .views import TTA_TRANSFORMS, check_view
 
@@ -58,7 +58,8 @@ def apply_view(
     pipeline = A.Compose([_view_transform(name, image.shape[0]) for name in view])
     codes = [TTA_TRANSFORMS.index(name) for name in view]
     seed_pipeline(pipeline, [TTA_STREAM, seed, image_index, len(codes), *codes])
-    result = pipeline(image=image, mask=valid)
+    with portable_opencv():
+        result = pipeline(image=image, mask=valid)
     return result["image"], result["mask"].astype(bool)
 
 

@@ -279,3 +279,25 @@ def test_bad_inputs_are_one_line_errors() -> None:
     with pytest.raises(DdpmsegError, match="seed"):
         augment_copies(images, masks, 1, -1, IGNORE)
 
+
+
+def test_copies_and_tta_views_do_not_depend_on_opencvs_simd_paths() -> None:
+    """OpenCV picks AVX2 / AVX-512 code by the CPU, and those round otherwise (the demo's final row differed
+    between machines): copies and views made with OpenCV's optimized paths switched on or off around the
+    call are the same bytes, and on again afterwards."""
+    import cv2
+
+    from ddpmseg.data.demo import render_scene, scene_rng
+    from ddpmseg.prediction.tta import apply_view
+
+    images, masks = (np.stack(parts) for parts in zip(*[render_scene(scene_rng(0, "train", i), 32) for i in range(6)]))
+    made = []
+    for optimized in (True, False):
+        cv2.setUseOptimized(optimized)
+        copies = augment_copies(images, masks, 4, 0, 255, p=1.0)
+        views = [apply_view(image, ["ColorJitter", "HorizontalFlip"], 0, i)[0] for i, image in enumerate(images)]
+        made.append((*copies, np.stack(views)))
+        assert cv2.useOptimized() == optimized  # restored
+    cv2.setUseOptimized(True)
+    for with_simd, plain in zip(*made, strict=True):
+        assert np.array_equal(with_simd, plain)
