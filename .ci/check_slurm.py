@@ -10,7 +10,8 @@ usage: check_slurm.py RUN_LOG WORKDIR [--gpu-rules R1,R2,...] [--tables LOCAL_TA
     one SLURM job of its rule (the plugin's comment `rule_<rule>[_wildcards_...]`), COMPLETED with
     exit code 0:0, whose working directory is WORKDIR, and whose per-job log is under
     WORKDIR/.snakemake/slurm_logs/rule_<rule>/; the GPUs each job asked sbatch for (TresPerJob) are
-    the `gpu` resource Snakemake printed for it, and every rule of --gpu-rules asked for at least one.
+    the `gpu` resource Snakemake printed for that job (matched by "Job N has been submitted with SLURM
+    jobid M"), and some job of every rule of --gpu-rules asked for at least one.
 (b) With --tables: WORKDIR/results/tables/*.csv and miou.md equal LOCAL_TABLES' files byte for byte;
     with --seed S and --variants V1,... as well (the SLURM run made only seed S of those variants): the
     lines of seed S and those variants in the per-run tables (per_seed.csv, per_class.csv,
@@ -47,14 +48,21 @@ def job_stats(text):
 
 
 def executed_jobs(text):
-    """Each job block Snakemake printed: (rule, local?, gpu resource)."""
+    """Each job block Snakemake printed: (rule, local?, gpu resource, Snakemake job id)."""
     jobs = []
     for block in re.finditer(r"^(localrule|rule) (\w+):\n((?:    .*\n)*)", text, re.MULTILINE):
         kind, rule, body = block.groups()
         resources = re.search(r"^    resources: (.*)$", body, re.MULTILINE)
         gpu = re.search(r"(?:^|, )gpu=(\d+)", resources.group(1)) if resources else None
-        jobs.append((rule, kind == "localrule", int(gpu.group(1)) if gpu else 0))
+        job_id = re.search(r"^    jobid: (\d+)$", body, re.MULTILINE)
+        jobs.append((rule, kind == "localrule", int(gpu.group(1)) if gpu else 0, job_id and job_id.group(1)))
     return jobs
+
+
+def submissions(text):
+    """{SLURM job id: Snakemake job id} from the plugin's "Job N has been submitted with SLURM jobid M"."""
+    pattern = r"^Job (\d+) has been submitted with SLURM jobid (\d+)"
+    return {slurm: job for job, slurm in re.findall(pattern, text, re.MULTILINE)}
 
 
 def slurm_jobs(run_id):
@@ -85,16 +93,19 @@ def check_jobs(log_path, workdir, gpu_rules):
     run_id = run_id.group(1)
 
     executed = executed_jobs(text)
-    if Counter(rule for rule, _, _ in executed) != Counter(planned):
-        fail(f"jobs executed {dict(Counter(r for r, _, _ in executed))} != planned {planned}")
-    local = Counter(rule for rule, is_local, _ in executed if is_local)
+    if Counter(rule for rule, *_ in executed) != Counter(planned):
+        fail(f"jobs executed {dict(Counter(r for r, *_ in executed))} != planned {planned}")
+    local = Counter(rule for rule, is_local, *_ in executed if is_local)
     if set(local) - {"all"}:
         fail(f"jobs run inside Snakemake, not on SLURM: {dict(local)}")
-    remote = Counter(rule for rule, is_local, _ in executed if not is_local)
-    gpus = {}
-    for rule, is_local, gpu in executed:
-        if not is_local and gpus.setdefault(rule, gpu) != gpu:
-            fail(f"rule {rule}: jobs with different gpu resources")
+    remote = Counter(rule for rule, is_local, *_ in executed if not is_local)
+    # A rule's jobs may differ in GPUs (a test shard of RGB features needs no DDPM): checked per job.
+    job_gpus = {job_id: gpu for _, is_local, gpu, job_id in executed if not is_local}
+    rule_gpus = {}
+    for rule, is_local, gpu, _ in executed:
+        if not is_local:
+            rule_gpus.setdefault(rule, set()).add(gpu)
+    submitted = submissions(text)
 
     jobs = slurm_jobs(run_id)
     by_rule = Counter()
@@ -115,15 +126,18 @@ def check_jobs(log_path, workdir, gpu_rules):
             fail(f"SLURM job {job_id} ({rule}): WorkDir {job.get('WorkDir')} is not {workdir}")
         if not list((slurm_logs / f"rule_{rule}").rglob(f"{job_id}.log")):
             fail(f"SLURM job {job_id} ({rule}): no log {slurm_logs}/rule_{rule}/**/{job_id}.log")
-        if requested_gpus(job) != gpus[rule]:
+        snakemake_job = submitted.get(job_id)
+        if snakemake_job not in job_gpus:
+            fail(f"SLURM job {job_id} ({rule}): no Snakemake job was submitted as it")
+        elif requested_gpus(job) != job_gpus[snakemake_job]:
             fail(
                 f"SLURM job {job_id} ({rule}): requested {requested_gpus(job)} GPUs "
-                f"(TresPerJob={job.get('TresPerJob')}), the rule's gpu resource is {gpus[rule]}"
+                f"(TresPerJob={job.get('TresPerJob')}), the job's gpu resource is {job_gpus[snakemake_job]}"
             )
     if by_rule != remote:
         fail(f"SLURM jobs per rule {dict(by_rule)} != Snakemake's remote jobs {dict(remote)}")
     for rule in gpu_rules:
-        if rule in planned and not gpus.get(rule):
+        if rule in planned and not max(rule_gpus.get(rule, {0})):
             fail(f"rule {rule} ran without requesting a GPU")
     if gpu_rules and not [r for r in gpu_rules if r in planned]:
         fail(f"none of the GPU rules {gpu_rules} ran")
@@ -133,7 +147,8 @@ def check_jobs(log_path, workdir, gpu_rules):
         f"planned jobs ({sum(local.values())} local: {dict(local)})"
     )
     for rule in remote:
-        print(f"  {rule:<22} {by_rule[rule]:>3} SLURM jobs, COMPLETED 0:0, --gpus {gpus[rule]} each")
+        each = "/".join(str(g) for g in sorted(rule_gpus[rule]))
+        print(f"  {rule:<22} {by_rule[rule]:>3} SLURM jobs, COMPLETED 0:0, --gpus {each} each")
 
 
 def check_tables(local, slurm):
