@@ -66,6 +66,7 @@ def main() -> None:
                 fmt(r["peak_rss_bytes"] / GB),
                 fmt(r["steps_per_s"], 0),
                 fmt(r["second_half_steps_per_s"], 0),
+                fmt(r["cpu_ms_per_step"]),
                 fmt(r["epoch_end_s"]),
                 fmt(r["time_to_first_step_s"]),
                 f"{r['steps']} of {r['epoch_steps']}" + (" (cut)" if r["cut"] else ""),
@@ -81,6 +82,7 @@ def main() -> None:
         "peak RSS (GB)",
         "steps/s (log)",
         "steps/s (2nd half)",
+        "CPU per step (ms)",
         "epoch end (s)",
         "first step (s)",
         "steps",
@@ -118,7 +120,9 @@ run one after the other. *Budget*: `memory_budget_mb` (none: every view resident
 *Peak RSS*: `VmHWM` of the training process, which includes {idle / GB:.2f} GB for an interpreter that
 only imports torch, zarr and ddpmseg. *steps/s (log)*: `(steps - 1) / (wall_time_s - time_to_first_step_s)`
 of the training log, which counts the loading of every streamed group after the first; *2nd half*:
-the rate over the second half of the steps, from per-step timestamps; *epoch end*: time from the last
+the rate over the second half of the steps, from per-step timestamps; *CPU per step*: the process's
+CPU time (every thread) per step after the first, loads included (with `--threads 1`, what other work
+skews least; with more, torch's threads spin while they wait for a descheduled one); *epoch end*: time from the last
 step to the end of the epoch, included in the log's rate. *First step*: from the start of the
 sampler's construction (loading resident activations) to the end of the first step. *Steps*: those
 trained of the epoch's (cut: the time limit ended it). *Other work*: the share of the machine's CPU

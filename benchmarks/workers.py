@@ -82,19 +82,22 @@ class StepClock:
 
     Request k + 1 happens when step k is done, so steps 1 .. n-1 take ``requests[n] - requests[1]``
     seconds; the time from the last request to the iterator's end is what the sampler does after the
-    last step. With ``seconds``, the iterator ends early once that much time has passed since the
-    first request (``cut`` is then True).
+    last step. ``cpu`` holds the process's CPU time (all threads) at each request. With ``seconds``,
+    the iterator ends early once that much time has passed since the first request (``cut`` is then
+    True).
     """
 
     def __init__(self, seconds: float | None = None) -> None:
         self.seconds = seconds
         self.requests: list[float] = []
+        self.cpu: list[float] = []
         self.exhausted: float | None = None
         self.cut = False
 
     def wrap(self, batches: Iterator[Any]) -> Iterator[Any]:
         while True:
             self.requests.append(time.perf_counter())
+            self.cpu.append(time.process_time())
             if self.seconds is not None and self.requests[-1] - self.requests[0] > self.seconds:
                 self.cut = True
                 batches.close()
@@ -111,6 +114,11 @@ class StepClock:
         if steps - first < 1:
             return math.nan
         return (steps - first) / (self.requests[-1] - self.requests[first])
+
+    def cpu_ms_per_step(self, first: int = 1) -> float:
+        """Process CPU time per step (ms) of steps ``first`` .. n-1."""
+        steps = len(self.cpu) - 1
+        return math.nan if steps - first < 1 else 1000 * (self.cpu[-1] - self.cpu[first]) / (steps - first)
 
     def epoch_end_s(self) -> float:
         return math.nan if self.exhausted is None else self.exhausted - self.requests[-1]
@@ -160,6 +168,7 @@ def ddpmseg_training_worker(payload: dict[str, Any]) -> dict[str, Any]:
         "time_to_first_step_s": built + log["time_to_first_batch_s"],
         "steps_per_s": log_steps_per_s(log),
         "steady_steps_per_s": clock.steps_per_s(),
+        "cpu_ms_per_step": clock.cpu_ms_per_step(),
         "second_half_steps_per_s": clock.steps_per_s(max(1, log["batches"] // 2)),
         "epoch_end_s": clock.epoch_end_s(),
     }
