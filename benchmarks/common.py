@@ -50,21 +50,24 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds elapsed, CPU seconds busy) of the whole machine, all cores summed (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user .. steal (guest time is already in user)
+    tick = os.sysconf("SC_CLK_TCK")
+    return total / tick, (total - idle) / tick
+
+
 def cpu_busy_percent(seconds: float = 1.0) -> float:
     """Share of the CPU that other work used over ``seconds`` (from /proc/stat); NaN where unknown."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle  # user .. steal (guest time is already in user)
-
     try:
-        total0, idle0 = sample()
+        total0, busy0 = cpu_seconds()
         time.sleep(seconds)
-        total1, idle1 = sample()
+        total1, busy1 = cpu_seconds()
     except (OSError, ValueError, IndexError):
         return math.nan
-    return 100.0 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+    return 100.0 * (busy1 - busy0) / max(total1 - total0, 1e-9)
 
 
 def machine_line(threads: int) -> str:

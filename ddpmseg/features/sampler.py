@@ -4,16 +4,22 @@ Features are never materialised upsampled: the native-resolution activations of 
 channel-last, :class:`ddpmseg.features.upsample.LayerGroups`) are held in memory and each minibatch's features are
 gathered and upsampled on the fly.
 
-Memory budget. When the activations of all training views fit in ``memory_budget_mb``, they are
-loaded once and every epoch is one global shuffle of all labelled pixels. Otherwise they are streamed:
-each epoch draws a random order of the views and walks it in groups of ``B`` whole views (the shuffle
-buffer; ``B`` views of the current group plus ``B`` prefetched in the background fit in the budget);
-the labelled pixels of a group are shuffled and cut into batches, and the pixels left over at the end
-of a group open the next group's first batch. Every epoch still visits every labelled pixel exactly
-once (but for the last partial batch, which is dropped as in the paper), in random order within the
-buffer. Compared with a global shuffle, a minibatch mixes pixels of the ``B`` views of its group
-instead of all views; with ``B`` of a few dozen views (the default budget at the paper's shapes) this
-changes little, and the grouping is redrawn every epoch.
+Memory budget. When the activations of all training views fit in ``memory_budget_mb``, they are loaded
+once and every epoch is one global shuffle of all labelled pixels. Otherwise they are streamed: each
+epoch draws a random order of the views and walks it in groups of ``B`` whole views (the shuffle buffer,
+which takes half the budget: ``B`` views are what half of it holds); the labelled pixels of a group are
+shuffled and cut into batches, and the pixels left over at the end of a group open the next group's
+first batch. Every epoch still visits every labelled pixel exactly once (but for the last partial batch,
+which is dropped as in the paper), in random order within the buffer. Compared with a global shuffle, a
+minibatch mixes pixels of the ``B`` views of its group instead of all views; with ``B`` of a few dozen
+views (the default budget at the paper's shapes) this changes little, and the grouping is redrawn every
+epoch.
+
+Loading. A streamed group is loaded when the previous one is used up, into the one buffer of ``B``
+views, by all of torch's threads (:meth:`ddpmseg.features.store.FeatureStore.load_groups`); training
+waits for it. A load in the background would overlap it with training, but on a CPU the training
+steps already keep every core busy: a loader thread takes a core from one of torch's threads, and
+each step's parallel sections then wait for the descheduled one, for as long as the load lasts.
 
 Data order. The order of the views (one draw per epoch) comes from a generator shared by every member
 of a run; the order of pixels within a group comes from each member's own generator. A member thus sees
@@ -23,7 +29,6 @@ which then share one buffer.
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 from collections.abc import Iterator, Sequence
 
@@ -101,10 +106,9 @@ class PixelSampler:
         self.view_bytes = 2 * sum(layer.channels * layer.height * layer.width for layer in store.layers)
         self.streaming = not fits_in_budget(self.view_bytes, len(self.indices), memory_budget_mb)
         if self.streaming:
-            # the current group and the prefetched next one must both fit
             self.buffer_views = max(1, int(memory_budget_mb * MiB // (2 * self.view_bytes)))
             self._resident: LayerGroups | None = None
-            self._buffers = [store.group_buffers(self.buffer_views) for _ in range(2)]
+            self._buffer = store.group_buffers(self.buffer_views)
         else:
             self.buffer_views = len(self.indices)
             self._resident = store.load_groups(self.indices)
@@ -128,8 +132,7 @@ class PixelSampler:
         groups = self._load(views)
         return self._gather(groups, self._local(views), pixels)
 
-    def _load(self, views: torch.Tensor, buffer: int | None = None) -> LayerGroups:
-        out = None if buffer is None else self._buffers[buffer]
+    def _load(self, views: torch.Tensor, out: list[torch.Tensor] | None = None) -> LayerGroups:
         groups = self.store.load_groups([self.indices[v] for v in views.tolist()], out)
         _release_freed_memory()
         return groups
@@ -176,41 +179,33 @@ class PixelSampler:
         carry_features = torch.empty((member_count, 0, self.feature_dim))
         carry_labels = torch.empty((member_count, 0), dtype=torch.long)
         done = 0
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            if self.streaming and total:
-                pending = pool.submit(self._load, groups[0], 0)
-            for g, views in enumerate(groups):
-                if done >= total:
+        for views in groups:
+            if done >= total:
+                break
+            if self.streaming:
+                resident, local = self._load(views, self._buffer), self._local(views)
+            else:
+                resident, local = self._resident, torch.arange(self.views)
+            pool_pixels = self._pixels_of(views) if self.streaming else torch.arange(len(self))
+            orders = [pool_pixels[torch.randperm(len(pool_pixels), generator=gen)] for gen in pixel_generators]
+            start = 0
+            while done < total:
+                need = batch_size - carry_labels.shape[1]
+                if start + need > len(pool_pixels):
                     break
-                if self.streaming:
-                    resident = pending.result()
-                    pending = pool.submit(self._load, groups[g + 1], (g + 1) % 2) if g + 1 < len(groups) else None
-                    local = self._local(views)
-                else:
-                    resident, local = self._resident, torch.arange(self.views)
-                pool_pixels = self._pixels_of(views) if self.streaming else torch.arange(len(self))
-                orders = [pool_pixels[torch.randperm(len(pool_pixels), generator=gen)] for gen in pixel_generators]
-                start = 0
-                while done < total:
-                    need = batch_size - carry_labels.shape[1]
-                    if start + need > len(pool_pixels):
-                        break
-                    # one gather for all members: its fixed costs are paid once per batch, not per member
-                    pixels = torch.stack([order[start : start + need] for order in orders])
-                    features = self._gather(resident, local, pixels.view(-1)).view(member_count, need, self.feature_dim)
-                    labels = self.labels[pixels].long()
-                    if need < batch_size:  # the first batch of a group completes the previous group's leftovers
-                        features = torch.cat([carry_features, features], dim=1)
-                        labels = torch.cat([carry_labels, labels], dim=1)
-                        carry_features, carry_labels = carry_features[:, :0], carry_labels[:, :0]
-                    start += need
-                    done += 1
-                    yield features, labels
-                if done < total and start < len(pool_pixels):  # left over: opens the next group's first batch
-                    pixels = torch.stack([order[start:] for order in orders])
-                    gathered = self._gather(resident, local, pixels.view(-1)).view(member_count, -1, self.feature_dim)
-                    carry_features = torch.cat([carry_features, gathered], dim=1)
-                    carry_labels = torch.cat([carry_labels, self.labels[pixels].long()], dim=1)
-            if pending is not None:
-                pending.cancel()
+                # one gather for all members: its fixed costs are paid once per batch, not per member
+                pixels = torch.stack([order[start : start + need] for order in orders])
+                features = self._gather(resident, local, pixels.view(-1)).view(member_count, need, self.feature_dim)
+                labels = self.labels[pixels].long()
+                if need < batch_size:  # the first batch of a group completes the previous group's leftovers
+                    features = torch.cat([carry_features, features], dim=1)
+                    labels = torch.cat([carry_labels, labels], dim=1)
+                    carry_features, carry_labels = carry_features[:, :0], carry_labels[:, :0]
+                start += need
+                done += 1
+                yield features, labels
+            if done < total and start < len(pool_pixels):  # left over: opens the next group's first batch
+                pixels = torch.stack([order[start:] for order in orders])
+                gathered = self._gather(resident, local, pixels.view(-1)).view(member_count, -1, self.feature_dim)
+                carry_features = torch.cat([carry_features, gathered], dim=1)
+                carry_labels = torch.cat([carry_labels, self.labels[pixels].long()], dim=1)

@@ -13,6 +13,7 @@ from its native neighbours.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,22 +187,38 @@ class FeatureStore:
             for (h, w), group in zip(resolutions, group_layers)
         ]
 
-    def load_groups(self, indices: Sequence[int] | None = None, out: list[torch.Tensor] | None = None) -> LayerGroups:
+    def load_groups(
+        self, indices: Sequence[int] | None = None, out: list[torch.Tensor] | None = None, workers: int | None = None
+    ) -> LayerGroups:
         """Activations of the given images (default all) as :class:`LayerGroups`, filled in place
-        (into the first rows of ``out``, from :meth:`group_buffers`, when given)."""
+        (into the first rows of ``out``, from :meth:`group_buffers`, when given).
+
+        ``workers`` threads (default: torch's thread count) load one image each at a time: zarr
+        decompresses and numpy transposes to channel-last without holding the GIL, so every core works.
+        """
         indices = list(range(len(self))) if indices is None else list(indices)
         _, group_layers = LayerGroups.plan(self.layers)
         buffers = out if out is not None else self.group_buffers(len(indices))
         groups = [buffer[: len(indices)] for buffer in buffers]
-        for row, index in enumerate(indices):
-            storage, local = self._locations[index]
-            for target, group in zip(groups, group_layers):
+        targets = [group.numpy() for group in groups]
+
+        def load(row: int) -> None:
+            storage, local = self._locations[indices[row]]
+            for target, group in zip(targets, group_layers):
                 offset = 0
                 for k in group:
                     layer = self.layers[k]
-                    values = torch.from_numpy(np.asarray(storage[layer.name][local]))
-                    target[row, :, :, offset : offset + layer.channels].copy_(values.permute(1, 2, 0))
+                    values = np.asarray(storage[layer.name][local])
+                    np.copyto(target[row, :, :, offset : offset + layer.channels], values.transpose(1, 2, 0))
                     offset += layer.channels
+
+        workers = min(workers or torch.get_num_threads(), len(indices))
+        if workers > 1:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                list(pool.map(load, range(len(indices))))
+        else:
+            for row in range(len(indices)):
+                load(row)
         return LayerGroups(groups, column_runs(self.layers, group_layers), self.image_size)
 
     def pixel_features(self, index: int, ys: np.ndarray | torch.Tensor, xs: np.ndarray | torch.Tensor) -> torch.Tensor:

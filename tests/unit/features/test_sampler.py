@@ -93,6 +93,37 @@ def test_pixel_count_multiple_of_batch_is_visited_exactly_once(tmp_path) -> None
     assert sorted(seen) == sorted(expected)
 
 
+@pytest.mark.parametrize("budget_mb", [None, 0.006, 0.018])
+def test_epoch_order_is_the_view_groups_shuffled_one_after_another(tmp_path, budget_mb) -> None:
+    """The batches, computed independently. Streamed: views in a random order (the view generator),
+    cut into groups of B, B views being what half the budget holds; each group's labelled pixels (view
+    by view, row-major) in a random order (the pixel generator); the groups one after another, cut into
+    batches, the last partial batch dropped. Resident: one group of all views in their order (the view
+    order is drawn all the same)."""
+    views, batch = 7, 16
+    labels = write_identity_store(tmp_path / "s.zarr", views=views)
+    store = FeatureStore(tmp_path / "s.zarr")
+    sampler = PixelSampler(store, IGNORE, memory_budget_mb=budget_mb)
+    view_bytes = 2 * sum(layer.channels * layer.height * layer.width for layer in store.layers)
+    size = views if budget_mb is None else int(budget_mb * 2**20 // (2 * view_bytes))
+    assert sampler.buffer_views == size and (budget_mb is None or 1 <= size < views)
+    pixels_of = [sorted(key for key in labelled_pixel_ids(labels) if key[0] == v) for v in range(views)]
+    for epoch_seed in (0, 1):
+        view_generator, pixel_generator = torch.Generator().manual_seed(epoch_seed), torch.Generator().manual_seed(9)
+        order = torch.randperm(views, generator=torch.Generator().manual_seed(epoch_seed)).tolist()
+        if budget_mb is None:
+            order = sorted(order)
+        expected_pixels = torch.Generator().manual_seed(9)
+        expected = []
+        for k in range(0, views, size):
+            pool = [key for v in order[k : k + size] for key in pixels_of[v]]
+            expected += [pool[i] for i in torch.randperm(len(pool), generator=expected_pixels).tolist()]
+        expected = expected[: len(expected) // batch * batch]
+        batches = sampler.epoch(view_generator, pixel_generator, batch)
+        seen = [key for features, _ in batches for key in visited_ids(features)]
+        assert seen == expected
+
+
 def test_batches_cap_and_ensemble_members_have_own_orders(tmp_path) -> None:
     write_identity_store(tmp_path / "s.zarr", views=6)
     sampler = PixelSampler(FeatureStore(tmp_path / "s.zarr"), IGNORE, memory_budget_mb=0.002)

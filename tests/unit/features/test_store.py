@@ -58,3 +58,21 @@ def test_store_load_groups_equals_load_all(tmp_path, tiny_checkpoint) -> None:
     ys, xs = torch.tensor([0, 5, 31, 17]), torch.tensor([3, 31, 0, 17])
     expected = gather_features(store.load_all([2, 0]), image, ys, xs, 32)
     torch.testing.assert_close(grouped.features(image, ys, xs), expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_load_groups_fills_its_buffers_with_the_views_in_order_whatever_the_threads(tmp_path, workers) -> None:
+    from conftest import write_identity_store
+
+    from ddpmseg.features.upsample import LayerGroups
+
+    write_identity_store(tmp_path / "s.zarr", views=5)
+    store = FeatureStore(tmp_path / "s.zarr")
+    expected = LayerGroups.from_layers(store.load_all([3, 0, 4]), store.image_size)
+    buffers = [torch.full_like(buffer, float("nan")) for buffer in store.group_buffers(4)]
+    grouped = store.load_groups([3, 0, 4], buffers, workers=workers)
+    assert [group.data_ptr() for group in grouped.groups] == [buffer.data_ptr() for buffer in buffers]
+    for got, want, buffer in zip(grouped.groups, expected.groups, buffers):
+        assert torch.equal(got, want)
+        assert buffer[3:].isnan().all()  # rows past the views are left alone
+    assert grouped.runs == expected.runs
