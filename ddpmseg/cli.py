@@ -30,7 +30,7 @@ def export_command(args: argparse.Namespace) -> int:
     config_path = Path(args.config) if Path(args.config).is_absolute() else workdir / args.config
     if not config_path.is_file():
         raise DdpmsegError(f"--config: {config_path} does not exist")
-    config = load_config(config_path)
+    config = load_config(config_path, workdir=workdir)
     seed = args.seed
     if seed == "best":
         seed, miou = best_seed(config, dataset=args.dataset, variant=args.variant, workdir=workdir)

@@ -81,6 +81,39 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+# A tiny diffusers UNet2DModel: 32 px, two levels (the lower with attention), one resnet per down level, so
+# 2 x 2 = 4 decoder blocks: up_blocks.0 (attention, 16 px, 64 channels, its last block upsampled to 32 px)
+# and up_blocks.1 (32 channels, 32 px).
+TINY_UNET2D = {
+    "sample_size": 32, "in_channels": 3, "out_channels": 3, "layers_per_block": 1,
+    "block_out_channels": (32, 64), "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D"), "norm_num_groups": 8, "attention_head_dim": 16,
+}
+
+
+def make_diffusers_folder(folder: Path, *, seed: int = 0, unet: dict | None = None, pipeline: bool = True) -> Path:
+    """A random-weight tiny UNet2DModel and a linear 1000-step DDPMScheduler saved by diffusers'
+    ``save_pretrained``: a DDPMPipeline folder (``pipeline``) or a folder holding unet/ and scheduler/."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(seed)
+    model = UNet2DModel(**{**TINY_UNET2D, **(unet or {})})
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    if pipeline:
+        DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
+    else:
+        model.save_pretrained(folder / "unet")
+        scheduler.save_pretrained(folder / "scheduler")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def diffusers_folder(tmp_path_factory) -> Path:
+    """A tiny diffusers DDPMPipeline folder (:func:`make_diffusers_folder`), shared by a session's tests."""
+    pytest.importorskip("diffusers", reason="the diffusers extra is not installed: pip install -e '.[diffusers]'")
+    return make_diffusers_folder(tmp_path_factory.mktemp("diffusers") / "tiny-ddpm")
+
+
 def write_sample(folder: Path, stem: str, image: np.ndarray, mask: np.ndarray, suffix: str = ".png") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(folder / f"{stem}{suffix}")

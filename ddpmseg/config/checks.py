@@ -11,10 +11,12 @@ from ..base.errors import DdpmsegError
 from ..classifier.settings import TrainSettings
 from ..data.datasets import split_folder
 from ..data.listing import IMAGE_SUFFIXES, check_unique_stems, files_with_suffixes
+from ..diffusion.diffusers_folder import require_diffusers
 from ..diffusion.flags import check_feature_settings, model_flags, model_order
 from ..diffusion.training.settings import DdpmTrainingSettings
 from .ddpms import (
     _SOURCE_KEYS,
+    DIFFUSERS,
     TRAINED,
     ddpm_init,
     ddpm_training_gpus,
@@ -40,6 +42,10 @@ def check_config(config: dict[str, Any]) -> None:
                     f"datasets.{name}.{key}: {len(values)} {what} for number_class {dataset['number_class']}"
                 )
     for name, ddpm in config["ddpms"].items():
+        if ddpm["source"] == DIFFUSERS:
+            require_diffusers(f"ddpms.{name}.source")
+        if ddpm["source"] == TRAINED:
+            check_ddpm_init(config, name)
         check_ddpm_source_keys(name, ddpm)
         if ddpm["source"] == TRAINED:
             check_ddpm_training(name, ddpm)
@@ -48,7 +54,10 @@ def check_config(config: dict[str, Any]) -> None:
             flags = model_flags(ddpm["flags"])
         except DdpmsegError as error:
             raise DdpmsegError(f"ddpms.{name}.flags: {error}") from None
-        check_feature_settings(flags, config["features"]["steps"], config["features"]["blocks"])
+        try:
+            check_feature_settings(flags, config["features"]["steps"], config["features"]["blocks"])
+        except DdpmsegError as error:
+            raise DdpmsegError(f"{error}, of DDPM {name} (python -m ddpmseg.blocks CONFIG {name} lists its blocks)") from None
     model_order(config["features"]["blocks"])
     for variant in config["variants"]:
         TrainSettings.of(variant_settings(config, variant))
@@ -82,6 +91,15 @@ def check_ddpm_source_keys(name: str, ddpm: dict[str, Any]) -> None:
             raise DdpmsegError(f"ddpms.{name}.{key}: only a DDPM with source {source} has it (this one is {ddpm['source']})")
     if "flags" not in ddpm:
         raise DdpmsegError(f"ddpms.{name}.flags: required (or an init naming a DDPM of this config or the registry)")
+
+
+def check_ddpm_init(config: dict[str, Any], name: str) -> None:
+    """A trained DDPM fine-tunes a guided-diffusion UNet: not a diffusers one."""
+    init = ddpm_init(config, name)
+    if init is not None and init[0] == "ddpm" and config["ddpms"][init[1]]["source"] == DIFFUSERS:
+        raise DdpmsegError(
+            f"ddpms.{name}.init: '{init[1]}' is a diffusers DDPM; the workflow trains and fine-tunes guided-diffusion UNets only"
+        )
 
 
 def check_ddpm_training(name: str, ddpm: dict[str, Any]) -> None:
@@ -131,6 +149,8 @@ def check_paths(config: dict[str, Any]) -> None:
     for name, ddpm in config["ddpms"].items():
         if ddpm["source"] == "file":
             _require_path(f"ddpms.{name}.checkpoint", Path(ddpm["checkpoint"]), folder=False)
+        if ddpm["source"] == DIFFUSERS:
+            _require_path(f"ddpms.{name}.path", Path(ddpm["path"]))
         if ddpm["source"] == TRAINED:
             _check_training_paths(config, name)
     for name, entry in config.get("apply", {}).items():

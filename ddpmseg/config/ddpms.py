@@ -1,5 +1,5 @@
 """The DDPMs of a config: where a trained one's images and initial weights come from, its training settings
-and GPUs."""
+and GPUs; the files a DDPM's rules read, and a diffusers folder's description filled in as its flags."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..base.errors import DdpmsegError
+from ..diffusion.diffusers_folder import folder_files, read_flags
 from ..diffusion.training.settings import DdpmTrainingSettings
 from . import paths
 
 
 TRAINED = "train"
+DIFFUSERS = "diffusers"
 # Keys of a ddpms entry that only one source has.
 _SOURCE_KEYS = {"checkpoint": "file", "url": "registry", "registry_name": "registry", "images": TRAINED,
-                "init": TRAINED, "training": TRAINED}
+                "init": TRAINED, "training": TRAINED, "path": DIFFUSERS}
 
 
 def ddpm_training_settings(ddpm: dict[str, Any]) -> dict[str, Any]:
@@ -75,10 +78,40 @@ def ddpm_init(config: dict[str, Any], name: str) -> tuple[str, str] | None:
 
 
 def checkpoint_path(config: dict[str, Any], name: str) -> str:
-    """Where the workflow reads a DDPM's checkpoint: a file DDPM's own path, else ``resources/checkpoints/``
-    (downloaded or trained there)."""
+    """Where the workflow reads a DDPM's checkpoint: a file DDPM's own path, a diffusers DDPM's folder,
+    else ``resources/checkpoints/`` (downloaded or trained there)."""
     entry = config["ddpms"][name]
+    if entry["source"] == DIFFUSERS:
+        return entry["path"]
     return entry["checkpoint"] if entry["source"] == "file" else paths.CHECKPOINT.format(ddpm=name)
+
+
+def ddpm_inputs(config: dict[str, Any], name: str) -> list[str]:
+    """The files of a DDPM that its rules read (their input): its checkpoint, or the files of a diffusers
+    folder that count (:data:`ddpmseg.diffusion.diffusers_folder.FOLDER_FILES`), so that changing one
+    reruns its validation and what follows."""
+    entry = config["ddpms"][name]
+    if entry["source"] == DIFFUSERS:
+        return [str(path) for path in folder_files(entry["path"])]
+    return [checkpoint_path(config, name)]
+
+
+def resolve_diffusers(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any]:
+    """The config with each diffusers DDPM's description, read from its folder's configs (relative paths
+    from ``workdir``), as its ``flags`` (a new dict; no torch, no diffusers). A ``flags`` of its own is an
+    error: the folder says what the model is."""
+    resolved = {**config, "ddpms": dict(config.get("ddpms", {}))}
+    for name, entry in resolved["ddpms"].items():
+        if entry["source"] != DIFFUSERS:
+            continue
+        if "flags" in entry:
+            raise DdpmsegError(f"ddpms.{name}.flags: a diffusers DDPM's model is described by its folder's unet/config.json; remove flags")
+        try:
+            flags = read_flags(Path(workdir) / entry["path"])
+        except DdpmsegError as error:
+            raise DdpmsegError(f"ddpms.{name}.path: {error}") from None
+        resolved["ddpms"][name] = {**entry, "flags": flags}
+    return resolved
 
 
 def trained_ddpms(config: dict[str, Any]) -> list[str]:

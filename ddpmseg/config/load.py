@@ -77,9 +77,13 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> None
         raise DdpmsegError(_error_line(error))
 
 
-def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict[str, Any]:
+def load_config(
+    path: str | Path, schema: str | Path = SCHEMA, *, workdir: str | Path = ".", cross_check: bool = True
+) -> dict[str, Any]:
     """A config file validated against the workflow's schema with its defaults filled in, registry
-    entries resolved and cross-checked: what the Snakefile works with, for use outside Snakemake."""
+    entries and diffusers folders resolved (a relative folder from ``workdir``, the workflow's working
+    directory) and cross-checked (unless ``cross_check`` is false): what the Snakefile works with, for use
+    outside Snakemake."""
     import yaml
 
     config = yaml.safe_load(Path(path).read_text())
@@ -88,8 +92,10 @@ def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict[str, Any]
     except DdpmsegError as error:
         raise DdpmsegError(f"{path}: {error}") from None
     from .checks import check_config
+    from .ddpms import resolve_diffusers
     from .registry import load_registry, resolve_registry
 
-    config = resolve_registry(config, load_registry())
-    check_config(config)
+    config = resolve_diffusers(resolve_registry(config, load_registry()), workdir)
+    if cross_check:
+        check_config(config)
     return config

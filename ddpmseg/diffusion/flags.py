@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..base.errors import DdpmsegError
+from .diffusers_folder import decoder_blocks, diffusers_flags, is_diffusers
 
 GUIDED_DIFFUSION_DEFAULTS: dict[str, Any] = {
     "image_size": 64, "num_channels": 128, "num_res_blocks": 2, "num_heads": 4, "num_heads_upsample": -1,
@@ -66,7 +67,10 @@ def flag_type_problem(name: str, value: Any) -> str | None:
 
 def model_flags(overrides: dict[str, Any]) -> dict[str, Any]:
     """guided-diffusion's ``model_and_diffusion_defaults()`` updated with ``overrides``; unknown flags
-    and flags of the wrong type fail with one line naming the flag."""
+    and flags of the wrong type fail with one line naming the flag. A diffusers DDPM's description
+    (:mod:`ddpmseg.diffusion.diffusers_folder`) is checked and completed instead."""
+    if is_diffusers(overrides):
+        return diffusers_flags(overrides)
     flags = dict(GUIDED_DIFFUSION_DEFAULTS)
     unknown = sorted(set(overrides) - set(flags))
     if unknown:
@@ -82,8 +86,11 @@ def model_flags(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def decoder_block_count(flags: dict[str, Any]) -> int:
-    """Number of ``model.output_blocks`` the flags give, without building the model."""
+    """Number of ``model.output_blocks`` the flags give (of a diffusers UNet's decoder blocks), without
+    building the model."""
     flags = model_flags(flags)
+    if is_diffusers(flags):
+        return len(decoder_blocks(flags))
     if flags["channel_mult"]:
         levels = len(str(flags["channel_mult"]).split(","))
     elif flags["image_size"] in DEFAULT_CHANNEL_MULT:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..base.errors import DdpmsegError
+from .diffusers_folder import ddpm_location, is_diffusers
 from .flags import decoder_block_count, model_flags
 
 with warnings.catch_warnings():
@@ -30,7 +31,12 @@ def select_device() -> torch.device:
 
 
 def build_model_and_diffusion(flags: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
-    """A float32 UNet and its diffusion, from model flags (fp16 conversion is left to :func:`load_ddpm`)."""
+    """A float32 UNet and its diffusion, from model flags (fp16 conversion is left to :func:`load_ddpm`); a
+    diffusers description gives its UNet and scheduler (:mod:`ddpmseg.diffusion.diffusers_model`)."""
+    if is_diffusers(flags):
+        from .diffusers_model import build_diffusers_ddpm
+
+        return build_diffusers_ddpm(flags)
     flags = dict(model_flags(flags), use_fp16=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -168,14 +174,21 @@ def read_checkpoint(checkpoint: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_ddpm(
-    checkpoint: str | Path, flags: dict[str, Any], device: torch.device | str | None = None
+    checkpoint: str | Path | Sequence[str | Path], flags: dict[str, Any], device: torch.device | str | None = None
 ) -> tuple[torch.nn.Module, Any]:
     """Load a guided-diffusion checkpoint into a UNet built from ``flags``; return (model, diffusion).
 
     The model is in eval mode on ``device`` (default: CUDA when present). On CUDA, a model whose flags
     say ``use_fp16`` runs its torso in float16, as guided-diffusion does; on CPU it stays float32.
+    With a diffusers description as ``flags``, ``checkpoint`` is its folder (or a rule's list of the
+    folder's files) and the UNet runs in float16 on CUDA (:mod:`ddpmseg.diffusion.diffusers_model`).
     """
     device = torch.device(device) if device is not None else select_device()
+    checkpoint = ddpm_location(checkpoint)
+    if is_diffusers(flags):
+        from .diffusers_model import load_diffusers_ddpm
+
+        return load_diffusers_ddpm(checkpoint, flags, device)
     model, diffusion = build_model_and_diffusion(flags)
     state = read_checkpoint(checkpoint)
     check_state_dict(model, state, checkpoint, flags)
@@ -193,7 +206,8 @@ class _StopProfile(Exception):
 
 def forward_profile(flags: dict[str, Any], blocks: list[int]) -> tuple[dict[int, tuple[int, ...]], int]:
     """Output shapes of the chosen decoder blocks and the FLOPs of one image's forward pass up to the
-    last of them (what the extraction runs), from a pass on the meta device."""
+    last of them (what the extraction runs), from a pass on the meta device (for guided-diffusion's flags
+    and diffusers descriptions alike)."""
     flags = model_flags(flags)
     last = max(blocks)
     shapes: dict[int, tuple[int, ...]] = {}

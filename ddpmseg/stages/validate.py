@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from ..data.datasets import Split, summarize_split
+from ..diffusion.diffusers_folder import ddpm_location, digest_of, file_digests, is_diffusers
 from ..diffusion.model import (
     build_model_and_diffusion,
     check_state_dict,
+    load_ddpm,
     model_flags,
     read_checkpoint,
 )
@@ -37,7 +39,7 @@ def validate_dataset(
 
 
 def validate_ddpm(
-    *, checkpoint: str | Path, check: str | Path, flags: dict[str, Any], verify: dict[str, Any] | None = None
+    *, checkpoint: str | Path | list[str], check: str | Path, flags: dict[str, Any], verify: dict[str, Any] | None = None
 ) -> None:
     """Check that the checkpoint fits the flags; record its sha256 in ``check``. (Steps and blocks are
     checked against the flags when the config is read, so that changing them does not rerun this.)
@@ -45,8 +47,15 @@ def validate_ddpm(
     ``verify`` (url, sha256, lock_file, lock_key) first checks a downloaded or hand-placed checkpoint
     against the registry's digest or the lock file; with neither, its digest goes into the lock file
     only once it has loaded (``weights_only``) and fitted the flags.
+
+    A diffusers DDPM (``checkpoint``: its folder's files, ``flags``: its description) must load with
+    diffusers into the UNet its configs describe; ``check`` records its digest and each file's sha256.
     """
     flags = model_flags(flags)
+    if is_diffusers(flags):
+        validate_diffusers_ddpm(folder=ddpm_location(checkpoint), check=check, flags=flags)
+        return
+    checkpoint = ddpm_location(checkpoint)
     model, _ = build_model_and_diffusion(flags)
     fitted: list[Path] = []
 
@@ -62,6 +71,23 @@ def validate_ddpm(
         {
             "checkpoint": str(checkpoint),
             "sha256": digest or sha256_file(checkpoint),
+            "flags": flags,
+            "decoder_blocks": len(model.output_blocks),
+        },
+    )
+
+
+def validate_diffusers_ddpm(*, folder: Path, check: str | Path, flags: dict[str, Any]) -> None:
+    """Load a diffusers folder as extraction will (every weight in place, the configs as described) and
+    record its digest, its files' sha256 and its decoder blocks in ``check``."""
+    files = file_digests(folder)
+    model, _ = load_ddpm(folder, flags, device="cpu")
+    save_json(
+        check,
+        {
+            "checkpoint": str(folder),
+            "sha256": digest_of(files),
+            "files": files,
             "flags": flags,
             "decoder_blocks": len(model.output_blocks),
         },

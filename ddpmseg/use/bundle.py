@@ -2,7 +2,7 @@
 elsewhere (``ddpmseg export`` writes one, ``ddpmseg predict``/``suggest`` load one).
 
 A bundle holds ``manifest.json`` and the members' weights (``members/member<k>.pt``), and the DDPM
-checkpoint (``ddpm/<name>.pt``) when it was included; otherwise the manifest names the checkpoint by its
+checkpoint (``ddpm/<name>.pt``, or a diffusers DDPM's files under ``ddpm/<name>/``) when it was included; otherwise the manifest names the checkpoint by its
 sha256 and says where to get it in terms that hold on any machine (its source, file name, registry
 name and URL), never a path of the exporting machine. The manifest records everything the
 labels depend on, the run's :class:`~ddpmseg.use.settings.SegmenterSettings` (classes, palette,
@@ -31,6 +31,7 @@ from .. import __version__
 from ..data.archive import extract_archive
 from ..base.errors import DdpmsegError
 from ..base.files import atomic_directory, atomic_path, save_json, sha256_file
+from ..diffusion.diffusers_folder import FOLDER_FILES, ddpm_digest, digest_of, is_diffusers
 from .run import RunInfo
 from .segmenter import Segmenter, check_members_fit, make_segmenter
 from .settings import SegmenterSettings
@@ -58,7 +59,7 @@ def export_bundle(*, out: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
         if include_ddpm:
             raise DdpmsegError("--include-ddpm: an RGB control's run uses no DDPM; its bundle has none to include")
     else:
-        actual = sha256_file(segmenter.ddpm_checkpoint)
+        actual = ddpm_digest(segmenter.ddpm_checkpoint)
         if actual != run.ddpm_sha256:
             raise DdpmsegError(
                 f"{segmenter.ddpm_checkpoint}: sha256 {actual} differs from the run's DDPM checkpoint {run.ddpm_sha256}"
@@ -113,12 +114,19 @@ def _write_bundle(folder: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
         (folder / "members").mkdir(exist_ok=True)
         shutil.copyfile(path, folder / name)
         members.append(name)
-    ddpm_file = None
-    if include_ddpm:
+    ddpm_file, ddpm_files = None, []
+    if include_ddpm and is_diffusers(segmenter.settings.ddpm_flags):  # the folder's files that count
+        ddpm_file = f"ddpm/{run.ddpm_name}"
+        ddpm_files = [f"{ddpm_file}/{name}" for name in FOLDER_FILES]
+        for name, copy in zip(FOLDER_FILES, ddpm_files, strict=True):
+            (folder / copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(segmenter.ddpm_checkpoint / name, folder / copy)
+    elif include_ddpm:
         ddpm_file = f"ddpm/{run.ddpm_name}.pt"
+        ddpm_files = [ddpm_file]
         (folder / "ddpm").mkdir()
         shutil.copyfile(segmenter.ddpm_checkpoint, folder / ddpm_file)
-    files = {name: sha256_file(folder / name) for name in [*members, *([ddpm_file] if ddpm_file else [])]}
+    files = {name: sha256_file(folder / name) for name in [*members, *ddpm_files]}
     save_json(folder / MANIFEST, _manifest(segmenter, run, members, ddpm_file, files))
 
 
@@ -159,8 +167,7 @@ def read_bundle(path: Path, *, ddpm_checkpoint: Path | None = None) -> Segmenter
 def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_checkpoint: Path | None) -> Segmenter:
     for name, digest in manifest["files"].items():
         _check_file(path, root, name, digest)
-    ddpm_file = manifest["ddpm"].get("file")
-    for name in [*manifest["members"], *([ddpm_file] if ddpm_file else [])]:
+    for name in [*manifest["members"], *_included_ddpm_files(manifest)]:
         if name not in manifest["files"]:
             raise DdpmsegError(f"{path}: {name} has no sha256 in {MANIFEST}")
     ddpm = manifest["ddpm"]
@@ -169,7 +176,7 @@ def _checked_segmenter(path: Path, root: Path, manifest: dict[str, Any], ddpm_ch
     except DdpmsegError as error:
         raise DdpmsegError(f"{path}: {MANIFEST}: {error}") from None
     # an RGB control's segmenter never reads a DDPM: none is looked for (a given one is not used)
-    checkpoint = None if settings.feature_source == "rgb" else _ddpm_checkpoint(path, root, ddpm, ddpm_checkpoint)
+    checkpoint = None if settings.feature_source == "rgb" else _ddpm_checkpoint(path, root, manifest, ddpm_checkpoint)
     try:
         segmenter = make_segmenter(
             member_paths=[root / m for m in manifest["members"]], ddpm_checkpoint=checkpoint, settings=settings,
@@ -248,8 +255,21 @@ def _check_file(bundle: Path, root: Path, name: str, expected: str) -> None:
         raise DdpmsegError(f"{bundle}: {name} has sha256 {actual}, the manifest says {expected}: changed or damaged")
 
 
+def _included_ddpm_files(manifest: dict[str, Any]) -> list[str]:
+    """The bundle's files of its included DDPM: its checkpoint, or a diffusers folder's files; none when
+    it is referenced."""
+    ddpm_file = manifest["ddpm"].get("file")
+    if not ddpm_file:
+        return []
+    if is_diffusers(manifest["settings"]["ddpm_flags"]):
+        return [f"{ddpm_file}/{name}" for name in FOLDER_FILES]
+    return [ddpm_file]
+
+
 def _where(source: dict[str, Any]) -> str:
     """Where a referenced checkpoint can be had, for the message that asks for it."""
+    if source.get("source") == "diffusers":
+        return f"the diffusers DDPMPipeline folder {source.get('folder_name')} (its {', '.join(source.get('files', {}))})"
     name = source.get("file_name", "the checkpoint")
     if source.get("url"):
         return f"{name}, downloadable from {source['url']}"
@@ -260,20 +280,26 @@ def _where(source: dict[str, Any]) -> str:
     return name
 
 
-def _ddpm_checkpoint(bundle: Path, root: Path, ddpm: dict[str, Any], given: Path | None) -> Path:
-    """The DDPM checkpoint to use, after checking its sha256 against the manifest's."""
+def _ddpm_checkpoint(bundle: Path, root: Path, manifest: dict[str, Any], given: Path | None) -> Path:
+    """The DDPM checkpoint (or diffusers folder) to use, after checking its sha256 against the manifest's."""
+    ddpm = manifest["ddpm"]
     if given is not None:
         checkpoint = Path(given)
-        if not checkpoint.is_file():
+        if not checkpoint.is_file() and not checkpoint.is_dir():
             raise DdpmsegError(f"{checkpoint}: DDPM checkpoint does not exist")
     elif ddpm.get("file"):
+        included = _included_ddpm_files(manifest)
+        if is_diffusers(manifest["settings"]["ddpm_flags"]):  # its files were checked: their digest is the folder's
+            digest = digest_of({name.removeprefix(f"{ddpm['file']}/"): manifest["files"][name] for name in included})
+            if digest != ddpm["sha256"]:
+                raise DdpmsegError(f"{bundle}: {ddpm['file']} is not the DDPM the manifest names (digest {digest})")
         return root.joinpath(*PurePosixPath(ddpm["file"]).parts)  # checked with the other files
     else:
         raise DdpmsegError(
             f"{bundle}: DDPM '{ddpm['name']}' (sha256 {ddpm['sha256']}) is not in the bundle; give its checkpoint "
             f"with --ddpm PATH (Python: load_bundle(..., ddpm=PATH)): {_where(ddpm['where'])}"
         )
-    actual = sha256_file(checkpoint)
+    actual = ddpm_digest(checkpoint)
     if actual != ddpm["sha256"]:
         raise DdpmsegError(
             f"{checkpoint}: DDPM checkpoint sha256 {actual} differs from the bundle's {ddpm['sha256']}"

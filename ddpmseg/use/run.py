@@ -12,7 +12,8 @@ from ..base.errors import DdpmsegError
 from ..base.files import load_json, read_table
 from ..config import paths
 from ..config.checks import check_run
-from ..config.ddpms import checkpoint_path
+from ..config.ddpms import DIFFUSERS, checkpoint_path
+from ..diffusion.diffusers_folder import ddpm_location, file_digests
 from .segmenter import Segmenter, make_segmenter
 from .settings import SegmenterSettings
 
@@ -26,7 +27,9 @@ class RunInfo:
     seed: int
     ddpm_name: str
     ddpm_sha256: str | None  # None for an RGB control's run, which uses no DDPM
-    ddpm_source: dict[str, Any] | None  # "source" (registry, file, train), "file_name", any of registry_name, url, init
+    # "source" (registry, file, train, diffusers), "file_name", any of registry_name, url, init; a diffusers
+    # folder's "folder_name" and "files" (each file's sha256 by its path in the folder)
+    ddpm_source: dict[str, Any] | None
     test_miou: float | None = None
 
 
@@ -40,14 +43,15 @@ def run_segmenter(
     """The segmenter of a workflow run: its members, its DDPM checkpoint with the validation record
     ``check`` (``results/ddpm/<name>/check.json``, whose sha256 is the checkpoint's), its settings (or
     their plain values, as a rule's params carry them). An RGB control's run has no DDPM: its
-    ``checkpoint`` and ``check`` are empty (None or ``[]``, how a rule passes an empty input)."""
+    ``checkpoint`` and ``check`` are empty (None or ``[]``, how a rule passes an empty input). A rule gives
+    ``checkpoint`` as a list: of one file, or of a diffusers folder's files."""
     if not isinstance(settings, SegmenterSettings):
         settings = SegmenterSettings.from_plain(settings)
     members = [Path(m) for m in members]
     if not checkpoint:
         return make_segmenter(member_paths=members, ddpm_checkpoint=None, settings=settings)
     return make_segmenter(
-        member_paths=members, ddpm_checkpoint=Path(checkpoint), settings=settings,
+        member_paths=members, ddpm_checkpoint=ddpm_location(checkpoint), settings=settings,
         ddpm_digest=load_json(check)["sha256"],
     )
 
@@ -80,8 +84,11 @@ def run_files(config: dict[str, Any], *, dataset: str, variant: str, seed: int, 
 def ddpm_source(config: dict[str, Any], ddpm: str, checkpoint: Path) -> dict[str, Any]:
     """Where a DDPM checkpoint can be had, in terms that hold on another machine: its source, its file's
     name, and its registry name and URL, or what it was trained from (a DDPM of the config or of the
-    registry by name, or an init file by name); nothing of this machine's file system."""
+    registry by name, or an init file by name), or a diffusers folder's name and its files' sha256;
+    nothing of this machine's file system."""
     entry = config["ddpms"][ddpm]
+    if entry["source"] == DIFFUSERS:
+        return {"source": DIFFUSERS, "folder_name": checkpoint.name, "files": file_digests(checkpoint)}
     source: dict[str, Any] = {"source": entry["source"], "file_name": checkpoint.name}
     if entry["source"] == "registry":
         source["registry_name"] = entry.get("registry_name", ddpm)
@@ -128,7 +135,7 @@ def exported_run(
     settings = SegmenterSettings.of_run(config, dataset=dataset, variant=variant, seed=seed)
     uses_ddpm = settings.feature_source != "rgb"  # the RGB control's run needs no DDPM
     for path in [*files.members, *([files.checkpoint, files.check] if uses_ddpm else [])]:
-        if not path.is_file():
+        if not (path.is_file() or (path == files.checkpoint and path.is_dir())):  # a diffusers DDPM: a folder
             raise DdpmsegError(f"{path}: missing; build the run first: snakemake {files.target}")
     segmenter = run_segmenter(
         members=files.members, checkpoint=files.checkpoint if uses_ddpm else None,

@@ -21,6 +21,7 @@ import torch
 from ..base.errors import DdpmsegError
 from ..base.files import sha256_file
 from ..classifier.mlp import load_member
+from ..diffusion.diffusers_folder import ddpm_digest as ddpm_file_digest
 from ..diffusion.model import feature_width, load_ddpm, select_device
 from .settings import SegmenterSettings
 
@@ -32,10 +33,11 @@ class Segmenter:
     """Everything needed to label new images with one trained run (dataset, variant, seed)."""
 
     member_paths: tuple[Path, ...]  # the members' weights files (classifier.mlp.save_member format)
-    ddpm_checkpoint: Path | None  # guided-diffusion state_dict (diffusion.model.load_ddpm); None: an RGB control's
+    # guided-diffusion state_dict or diffusers folder (diffusion.model.load_ddpm); None: an RGB control's
+    ddpm_checkpoint: Path | None
     settings: SegmenterSettings
     member_digests: tuple[str, ...]  # sha256 of each member's file
-    ddpm_digest: str  # sha256 of the checkpoint ("unused" for an RGB control)
+    ddpm_digest: str  # sha256 of the checkpoint, digest of a diffusers folder ("unused" for an RGB control)
     identity: str  # stable digest of what the outputs depend on (resume key)
 
 
@@ -69,7 +71,7 @@ def make_segmenter(
         ddpm_digest = "unused"  # the RGB control's features do not come from the DDPM
     elif ddpm_checkpoint is None:
         raise DdpmsegError("a segmenter with DDPM features needs the DDPM checkpoint")
-    ddpm_digest = ddpm_digest or _file_digest(Path(ddpm_checkpoint), "DDPM checkpoint")
+    ddpm_digest = ddpm_digest or ddpm_file_digest(Path(ddpm_checkpoint))
     return Segmenter(
         member_paths=members,
         ddpm_checkpoint=None if ddpm_checkpoint is None else Path(ddpm_checkpoint),

@@ -11,10 +11,12 @@ from ddpmseg.config.checks import check_config, check_paths
 from ddpmseg.config.ddpms import (
     checkpoint_path,
     ddpm_image_inputs,
+    ddpm_inputs,
     ddpm_init,
     ddpm_training_gpus,
     ddpm_training_nodes,
     ddpm_training_settings,
+    resolve_diffusers,
     trained_ddpms,
 )
 from ddpmseg.config.imagesets import (
@@ -51,7 +53,7 @@ try:
     validate_config(
         config, schema=Path(workflow.basedir, "workflow/schemas/config.schema.yaml")
     )
-    config.update(resolve_registry(config, load_registry()))
+    config.update(resolve_diffusers(resolve_registry(config, load_registry())))
     check_config(config)
     check_paths(config)
 except DdpmsegError as error:
@@ -189,8 +191,13 @@ def imageset_size(wildcards):
     return imageset_count(config, wildcards.dataset, wildcards.imageset)
 
 
+def ddpm_files(name):
+    """The files a DDPM's rules read: its checkpoint, or a diffusers folder's files that count."""
+    return ddpm_inputs(config, name)
+
+
 def ddpm_checkpoint(wildcards):
-    return checkpoint_path(config, ddpm_name(wildcards))
+    return ddpm_files(ddpm_name(wildcards))
 
 
 def ddpm_check(wildcards):
@@ -536,7 +543,7 @@ def applied_checkpoint(wildcards):
     dataset, variant, _ = applied_run(wildcards)
     if feature_source(config, variant) == "rgb":
         return []
-    return checkpoint_path(config, config["datasets"][dataset]["ddpm"])
+    return ddpm_files(config["datasets"][dataset]["ddpm"])
 
 
 def applied_check(wildcards):

@@ -23,7 +23,7 @@ rule validate_dataset:
 
 rule validate_ddpm:
     input:
-        checkpoint=lambda wc: checkpoint_path(config, wc.ddpm),
+        checkpoint=lambda wc: ddpm_files(wc.ddpm),
     output:
         check=paths.DDPM_CHECK,
     log:
