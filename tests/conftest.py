@@ -91,19 +91,20 @@ TINY_UNET2D = {
 }
 
 
-def make_diffusers_folder(folder: Path, *, seed: int = 0, unet: dict | None = None, pipeline: bool = True) -> Path:
+def make_diffusers_folder(folder: Path, *, seed: int = 0, unet: dict | None = None, layout: str = "pipeline") -> Path:
     """A random-weight tiny UNet2DModel and a linear 1000-step DDPMScheduler saved by diffusers'
-    ``save_pretrained``: a DDPMPipeline folder (``pipeline``) or a folder holding unet/ and scheduler/."""
+    ``save_pretrained``: a DDPMPipeline folder (``layout`` "pipeline"), a folder holding unet/ and
+    scheduler/ alone ("subfolders"), or both saved at the folder's top ("flat", the google/ddpm-* layout)."""
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     torch.manual_seed(seed)
     model = UNet2DModel(**{**TINY_UNET2D, **(unet or {})})
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
-    if pipeline:
+    if layout == "pipeline":
         DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
     else:
-        model.save_pretrained(folder / "unet")
-        scheduler.save_pretrained(folder / "scheduler")
+        model.save_pretrained(folder / "unet" if layout == "subfolders" else folder)
+        scheduler.save_pretrained(folder / "scheduler" if layout == "subfolders" else folder)
     return folder
 
 

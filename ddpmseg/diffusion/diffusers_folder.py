@@ -4,8 +4,11 @@
 A diffusers DDPM is a ``DDPMPipeline`` saved with ``save_pretrained`` (or any folder holding its ``unet/``
 and ``scheduler/``): a ``UNet2DModel`` and a ``DDPMScheduler``. Only three of its files are read, and
 only those count: ``unet/config.json``, ``unet/diffusion_pytorch_model.safetensors`` and
-``scheduler/scheduler_config.json`` (no pickles, no code). Their digest (:func:`folder_digest`) is
-recorded as a guided-diffusion checkpoint's sha256 is.
+``scheduler/scheduler_config.json`` (no pickles, no code). A folder without ``unet/`` and ``scheduler/``
+may hold the three at its top instead (``config.json``, ``diffusion_pytorch_model.safetensors``,
+``scheduler_config.json``), as the hub's google/ddpm-* repositories do; diffusers loads both layouts,
+and the files count under the same names (:data:`FOLDER_FILES`) either way. Their digest
+(:func:`folder_digest`) is recorded as a guided-diffusion checkpoint's sha256 is.
 
 Its "flags" (what the workflow's params, stores and bundles carry as a DDPM's flags) are
 ``{"library": "diffusers", "image_size", "diffusion_steps", "unet": <config.json>, "scheduler":
@@ -37,6 +40,8 @@ UNET_CONFIG = "unet/config.json"
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
 FOLDER_FILES = (UNET_CONFIG, UNET_WEIGHTS, SCHEDULER_CONFIG)
+# The same files at the top of a folder without unet/ and scheduler/ (the google/ddpm-* repositories' layout).
+FLAT_FILES = tuple(name.split("/")[1] for name in FOLDER_FILES)
 UNET_CLASS = "UNet2DModel"
 SCHEDULER_CLASS = "DDPMScheduler"
 # Up blocks whose layers are resnets[j] (then attentions[j]) and one upsampler at the end.
@@ -73,31 +78,43 @@ def is_diffusers(flags: Mapping[str, Any]) -> bool:
 # --- the folder's files ------------------------------------------------------------------------------
 
 
+def folder_layout(folder: Path) -> tuple[str, ...]:
+    """The names of the three files in ``folder``: :data:`FOLDER_FILES` (``unet/`` and ``scheduler/``), or
+    :data:`FLAT_FILES` when the folder has neither subfolder but a ``config.json`` at its top."""
+    nested = (folder / "unet").is_dir() or (folder / "scheduler").is_dir()
+    return FLAT_FILES if not nested and (folder / "config.json").is_file() else FOLDER_FILES
+
+
 def folder_files(folder: str | Path) -> list[Path]:
-    """The folder's files that count, in :data:`FOLDER_FILES` order; a missing one, pickled weights
-    without safetensors or sharded weights are one line naming the file."""
+    """The folder's files that count, in :data:`FOLDER_FILES` order, in either layout; a missing one,
+    pickled weights without safetensors or sharded weights are one line naming the file."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DdpmsegError(f"{folder}: not a folder (a diffusers DDPMPipeline folder holding unet/ and scheduler/)")
-    for name in FOLDER_FILES:
+        raise DdpmsegError(f"{folder}: not a folder (a diffusers DDPMPipeline folder: docs/diffusers.md)")
+    names = folder_layout(folder)
+    for logical, name in zip(FOLDER_FILES, names, strict=True):
         path = folder / name
         if path.is_file():
             continue
-        unet = folder / "unet"
-        if name == UNET_WEIGHTS and (unet / "diffusion_pytorch_model.safetensors.index.json").is_file():
+        weights = path.parent
+        if logical == UNET_WEIGHTS and (weights / "diffusion_pytorch_model.safetensors.index.json").is_file():
             raise DdpmsegError(f"{path}: sharded weights are not supported; save the UNet as one safetensors file")
-        if name == UNET_WEIGHTS and (unet / "diffusion_pytorch_model.bin").is_file():
+        if logical == UNET_WEIGHTS and (weights / "diffusion_pytorch_model.bin").is_file():
             raise DdpmsegError(
                 f"{path}: missing; the folder has only diffusion_pytorch_model.bin (a pickle), and ddpmseg loads "
                 "safetensors only (convert it once: docs/diffusers.md)"
             )
-        raise DdpmsegError(f"{path}: missing (a diffusers DDPM folder holds {', '.join(FOLDER_FILES)})")
-    return [folder / name for name in FOLDER_FILES]
+        raise DdpmsegError(
+            f"{path}: missing (a diffusers DDPM folder holds {', '.join(FOLDER_FILES)}, or {', '.join(FLAT_FILES)} "
+            "at its top)"
+        )
+    return [folder / name for name in names]
 
 
 def file_digests(folder: str | Path) -> dict[str, str]:
-    """sha256 of each file that counts, by its path relative to the folder (``unet/config.json``, ...)."""
-    return {path.relative_to(folder).as_posix(): sha256_file(path) for path in folder_files(folder)}
+    """sha256 of each file that counts, by its name in :data:`FOLDER_FILES` (``unet/config.json``, ...)
+    whichever the folder's layout."""
+    return {name: sha256_file(path) for name, path in zip(FOLDER_FILES, folder_files(folder), strict=True)}
 
 
 def digest_of(files: Mapping[str, str]) -> str:
@@ -130,9 +147,11 @@ def ddpm_location(checkpoint: str | Path | Sequence[str | Path]) -> Path:
     files = [Path(p) for p in checkpoint]
     if len(files) == 1:
         return files[0]
-    if len(files) != len(FOLDER_FILES) or any(not f.as_posix().endswith(n) for f, n in zip(files, FOLDER_FILES)):
-        raise DdpmsegError(f"DDPM input {[str(f) for f in files]}: neither one checkpoint nor a diffusers folder's files")
-    return files[0].parent.parent
+    if len(files) == len(FOLDER_FILES):
+        for names, folder in ((FOLDER_FILES, files[0].parent.parent), (FLAT_FILES, files[0].parent)):
+            if files == [folder / name for name in names]:
+                return folder
+    raise DdpmsegError(f"DDPM input {[str(f) for f in files]}: neither one checkpoint nor a diffusers folder's files")
 
 
 # --- the description ---------------------------------------------------------------------------------
@@ -154,17 +173,16 @@ def _public(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def read_flags(folder: str | Path) -> dict[str, Any]:
     """The description of a diffusers folder (its "flags"), read from its two config files."""
-    folder = Path(folder)
-    folder_files(folder)
-    unet, scheduler = _read_json(folder / UNET_CONFIG), _read_json(folder / SCHEDULER_CONFIG)
-    for config, name, expected in ((unet, UNET_CONFIG, UNET_CLASS), (scheduler, SCHEDULER_CONFIG, SCHEDULER_CLASS)):
+    unet_path, _, scheduler_path = folder_files(folder)
+    unet, scheduler = _read_json(unet_path), _read_json(scheduler_path)
+    for config, path, expected in ((unet, unet_path, UNET_CLASS), (scheduler, scheduler_path, SCHEDULER_CLASS)):
         found = config.get("_class_name", expected)
         if found != expected:
-            raise DdpmsegError(f"{folder / name}: _class_name is {found!r}; ddpmseg reads a {expected} here")
+            raise DdpmsegError(f"{path}: _class_name is {found!r}; ddpmseg reads a {expected} here")
     try:
         return diffusers_flags({"library": DIFFUSERS, "unet": _public(unet), "scheduler": _public(scheduler)})
     except DdpmsegError as error:
-        raise DdpmsegError(f"{folder / UNET_CONFIG}: {error}") from None
+        raise DdpmsegError(f"{unet_path}: {error}") from None
 
 
 def _setting(section: Mapping[str, Any], key: str, defaults: Mapping[str, Any]) -> Any:

@@ -73,7 +73,7 @@ def load_diffusers_ddpm(
     description ``flags`` the workflow recorded; eval mode on ``device``, float16 on CUDA, float32 on CPU."""
     require_diffusers(str(folder))
     folder = Path(folder)
-    folder_files(folder)
+    unet_config, _, scheduler_config = folder_files(folder)  # either layout: the folders of these files load
     found, expected = read_flags(folder), diffusers_flags(flags)
     if found != expected:
         differing = sorted(key for key in set(found["unet"]) | set(expected["unet"])
@@ -85,19 +85,19 @@ def load_diffusers_ddpm(
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
         unet, loading = UNet2DModel.from_pretrained(
-            folder, subfolder="unet", use_safetensors=True, local_files_only=True, torch_dtype=dtype,
+            unet_config.parent, use_safetensors=True, local_files_only=True, torch_dtype=dtype,
             low_cpu_mem_usage=False, output_loading_info=True,
         )
-        scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
+        scheduler = DDPMScheduler.from_pretrained(scheduler_config.parent, local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DdpmsegError(f"{folder}: diffusers cannot load it ({first})") from None
-    _check_loading(folder, loading)
+    _check_loading(unet_config.parent, loading)
     unet = unet.to(device).eval()
     return DecoderUNet(unet, expected).eval(), SchedulerNoising(scheduler)
 
 
-def _check_loading(folder: Path, loading: Mapping[str, Any]) -> None:
+def _check_loading(unet_folder: Path, loading: Mapping[str, Any]) -> None:
     """diffusers initialises the parameters the weights lack at random and only warns: refused here, as
     are weights the UNet has no place for."""
     for key, what in (("missing_keys", "lack"), ("unexpected_keys", "have parameters the UNet lacks:"),
@@ -105,4 +105,4 @@ def _check_loading(folder: Path, loading: Mapping[str, Any]) -> None:
         names = [str(name[0] if isinstance(name, tuple) else name) for name in loading.get(key) or []]
         if names:
             shown = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            raise DdpmsegError(f"{folder / 'unet'}: the weights {what} {shown} (unet/config.json does not fit them)")
+            raise DdpmsegError(f"{unet_folder}: the weights {what} {shown} (its config.json does not fit them)")

@@ -31,7 +31,7 @@ from .. import __version__
 from ..data.archive import extract_archive
 from ..base.errors import DdpmsegError
 from ..base.files import atomic_directory, atomic_path, save_json, sha256_file
-from ..diffusion.diffusers_folder import FOLDER_FILES, ddpm_digest, digest_of, is_diffusers
+from ..diffusion.diffusers_folder import FOLDER_FILES, ddpm_digest, digest_of, folder_files, is_diffusers
 from .run import RunInfo
 from .segmenter import Segmenter, check_members_fit, make_segmenter
 from .settings import SegmenterSettings
@@ -118,9 +118,9 @@ def _write_bundle(folder: Path, segmenter: Segmenter, run: RunInfo, include_ddpm
     if include_ddpm and is_diffusers(segmenter.settings.ddpm_flags):  # the folder's files that count
         ddpm_file = f"ddpm/{run.ddpm_name}"
         ddpm_files = [f"{ddpm_file}/{name}" for name in FOLDER_FILES]
-        for name, copy in zip(FOLDER_FILES, ddpm_files, strict=True):
+        for source, copy in zip(folder_files(segmenter.ddpm_checkpoint), ddpm_files, strict=True):  # either layout
             (folder / copy).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(segmenter.ddpm_checkpoint / name, folder / copy)
+            shutil.copyfile(source, folder / copy)
     elif include_ddpm:
         ddpm_file = f"ddpm/{run.ddpm_name}.pt"
         ddpm_files = [ddpm_file]

@@ -89,10 +89,19 @@ def test_steps_and_blocks_are_checked_against_the_folder(diffusers_folder) -> No
         check_feature_settings(flags, [1000], [0])
 
 
-def test_a_folder_of_unet_and_scheduler_alone_reads_the_same(tmp_path, diffusers_folder) -> None:
-    plain = make_diffusers_folder(tmp_path / "plain", pipeline=False)
+@pytest.mark.parametrize("layout", ["subfolders", "flat"])
+def test_a_folder_of_unet_and_scheduler_alone_or_flat_reads_the_same(tmp_path, diffusers_folder, layout) -> None:
+    plain = make_diffusers_folder(tmp_path / "plain", layout=layout)
     assert not (plain / "model_index.json").exists()
+    assert (plain / "unet").is_dir() == (layout == "subfolders")
+    files = folder_files(plain)
+    assert [path.relative_to(plain).as_posix() for path in files] == (
+        list(FOLDER_FILES) if layout == "subfolders"
+        else ["config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"]
+    )
+    assert ddpm_location([str(path) for path in files]) == plain  # a rule's input: the folder's files
     assert read_flags(plain) == read_flags(diffusers_folder)
+    assert list(file_digests(plain)) == list(FOLDER_FILES)  # the same names whichever the layout
     assert folder_digest(plain) == folder_digest(diffusers_folder)  # same files, same seed: same digest
 
 

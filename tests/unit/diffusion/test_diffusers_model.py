@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import pytest
 import torch
+from conftest import make_diffusers_folder
 
 from ddpmseg.base.errors import DdpmsegError
 from ddpmseg.diffusion.activations import extract_activations, shared_noise
@@ -147,3 +149,25 @@ def test_a_folder_that_is_not_the_recorded_ddpm_is_refused(tmp_path, diffusers_f
     config.write_text(json.dumps({**json.loads(config.read_text()), "norm_eps": 1e-6}))
     with pytest.raises(DdpmsegError, match=r"its configs differ from the DDPM's recorded description \(unet norm_eps\)"):
         load_ddpm(folder, read_flags(diffusers_folder), "cpu")
+
+
+def test_a_flat_folder_loads_the_same_model(tmp_path, diffusers_folder) -> None:
+    """The google/ddpm-* layout (the three files at the folder's top): the same weights, the same features."""
+    flat = make_diffusers_folder(tmp_path / "flat", layout="flat")
+    assert not (flat / "unet").exists() and (flat / "config.json").is_file()
+    images, noise = torch.rand(1, 3, 32, 32) * 2 - 1, shared_noise(3, 32)
+    features = []
+    for folder in (diffusers_folder, flat):
+        model, noising = load_ddpm(folder, read_flags(folder), "cpu")
+        features.append(extract_activations(model, noising, images, steps=[100], blocks=[1, 3], noise=noise))
+    assert list(features[0]) == list(features[1]) == [(100, 1), (100, 3)]
+    for key, value in features[0].items():
+        assert torch.equal(value, features[1][key])
+
+
+def test_loading_without_the_extra_is_one_line_naming_it(diffusers_folder, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # as where the extra is not installed
+    with pytest.raises(DdpmsegError) as error:
+        load_ddpm(diffusers_folder, read_flags(diffusers_folder), "cpu")
+    assert str(error.value) == (f"{diffusers_folder}: a diffusers DDPM needs the diffusers extra; install it: "
+                                "pip install -e '.[diffusers]'")
