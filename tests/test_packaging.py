@@ -27,6 +27,23 @@ def test_report_dependency_is_in_the_plain_install_and_the_conda_env() -> None:
     assert "pygments" in requirement_names(env)
 
 
+def optional_dependencies(extra: str) -> list[str]:
+    """The strings of one [project.optional-dependencies] extra (one line each)."""
+    line = re.search(rf"^{extra} = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)
+    return re.findall(r'"([^"]+)"', line.group(1))
+
+
+def test_the_test_extra_and_the_conda_env_hold_the_diffusers_extra() -> None:
+    # CI installs the test extra only, and its diffusers tests must run there, not skip; a diffusers DDPM's
+    # jobs under --sdm conda need it too
+    diffusers = optional_dependencies("diffusers")
+    assert requirement_names(diffusers) == {"diffusers", "safetensors"}
+    assert set(diffusers) <= set(optional_dependencies("test"))
+    env = yaml.safe_load((REPO / "envs" / "ddpmseg.yaml").read_text())["dependencies"]
+    pip = next(entry["pip"] for entry in env if isinstance(entry, dict))
+    assert set(diffusers) <= set(pip)
+
+
 def test_ci_runs_the_demo_and_its_report_before_installing_the_test_extras() -> None:
     script = (REPO / ".ci" / "run").read_text()
     report = script.index("\nsnakemake --report results/report.html")  # the command, not the echo
