@@ -14,7 +14,7 @@ Its "flags" (what the workflow's params, stores and bundles carry as a DDPM's fl
 ``{"library": "diffusers", "image_size", "diffusion_steps", "unet": <config.json>, "scheduler":
 <scheduler_config.json>}`` (the two configs without their ``_``-keys), read here from the JSON files.
 
-Decoder block ``k`` (docs/method.md §3) is the analogue of guided-diffusion's ``output_blocks[k]``: the
+Decoder block ``k`` (docs/diffusers.md) is the analogue of guided-diffusion's ``output_blocks[k]``: the
 up blocks' layers in forward order, ``up_blocks[i]`` layer ``j`` being the output of ``resnets[j]``,
 followed by ``attentions[j]`` when the up block has attentions, followed by ``upsamplers[0]`` for the
 last layer of every up block but the last. :func:`decoder_blocks` lists them without building the model.

@@ -178,3 +178,24 @@ def test_reading_a_folder_imports_neither_torch_nor_diffusers(diffusers_folder) 
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+# unet/config.json of google/ddpm-cat-256 (the original DDPM paper's LSUN architecture), its keys that count here
+HUB_DDPM_256 = {
+    "sample_size": 256, "in_channels": 3, "out_channels": 3, "layers_per_block": 2,
+    "block_out_channels": [128, 128, 256, 256, 512, 512],
+    "down_block_types": ["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
+}
+
+
+def test_the_hub_ddpms_have_the_papers_block_resolutions_as_docs_diffusers_md_says() -> None:
+    flags = diffusers_flags({"library": "diffusers", "unet": HUB_DDPM_256, "scheduler": {"num_train_timesteps": 1000}})
+    blocks = decoder_blocks(flags)
+    assert len(blocks) == 18 == decoder_block_count(flags)  # as the paper's guided-diffusion UNet (docs/method.md §2)
+    paper = [blocks[k] for k in (5, 6, 7, 8, 12)]
+    assert [b.resolution for b in paper] == [32, 32, 32, 64, 128]
+    assert [b.channels for b in paper] == [512, 256, 256, 256, 128] and sum(b.channels for b in paper) == 1408
+    assert [b.module for b in blocks[3:6]] == ["up_blocks.1.attentions.0", "up_blocks.1.attentions.1",
+                                               "up_blocks.1.upsamplers.0"]
+    assert blocks[17].module == "up_blocks.5.resnets.2" and blocks[17].resolution == 256
