@@ -16,7 +16,7 @@ from PIL import Image
 
 from ddpmseg.base.files import load_json
 from ddpmseg.cli import main
-from ddpmseg.diffusion.diffusers_folder import file_digests, folder_digest
+from ddpmseg.diffusion.diffusers_folder import file_digests, folder_digest, folder_files
 from ddpmseg.features.store import FeatureStore
 
 pytestmark = pytest.mark.workflow
@@ -64,9 +64,29 @@ def test_a_diffusers_folder_is_the_demos_feature_source_end_to_end(tmp_path, cap
         by_workflow = np.load(tmp_path / "results/predictions/tiny/baseline/seed0/labels" / f"{image.stem}.npy")
         assert np.array_equal(by_bundle, by_workflow), image.name
 
-    # other weights under the same configs: its validation and everything after it rerun
+    # a bundle that references the folder names it and takes it, or a copy of it in the hub's flat layout, and
+    # no other
+    referenced = tmp_path / "referenced"
+    assert main(["export", "--dataset", "tiny", "--variant", "baseline", "--seed", "0", "--workdir", str(tmp_path),
+                 "--config", "test-config.yaml", "--out", str(referenced)]) == 0
+    manifest = load_json(referenced / "manifest.json")["ddpm"]
+    assert manifest["file"] is None and manifest["sha256"] == check["sha256"]
+    assert manifest["where"] == {"source": "diffusers", "folder_name": "hub-ddpm", "files": check["files"]}
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for source, name in zip(folder_files(folder), ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json")):
+        shutil.copyfile(source, flat / name)
+    assert main(["predict", str(referenced), str(test_images), "--out", str(tmp_path / "out-flat"), "--ddpm", str(flat)]) == 0
+    for image in sorted(test_images.glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out-flat/labels" / image.name)),
+                              np.asarray(Image.open(tmp_path / "out/labels" / image.name))), image.name
     other = make_diffusers_folder(tmp_path / "other", seed=1)
     assert folder_digest(other) != folder_digest(folder)
+    capsys.readouterr()
+    assert main(["predict", str(referenced), str(test_images), "--out", str(tmp_path / "out-other"), "--ddpm", str(other)]) == 1
+    assert f"DDPM checkpoint sha256 {folder_digest(other)} differs from the bundle's {check['sha256']}" in capsys.readouterr().err
+
+    # other weights under the same configs: its validation and everything after it rerun
     shutil.copyfile(other / "unet/diffusion_pytorch_model.safetensors", folder / "unet/diffusion_pytorch_model.safetensors")
     jobs = dry_run(tmp_path, config)
     assert {"validate_ddpm", "extract_features", "train_members", "predict_test_shard"} <= set(jobs)
