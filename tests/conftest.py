@@ -56,6 +56,10 @@ def pytest_collection_modifyitems(config, items) -> None:
              if (workflow_dir in item.path.parents) != (item.get_closest_marker("workflow") is not None)]
     if wrong:
         raise pytest.UsageError("the workflow marker must be on exactly the tests under tests/workflow: " + ", ".join(wrong))
+    # One worker runs every test of the shared tiny pipeline's run, so that it is made once (pytest-xdist).
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_run"))
 
 
 @pytest.fixture(autouse=True, scope="session")
