@@ -48,6 +48,7 @@ FEATURE_STEPS = [10, 400]
 FEATURE_BLOCKS = [0, 2, 3]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group markers
 def pytest_collection_modifyitems(config, items) -> None:
     """Every test under tests/workflow, and only those, carries the ``workflow`` marker, so that
     ``pytest -m "not workflow"`` and ``pytest tests/unit`` select the same tests."""
