@@ -6,9 +6,11 @@ job counts. Test files import helpers only from here, never from each other."""
 from __future__ import annotations
 
 import copy
+import fcntl
 import http.server
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,7 +50,6 @@ FEATURE_STEPS = [10, 400]
 FEATURE_BLOCKS = [0, 2, 3]
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group markers
 def pytest_collection_modifyitems(config, items) -> None:
     """Every test under tests/workflow, and only those, carries the ``workflow`` marker, so that
     ``pytest -m "not workflow"`` and ``pytest tests/unit`` select the same tests."""
@@ -57,10 +58,6 @@ def pytest_collection_modifyitems(config, items) -> None:
              if (workflow_dir in item.path.parents) != (item.get_closest_marker("workflow") is not None)]
     if wrong:
         raise pytest.UsageError("the workflow marker must be on exactly the tests under tests/workflow: " + ", ".join(wrong))
-    # One worker runs every test of the shared tiny pipeline's run, so that it is made once (pytest-xdist).
-    for item in items:
-        if "demo_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("demo_run"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -234,15 +231,33 @@ def snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> su
 def demo_run(tmp_path_factory):
     """The tiny demo plus a user's dataset (separate folders, non-square mixed sizes, PNG and uint16
     masks) through the whole pipeline, and that dataset's test images labelled by one of its runs (an
-    ``apply:`` entry); returns (workdir, config)."""
-    workdir = tmp_path_factory.mktemp("demo_run")
-    config = copy.deepcopy(TINY_CONFIG)
-    config["datasets"]["custom"] = {**make_custom_dataset(workdir / "custom"), "ddpm": "tiny_ddpm"}
-    # new images labelled by a trained run (apply.smk): the custom test images, non-square, mixed sizes
-    config["apply"] = {"new_fields": {"images": config["datasets"]["custom"]["test_images"], "dataset": "custom",
-                                      "variant": "final", "seed": 1, "suggest_top": 2}}
-    result = snakemake(workdir, config)
-    assert result.returncode == 0, result.stderr[-4000:]
+    ``apply:`` entry); returns (workdir, config).
+
+    Made once per test session. Under pytest-xdist the first worker that needs it makes it, under a
+    lock, in the folder the workers share, and each worker gets its own copy (timestamps and
+    Snakemake's metadata kept), so that workers never run Snakemake in one working directory."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp() if worker is None else tmp_path_factory.getbasetemp().parent
+    original, made = shared / "demo_run" / "run", shared / "demo_run" / "config.yaml"
+    original.parent.mkdir(exist_ok=True)
+    with open(shared / "demo_run" / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            shutil.rmtree(original, ignore_errors=True)
+            original.mkdir()
+            config = copy.deepcopy(TINY_CONFIG)
+            config["datasets"]["custom"] = {**make_custom_dataset(original / "custom"), "ddpm": "tiny_ddpm"}
+            # new images labelled by a trained run (apply.smk): the custom test images, non-square, mixed sizes
+            config["apply"] = {"new_fields": {"images": config["datasets"]["custom"]["test_images"],
+                                              "dataset": "custom", "variant": "final", "seed": 1, "suggest_top": 2}}
+            result = snakemake(original, config)
+            assert result.returncode == 0, result.stderr[-4000:]
+            made.write_text(yaml.safe_dump(config, sort_keys=False))
+        config = yaml.safe_load(made.read_text())
+    if worker is None:
+        return original, config
+    workdir = tmp_path_factory.mktemp("demo_run") / "run"
+    shutil.copytree(original, workdir, symlinks=True)
     return workdir, config
 
 
