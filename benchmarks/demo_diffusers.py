@@ -11,8 +11,8 @@ scenes: same ``demo:`` settings), whose DDPM is that folder (``source: diffusers
 the baseline on the guided-diffusion DDPM's features, the baseline on the UNet2DModel's, and the RGB
 control (it runs on both datasets, the same scenes: both numbers are printed).
 
-Outside CI (an estimate of 15-20 min on a quiet 2-core CPU: the UNet2DModel's 600 iterations ~3 min, the
-guided-diffusion demo DDPM's ~2 min, 24 member trainings ~9 min, the rest extraction and prediction):
+Outside CI (11 min on a quiet 2-core CPU: the UNet2DModel's 600 iterations 73 s, then the workflow, with
+the guided-diffusion demo DDPM's training and 24 member trainings, 410 s; docs/diffusers.md has the rows):
 
     python benchmarks/demo_diffusers.py                       # --workdir /tmp/ddpmseg-demo-diffusers
     python benchmarks/demo_diffusers.py --quick               # the same path in a few minutes, numbers mean nothing
