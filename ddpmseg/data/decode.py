@@ -156,7 +156,13 @@ def read_image(path: str | Path) -> np.ndarray:
     show it (:func:`oriented`).
     """
     with opened_image(path) as image:
-        return oriented(image_to_rgb(image, path), exif_orientation(image))
+        return viewed_rgb(image, path)
+
+
+def viewed_rgb(image: Image.Image, source: str | Path) -> np.ndarray:
+    """An opened image as an (H, W, 3) uint8 RGB array as viewers show it (:func:`image_to_rgb`, then its
+    EXIF orientation applied); ``source`` names it in errors."""
+    return oriented(image_to_rgb(image, source), exif_orientation(image))
 
 
 def values_decide(image: Image.Image) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..base.errors import DdpmsegError
-from ..data.decode import exif_orientation, image_to_rgb, oriented, read_image
+from ..data.decode import read_image, viewed_rgb
 from ..data.preprocess import check_non_square_policy
 from .bundle import read_bundle
 from .labelling import EnsembleLabeller, check_class_columns, model_square
@@ -88,7 +88,7 @@ def _rgb(image: Image.Image | np.ndarray | str | Path, name: str | None) -> tupl
         source = getattr(image, "filename", "") or ""
         label = name or (Path(source).name if source else IN_MEMORY_NAME)
         try:
-            return oriented(image_to_rgb(image, source or label), exif_orientation(image)), label
+            return viewed_rgb(image, source or label), label
         except (OSError, ValueError) as error:
             raise DdpmsegError(f"{label}: unreadable image ({error})") from None
     array = np.asarray(image)
